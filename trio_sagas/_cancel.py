@@ -1,0 +1,190 @@
+"""Named, hierarchical cancellation scopes that remember the root cause."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import final
+
+import attrs
+import trio
+
+from ._outcome import CancelCause, CancelReason
+from ._util import check_name
+
+
+@final
+@attrs.frozen
+class CancellationScopeStatistics:
+    """A snapshot of one node's live state.
+
+    Attributes:
+        open_scopes: trio cancel scopes currently open through this node
+            (not counting descendants).
+        children: live child nodes.
+        cancelled: whether this node was cancelled.
+    """
+
+    open_scopes: int
+    children: int
+    cancelled: bool
+
+
+@final
+class CancellationScope:
+    """A named node in a logical cancellation tree, shared by any number of tasks.
+
+    Tasks enter the node with :meth:`open`; :meth:`cancel` cancels every trio
+    scope open under this node or any descendant, with a readable reason. The
+    first cancel wins and its :class:`CancelCause` is kept; descendants report
+    that root cause.
+
+    A parent does not keep its children alive: a child nobody references (and
+    no task has open) is forgotten, so per-request children do not pile up.
+
+    Args:
+        name: Non-empty, without ``/`` (paths are ``/``-joined names), and
+            unique among the parent's live children.
+        parent: The parent node, or None for a root.
+
+    Raises:
+        ValueError: empty name, a name containing ``/``, or a duplicate name
+            under the same parent.
+    """
+
+    __slots__ = ("__weakref__", "_cause", "_children", "_name", "_open", "_parent", "_path")
+
+    def __init__(self, name: str, *, parent: CancellationScope | None = None) -> None:
+        check_name(name)
+        if parent is not None and not isinstance(parent, CancellationScope):
+            raise TypeError(f"parent must be a CancellationScope or None, got {parent!r}")
+        self._name = name
+        self._parent = parent
+        self._path = name if parent is None else f"{parent._path}/{name}"
+        self._open: set[trio.CancelScope] = set()
+        self._children: weakref.WeakValueDictionary[str, CancellationScope] = (
+            weakref.WeakValueDictionary()
+        )
+        self._cause: CancelCause | None = None
+        if parent is not None:
+            if name in parent._children:
+                raise ValueError(
+                    f"name {name!r} is already used by a child of scope {parent._path!r}"
+                )
+            parent._children[name] = self
+            # Born under a cancelled node: cancelled with the root cause.
+            self._cause = parent._cause
+
+    def __repr__(self) -> str:
+        state = f"cancelled: {self._cause}" if self._cause else "active"
+        return f"<trio_sagas.CancellationScope {self._path!r} {state}>"
+
+    @property
+    def name(self) -> str:
+        """This node's own name."""
+        return self._name
+
+    @property
+    def path(self) -> str:
+        """The ``/``-joined names from the root down to this node."""
+        return self._path
+
+    @property
+    def parent(self) -> CancellationScope | None:
+        """The parent node, or None for a root."""
+        return self._parent
+
+    @property
+    def children(self) -> tuple[CancellationScope, ...]:
+        """Live child nodes, in creation order."""
+        return tuple(self._children.values())
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether this node (or an ancestor, before it was opened) was cancelled."""
+        return self._cause is not None
+
+    @property
+    def cause(self) -> CancelCause | None:
+        """Why this node was cancelled: the root cause if an ancestor did it."""
+        return self._cause
+
+    def child(self, name: str) -> CancellationScope:
+        """Create a child node named *name* (born cancelled if this one is)."""
+        return CancellationScope(name, parent=self)
+
+    def walk(self) -> Iterator[CancellationScope]:
+        """This node and every live descendant, depth first, parents first."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(list(node._children.values())))
+
+    @contextmanager
+    def open(self) -> Iterator[trio.CancelScope]:
+        """Enter a :class:`trio.CancelScope` bound to this node.
+
+        Usable from any task, any number of times, concurrently. If the node
+        is already cancelled the scope is cancelled at once, so the first
+        checkpoint inside raises :exc:`trio.Cancelled` with the reason.
+        """
+        cancel_scope = trio.CancelScope()
+        if self._cause is not None:
+            cancel_scope.cancel(reason=self._cause.describe())
+        self._open.add(cancel_scope)
+        try:
+            with cancel_scope:
+                yield cancel_scope
+        finally:
+            self._open.discard(cancel_scope)
+
+    def cancel(
+        self,
+        reason: CancelReason = CancelReason.MANUAL,
+        *,
+        triggered_by: str | None = None,
+        message: str | None = None,
+    ) -> bool:
+        """Cancel this node and every descendant.
+
+        The first cancel of a node wins: later calls change nothing. The
+        cause's origin follows from *reason* (MANUAL and EXTERNAL are
+        external, everything else internal). A descendant that was not
+        already cancelled takes this node's cause as its root cause. Never
+        touches the parent or siblings.
+
+        Args:
+            reason: Why.
+            triggered_by: The step/signal/attempt that caused it.
+            message: Extra text for humans.
+
+        Returns:
+            True if this call cancelled the node, False if it already was.
+        """
+        if not isinstance(reason, CancelReason):
+            raise TypeError(f"reason must be a CancelReason, got {reason!r}")
+        if self._cause is not None:
+            return False
+        cause = CancelCause.of(
+            reason, scope=self._path, triggered_by=triggered_by, message=message
+        )
+        text = cause.describe()
+        for node in self.walk():
+            if node is not self and node._cause is not None:
+                # Cancelled earlier by its own cause: keep it, but its open
+                # scopes were already cancelled; nothing more to do there.
+                continue
+            node._cause = cause
+            for cancel_scope in node._open:
+                cancel_scope.cancel(reason=text)
+        return True
+
+    def statistics(self) -> CancellationScopeStatistics:
+        """A snapshot of this node's live state."""
+        return CancellationScopeStatistics(
+            open_scopes=len(self._open),
+            children=len(self._children),
+            cancelled=self._cause is not None,
+        )

@@ -1,0 +1,416 @@
+"""Compensation scopes, step contexts and SagaError (layer 2).
+
+A :class:`CompensationScope` collects undo actions while work goes forward
+and runs them, once, when the work must be rolled back: shielded from the
+cancellation that triggered the rollback, every try bounded by a timeout,
+continuing past a failing action.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVarTuple, final
+
+import attrs
+import trio
+
+from ._cancel import CancellationScope
+from ._outcome import CancelCause, CancelReason, Outcome, Status
+from ._retry import BudgetKind, RetryPolicy
+from ._util import check_async, check_name, check_timeout, describe_callable
+
+PosArgsT = TypeVarTuple("PosArgsT")
+
+DEFAULT_COMPENSATION_TIMEOUT = 30.0
+"""Seconds one try of a compensation action may take when no timeout is given.
+
+Compensation is always bounded so that a hung rollback cannot hang the
+program; pass ``timeout=math.inf`` to opt out explicitly.
+"""
+
+
+@final
+class CompensationPolicy(enum.Enum):
+    """How a :class:`CompensationScope` runs its actions."""
+
+    SEQUENTIAL_REVERSE = "sequential_reverse"
+    """One at a time, last registered first (the default)."""
+    PARALLEL = "parallel"
+    """All at once; the report lists them last registered first."""
+
+
+@attrs.frozen
+class _Action:
+    fn: Callable[..., Awaitable[object]]
+    args: tuple[object, ...]
+    name: str
+
+
+@final
+@attrs.frozen
+class CompensationReport:
+    """What a compensation run did: one outcome per action, in run order.
+
+    Attributes:
+        outcomes: One :class:`Outcome` per action (attribute ``attempts``
+            counts the tries).
+    """
+
+    outcomes: tuple[Outcome[Any], ...] = ()
+
+    @property
+    def errors(self) -> tuple[BaseException, ...]:
+        """The final error of every action that did not succeed, in run order."""
+        return tuple(o.error for o in self.outcomes if not o.ok and o.error is not None)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every action succeeded (an empty run is ok)."""
+        return all(o.ok for o in self.outcomes)
+
+    @property
+    def failed(self) -> tuple[Outcome[Any], ...]:
+        """The outcomes of the actions that did not succeed."""
+        return tuple(o for o in self.outcomes if not o.ok)
+
+
+def _check_retry(retry: object) -> RetryPolicy | None:
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
+    return retry
+
+
+async def run_compensation_action(
+    fn: Callable[..., Awaitable[object]],
+    args: Sequence[object],
+    *,
+    name: str,
+    retry: RetryPolicy | None,
+    timeout: float,
+) -> Outcome[object]:
+    """Run one undo action: shielded, each try bounded by *timeout*, retried.
+
+    Never raises for an :exc:`Exception` from the action: the outcome says
+    FAILED (the last error) or TIMED_OUT (a :exc:`TimeoutError`, cause
+    ``STEP_TIMEOUT``). A retry budget that denies a retry ends the tries.
+    """
+    max_attempts = 1 if retry is None else retry.max_attempts
+    attempts = 0
+    status = Status.FAILED
+    error: Exception | None = None
+    denied = False
+    with trio.CancelScope(shield=True):
+        started = trio.current_time()
+        for retry_index in range(max_attempts):
+            if retry_index:
+                assert retry is not None
+                if retry.budget is not None and not retry.budget.try_acquire(BudgetKind.RETRY):
+                    denied = True
+                    break
+                await trio.sleep(retry.backoff(retry_index - 1))
+            attempts += 1
+            with trio.move_on_after(timeout) as try_scope:
+                try:
+                    value = await fn(*args)
+                except Exception as exc:
+                    status, error = Status.FAILED, exc
+                    continue
+                return Outcome(
+                    name,
+                    Status.SUCCEEDED,
+                    value=value,
+                    started_at=started,
+                    finished_at=trio.current_time(),
+                    attributes={"attempts": attempts},
+                )
+            if try_scope.cancelled_caught:
+                status = Status.TIMED_OUT
+                error = TimeoutError(
+                    f"compensation {name!r} timed out after {timeout} s (try {attempts})"
+                )
+    cause = None
+    if status is Status.TIMED_OUT:
+        cause = CancelCause.of(
+            CancelReason.STEP_TIMEOUT,
+            triggered_by=name,
+            message=f"compensation try exceeded {timeout} s",
+        )
+    attributes: dict[str, object] = {"attempts": attempts}
+    if denied:
+        attributes["retry_denied"] = "budget_denied"
+    return Outcome(
+        name,
+        status,
+        error=error,
+        cause=cause,
+        started_at=started,
+        finished_at=trio.current_time(),
+        attributes=attributes,
+    )
+
+
+@final
+class CompensationScope:
+    """Undo actions registered while work goes forward, run once on rollback.
+
+    ``register`` adds an action; ``run`` takes every registered action and
+    runs each exactly once. Actions registered later are run by a later
+    ``run``. Runs are serialized: a second ``run`` called while one is in
+    progress waits for it, then runs whatever was registered since, so no
+    action ever runs twice.
+    """
+
+    __slots__ = ("_actions", "_running")
+
+    def __init__(self) -> None:
+        self._actions: list[_Action] = []
+        self._running: trio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<trio_sagas.CompensationScope with {len(self._actions)} action(s)>"
+
+    def __len__(self) -> int:
+        return len(self._actions)
+
+    @property
+    def has_actions(self) -> bool:
+        """Whether any action is waiting to run."""
+        return bool(self._actions)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names of the waiting actions, in registration order."""
+        return tuple(a.name for a in self._actions)
+
+    def register(
+        self,
+        fn: Callable[[*PosArgsT], Awaitable[object]],
+        *args: *PosArgsT,
+        name: str | None = None,
+    ) -> None:
+        """Register ``await fn(*args)`` as an undo action.
+
+        Args:
+            fn: An async function.
+            *args: Positional arguments for *fn* (use :func:`functools.partial`
+                for keywords).
+            name: For reports; defaults to the function's qualified name.
+
+        Raises:
+            TypeError: *fn* is not an async function.
+        """
+        check_async(fn, "fn")
+        if name is None:
+            name = describe_callable(fn)
+        elif not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        self._actions.append(_Action(fn, args, name))
+
+    def absorb(self, other: CompensationScope) -> None:
+        """Move every action of *other* to the end of this scope, in order."""
+        if not isinstance(other, CompensationScope):
+            raise TypeError(f"other must be a CompensationScope, got {other!r}")
+        if other is self:
+            raise ValueError("a CompensationScope cannot absorb itself")
+        self._actions.extend(other._actions)
+        other._actions.clear()
+
+    def clear(self) -> None:
+        """Forget every waiting action (the work was committed)."""
+        self._actions.clear()
+
+    async def run(
+        self,
+        policy: CompensationPolicy = CompensationPolicy.SEQUENTIAL_REVERSE,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> CompensationReport:
+        """Run every waiting action exactly once.
+
+        The whole run is shielded from outer cancellation (it is bounded by
+        the per-try *timeout* instead). A failing action does not stop the
+        others.
+
+        Args:
+            policy: Sequential in reverse registration order (default), or
+                all in parallel.
+            retry: Retry a failing action per this policy (the ``hedge``
+                part is ignored; ``budget`` is honored).
+            timeout: Seconds per try of each action; None means
+                :data:`DEFAULT_COMPENSATION_TIMEOUT`.
+
+        Returns:
+            A :class:`CompensationReport`; it never raises for an action's
+            :exc:`Exception`.
+        """
+        if not isinstance(policy, CompensationPolicy):
+            raise TypeError(f"policy must be a CompensationPolicy, got {policy!r}")
+        retry = _check_retry(retry)
+        per_try = check_timeout(timeout, "timeout")
+        if per_try is None:
+            per_try = DEFAULT_COMPENSATION_TIMEOUT
+        with trio.CancelScope(shield=True):
+            while self._running is not None:
+                await self._running.wait()
+            actions, self._actions = self._actions[::-1], []
+            if not actions:
+                return CompensationReport()
+            self._running = done = trio.Event()
+            try:
+                return await _run_actions(actions, policy, retry, per_try)
+            finally:
+                self._running = None
+                done.set()
+
+
+async def _run_actions(
+    actions: list[_Action],
+    policy: CompensationPolicy,
+    retry: RetryPolicy | None,
+    timeout: float,
+) -> CompensationReport:
+    if policy is CompensationPolicy.SEQUENTIAL_REVERSE:
+        outcomes = [
+            await run_compensation_action(
+                a.fn, a.args, name=a.name, retry=retry, timeout=timeout
+            )
+            for a in actions
+        ]
+        return CompensationReport(tuple(outcomes))
+    results: list[Outcome[Any] | None] = [None] * len(actions)
+
+    async def one(index: int, action: _Action) -> None:
+        results[index] = await run_compensation_action(
+            action.fn, action.args, name=action.name, retry=retry, timeout=timeout
+        )
+
+    async with trio.open_nursery() as nursery:
+        for index, action in enumerate(actions):
+            nursery.start_soon(one, index, action, name=f"compensate:{action.name}")
+    return CompensationReport(tuple(o for o in results if o is not None))
+
+
+def _new_scope_if_none(scope: CompensationScope | None) -> CompensationScope:
+    if scope is None:
+        return CompensationScope()
+    if not isinstance(scope, CompensationScope):
+        raise TypeError(f"compensation must be a CompensationScope or None, got {scope!r}")
+    return scope
+
+
+def _check_cancellation(scope: CancellationScope | None) -> CancellationScope | None:
+    if scope is not None and not isinstance(scope, CancellationScope):
+        raise TypeError(f"cancellation must be a CancellationScope or None, got {scope!r}")
+    return scope
+
+
+@final
+@attrs.define(eq=False, slots=True)
+class StepContext:
+    """What a step gets to talk to the toolkit: its name, undo actions, deps.
+
+    Attributes:
+        name: The step's name.
+        compensation: The step's own undo actions.
+        cancellation: The cancellation node the step runs under, if any.
+        deps: Whatever the caller passed as dependencies (clients, stores).
+        path: ``/``-joined names from the outermost context (defaults to
+            *name*).
+        result: In a saga's ``compensate``, what ``run`` returned.
+        idempotency_key: A stable key for this step's side effects, when the
+            runner provides one (durable sagas).
+    """
+
+    name: str = attrs.field()
+    compensation: CompensationScope = attrs.field(
+        default=None, kw_only=True, converter=_new_scope_if_none
+    )
+    cancellation: CancellationScope | None = attrs.field(
+        default=None, kw_only=True, converter=_check_cancellation
+    )
+    deps: Any = attrs.field(default=None, kw_only=True)
+    path: str = attrs.field(default="", kw_only=True)
+    result: Any = attrs.field(default=None, kw_only=True)
+    idempotency_key: str | None = attrs.field(default=None, kw_only=True)
+
+    @name.validator
+    def _check_name(self, attribute: attrs.Attribute[str], value: str) -> None:
+        check_name(value)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.path:
+            self.path = self.name
+
+    def register_compensation(
+        self,
+        fn: Callable[[*PosArgsT], Awaitable[object]],
+        *args: *PosArgsT,
+        name: str | None = None,
+    ) -> None:
+        """Register an undo action on this step's compensation scope."""
+        self.compensation.register(fn, *args, name=name)
+
+    def child(self, name: str) -> StepContext:
+        """A context for a sub-step: own compensation scope, same deps/cancellation."""
+        return StepContext(
+            name,
+            cancellation=self.cancellation,
+            deps=self.deps,
+            path=f"{self.path}/{name}",
+        )
+
+
+@final
+class SagaError(ExceptionGroup[Exception]):
+    """A failure that was followed by a failing compensation.
+
+    Its members are ``(original, *compensation_errors)``, so
+    ``except* OriginalType`` catches it.
+
+    Attributes:
+        original: The first failure, the one that triggered the rollback.
+        compensation_errors: The final error of every action that failed.
+        report: The full compensation report (names, attempts, timings).
+    """
+
+    original: Exception
+    compensation_errors: tuple[Exception, ...]
+    report: CompensationReport | None
+
+    def __new__(
+        cls,
+        original: Exception,
+        compensation_errors: Sequence[Exception],
+        *,
+        report: CompensationReport | None = None,
+        message: str | None = None,
+    ) -> SagaError:
+        if not isinstance(original, Exception):
+            raise TypeError(f"original must be an Exception, got {original!r}")
+        errors = tuple(compensation_errors)
+        if not errors:
+            raise ValueError("compensation_errors must not be empty")
+        if message is None:
+            failed = f"{len(errors)} compensation action(s) failed"
+            message = f"{type(original).__name__}: {original}; then {failed}"
+        self = super().__new__(cls, message, (original, *errors))
+        self.original = original
+        self.compensation_errors = errors
+        self.report = report
+        return self
+
+    def __init__(
+        self,
+        original: Exception,
+        compensation_errors: Sequence[Exception],
+        *,
+        report: CompensationReport | None = None,
+        message: str | None = None,
+    ) -> None:
+        super().__init__(self.message, self.exceptions)
+
+    def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:  # type: ignore[override]
+        """Split/subgroup results are plain groups (they may lack the original)."""
+        return ExceptionGroup(self.message, excs)
