@@ -44,7 +44,7 @@ def lint(session: nox.Session) -> None:
 def typing(session: nox.Session) -> None:
     """mypy --strict on the package, the tests and the examples."""
     _install(session, "typing")
-    session.run("mypy", "trio_sagas", "tests", "examples", "noxfile.py")
+    session.run("mypy", "trio_sagas", "tests", "examples")
 
 
 @nox.session

@@ -7,7 +7,8 @@ coordination, all reporting through :class:`Outcome` records.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._cancel import CancellationScope as CancellationScope
 from ._cancel import CancellationScopeStatistics as CancellationScopeStatistics
@@ -35,8 +36,8 @@ from ._retry import RetryPolicy as RetryPolicy
 from ._util import fixup_module_metadata as _fixup_module_metadata
 
 try:
-    __version__ = version("trio-sagas")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _version("trio-sagas")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = (

@@ -53,20 +53,35 @@ class CancellationScope:
             under the same parent.
     """
 
-    __slots__ = ("__weakref__", "_cause", "_children", "_name", "_open", "_parent", "_path")
+    __slots__ = (
+        "__weakref__",
+        "_cause",
+        "_children",
+        "_name",
+        "_open",
+        "_parent",
+        "_path",
+    )
+
+    _name: str
+    _parent: CancellationScope | None
+    _path: str
+    _open: set[trio.CancelScope]
+    _children: weakref.WeakValueDictionary[str, CancellationScope]
+    _cause: CancelCause | None
 
     def __init__(self, name: str, *, parent: CancellationScope | None = None) -> None:
         check_name(name)
         if parent is not None and not isinstance(parent, CancellationScope):
-            raise TypeError(f"parent must be a CancellationScope or None, got {parent!r}")
+            raise TypeError(
+                f"parent must be a CancellationScope or None, got {parent!r}"
+            )
         self._name = name
         self._parent = parent
         self._path = name if parent is None else f"{parent._path}/{name}"
-        self._open: set[trio.CancelScope] = set()
-        self._children: weakref.WeakValueDictionary[str, CancellationScope] = (
-            weakref.WeakValueDictionary()
-        )
-        self._cause: CancelCause | None = None
+        self._open = set()
+        self._children = weakref.WeakValueDictionary()
+        self._cause = None
         if parent is not None:
             if name in parent._children:
                 raise ValueError(

@@ -18,7 +18,13 @@ import trio
 from ._cancel import CancellationScope
 from ._outcome import CancelCause, CancelReason, Outcome, Status
 from ._retry import BudgetKind, RetryPolicy
-from ._util import check_async, check_name, check_timeout, describe_callable
+from ._util import (
+    check_async,
+    check_label,
+    check_name,
+    check_timeout,
+    describe_callable,
+)
 
 PosArgsT = TypeVarTuple("PosArgsT")
 
@@ -105,7 +111,9 @@ async def run_compensation_action(
         for retry_index in range(max_attempts):
             if retry_index:
                 assert retry is not None
-                if retry.budget is not None and not retry.budget.try_acquire(BudgetKind.RETRY):
+                if retry.budget is not None and not retry.budget.try_acquire(
+                    BudgetKind.RETRY
+                ):
                     denied = True
                     break
                 await trio.sleep(retry.backoff(retry_index - 1))
@@ -201,11 +209,8 @@ class CompensationScope:
             TypeError: *fn* is not an async function.
         """
         check_async(fn, "fn")
-        if name is None:
-            name = describe_callable(fn)
-        elif not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
-        self._actions.append(_Action(fn, args, name))
+        label = describe_callable(fn) if name is None else check_label(name, "name")
+        self._actions.append(_Action(fn, args, label))
 
     def absorb(self, other: CompensationScope) -> None:
         """Move every action of *other* to the end of this scope, in order."""
@@ -259,10 +264,11 @@ class CompensationScope:
                 return CompensationReport()
             self._running = done = trio.Event()
             try:
-                return await _run_actions(actions, policy, retry, per_try)
+                report = await _run_actions(actions, policy, retry, per_try)
             finally:
                 self._running = None
                 done.set()
+        return report
 
 
 async def _run_actions(
@@ -296,13 +302,17 @@ def _new_scope_if_none(scope: CompensationScope | None) -> CompensationScope:
     if scope is None:
         return CompensationScope()
     if not isinstance(scope, CompensationScope):
-        raise TypeError(f"compensation must be a CompensationScope or None, got {scope!r}")
+        raise TypeError(
+            f"compensation must be a CompensationScope or None, got {scope!r}"
+        )
     return scope
 
 
 def _check_cancellation(scope: CancellationScope | None) -> CancellationScope | None:
     if scope is not None and not isinstance(scope, CancellationScope):
-        raise TypeError(f"cancellation must be a CancellationScope or None, got {scope!r}")
+        raise TypeError(
+            f"cancellation must be a CancellationScope or None, got {scope!r}"
+        )
     return scope
 
 

@@ -13,7 +13,7 @@ from typing import Protocol, final, runtime_checkable
 
 import attrs
 
-from ._util import check_timeout
+from ._util import check_int, check_timeout
 
 
 @final
@@ -64,15 +64,20 @@ class Classified:
     reason: str | None = None
 
     @backoff.validator
-    def _check_backoff(self, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+    def _check_backoff(
+        self, attribute: attrs.Attribute[float | None], value: float | None
+    ) -> None:
         check_timeout(value, "backoff")
 
 
-def _non_negative(name: str) -> object:
-    def check(_instance: object, _attribute: object, value: object) -> None:
-        check_timeout(value, name, allow_none=False)
+def _seconds(
+    instance: object, attribute: attrs.Attribute[float], value: object
+) -> None:
+    check_timeout(value, attribute.name, allow_none=False)
 
-    return check
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @final
@@ -105,22 +110,25 @@ class HedgePolicy:
     """
 
     max_hedges: int = attrs.field(default=2)
-    delay: float = attrs.field(default=0.2, validator=_non_negative("delay"))  # type: ignore[arg-type]
+    delay: float = attrs.field(default=0.2, validator=_seconds)
     trigger: str | None = None
     cancel_on_first_terminal: bool = False
     budget: Budget | None = None
     missing_trigger: MissingTrigger = MissingTrigger.FALLBACK
 
     @max_hedges.validator
-    def _check_max_hedges(self, attribute: attrs.Attribute[int], value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"max_hedges must be an int >= 1, got {value!r}")
+    def _check_max_hedges(self, attribute: attrs.Attribute[int], value: object) -> None:
+        check_int(value, "max_hedges", minimum=1)
 
     def __attrs_post_init__(self) -> None:
         if self.trigger is not None and not isinstance(self.trigger, str):
-            raise TypeError(f"trigger must be a registered trigger name, got {self.trigger!r}")
+            raise TypeError(
+                f"trigger must be a registered trigger name, got {self.trigger!r}"
+            )
         if self.budget is not None and not isinstance(self.budget, Budget):
-            raise TypeError(f"budget must implement try_acquire(kind), got {self.budget!r}")
+            raise TypeError(
+                f"budget must implement try_acquire(kind), got {self.budget!r}"
+            )
         if not isinstance(self.missing_trigger, MissingTrigger):
             raise TypeError(
                 f"missing_trigger must be a MissingTrigger, got {self.missing_trigger!r}"
@@ -149,26 +157,29 @@ class RetryPolicy:
     """
 
     max_attempts: int = attrs.field(default=3)
-    initial_backoff: float = attrs.field(default=0.1, validator=_non_negative("initial_backoff"))  # type: ignore[arg-type]
-    max_backoff: float = attrs.field(default=10.0, validator=_non_negative("max_backoff"))  # type: ignore[arg-type]
+    initial_backoff: float = attrs.field(default=0.1, validator=_seconds)
+    max_backoff: float = attrs.field(default=10.0, validator=_seconds)
     multiplier: float = attrs.field(default=2.0)
     jitter: float = attrs.field(default=0.0)
     hedge: HedgePolicy | None = None
     budget: Budget | None = None
 
     @max_attempts.validator
-    def _check_max_attempts(self, attribute: attrs.Attribute[int], value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"max_attempts must be an int >= 1, got {value!r}")
+    def _check_max_attempts(
+        self, attribute: attrs.Attribute[int], value: object
+    ) -> None:
+        check_int(value, "max_attempts", minimum=1)
 
     @multiplier.validator
-    def _check_multiplier(self, attribute: attrs.Attribute[float], value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1:
+    def _check_multiplier(
+        self, attribute: attrs.Attribute[float], value: object
+    ) -> None:
+        if not _is_real(value) or not value >= 1:  # type: ignore[operator]
             raise ValueError(f"multiplier must be a number >= 1, got {value!r}")
 
     @jitter.validator
-    def _check_jitter(self, attribute: attrs.Attribute[float], value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    def _check_jitter(self, attribute: attrs.Attribute[float], value: object) -> None:
+        if not _is_real(value) or not 0 <= value <= 1:  # type: ignore[operator]
             raise ValueError(f"jitter must be a fraction in [0, 1], got {value!r}")
 
     def __attrs_post_init__(self) -> None:
@@ -180,7 +191,9 @@ class RetryPolicy:
         if self.hedge is not None and not isinstance(self.hedge, HedgePolicy):
             raise TypeError(f"hedge must be a HedgePolicy or None, got {self.hedge!r}")
         if self.budget is not None and not isinstance(self.budget, Budget):
-            raise TypeError(f"budget must implement try_acquire(kind), got {self.budget!r}")
+            raise TypeError(
+                f"budget must implement try_acquire(kind), got {self.budget!r}"
+            )
 
     def backoff(self, retry_index: int, *, rng: random.Random | None = None) -> float:
         """Seconds to wait after retry group *retry_index* (0-based) failed.

@@ -30,7 +30,8 @@ def describe_callable(fn: object) -> str:
         fn = fn.func
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     if name is None:
-        return repr(fn)
+        # A callable object: name its class.
+        name = type(fn).__qualname__
     return str(name)
 
 
@@ -63,7 +64,9 @@ def check_name(name: object, argument: str = "name") -> str:
     if not isinstance(name, str):
         raise TypeError(f"{argument} must be a str, got {name!r}")
     if not name or "/" in name:
-        raise ValueError(f"{argument} must be non-empty and contain no '/', got {name!r}")
+        raise ValueError(
+            f"{argument} must be non-empty and contain no '/', got {name!r}"
+        )
     return name
 
 
@@ -84,6 +87,20 @@ def check_timeout(
     return seconds
 
 
+def check_int(value: object, argument: str, *, minimum: int) -> int:
+    """Validate an int (not a bool) that is at least *minimum*."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{argument} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_label(value: object, argument: str) -> str:
+    """Validate a free-form label: a non-empty string (``/`` allowed)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{argument} must be a non-empty str, got {value!r}")
+    return value
+
+
 def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:
     """Make public objects claim the public module (as trio does).
 
@@ -99,7 +116,7 @@ def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:
         mod = getattr(obj, "__module__", None)
         if mod is None or not mod.startswith("trio_sagas."):
             return
-        obj.__module__ = module_name  # type: ignore[misc]
+        obj.__module__ = module_name
         if isinstance(obj, type):
             obj.__name__ = name
             obj.__qualname__ = qualname
