@@ -21,6 +21,10 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+# Longer runs for hunting rare interleavings: pytest --hypothesis-profile=stress
+settings.register_profile(
+    "stress", parent=settings.get_profile("default"), max_examples=2000
+)
 settings.load_profile("default")
 
 

@@ -18,6 +18,13 @@ from ._compensation import CompensationReport as CompensationReport
 from ._compensation import CompensationScope as CompensationScope
 from ._compensation import SagaError as SagaError
 from ._compensation import StepContext as StepContext
+from ._errgroup import ErrGroup as ErrGroup
+from ._errgroup import ErrGroupStatistics as ErrGroupStatistics
+from ._errgroup import GroupCancelled as GroupCancelled
+from ._errgroup import GroupCompensationCompleted as GroupCompensationCompleted
+from ._errgroup import GroupCompensationStarted as GroupCompensationStarted
+from ._errgroup import GroupTaskFinished as GroupTaskFinished
+from ._errgroup import open_err_group as open_err_group
 from ._events import Event as Event
 from ._events import Observer as Observer
 from ._outcome import CancelCause as CancelCause
@@ -54,7 +61,13 @@ __all__ = (
     "CompensationPolicy",
     "CompensationReport",
     "CompensationScope",
+    "ErrGroup",
+    "ErrGroupStatistics",
     "Event",
+    "GroupCancelled",
+    "GroupCompensationCompleted",
+    "GroupCompensationStarted",
+    "GroupTaskFinished",
     "HedgePolicy",
     "MissingTrigger",
     "Observer",
@@ -64,6 +77,7 @@ __all__ = (
     "SagaError",
     "Status",
     "StepContext",
+    "open_err_group",
 )
 
 _fixup_module_metadata(__name__, globals())

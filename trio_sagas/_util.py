@@ -16,6 +16,11 @@ def is_async_callable(fn: object) -> bool:
     Looks through :func:`functools.partial` and callable objects whose
     ``__call__`` is a coroutine function.
     """
+    # Fast path for plain functions and bound methods (which forward
+    # attribute access to their function): this runs once per task spawn.
+    code = getattr(fn, "__code__", None)
+    if code is not None and code.co_flags & inspect.CO_COROUTINE:
+        return True
     while isinstance(fn, functools.partial):
         fn = fn.func
     if inspect.iscoroutinefunction(fn):

@@ -1,0 +1,121 @@
+"""Error group benchmarks (issue 3).
+
+1. Spawn + join of 20,000 trivial tasks: ``open_err_group`` against a raw
+   ``trio.open_nursery`` (target ratio <= 1.5, aim 1.2) and against anyio's
+   ``TaskGroup`` on the trio backend, for reference.
+2. Peer-cancel latency after a failure with 1,000 peers and a 30 s
+   compensation, on a virtual clock: every peer must observe the cancel at the
+   failure's instant (0 virtual seconds), before compensation's first action
+   ends.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import trio
+import trio.testing
+from _harness import compare, report
+
+import trio_sagas
+
+TASKS = 20_000
+
+
+async def trivial() -> None:
+    pass
+
+
+async def with_nursery() -> None:
+    async with trio.open_nursery() as nursery:
+        for _ in range(TASKS):
+            nursery.start_soon(trivial)
+
+
+async def with_err_group() -> None:
+    async with trio_sagas.open_err_group(name="bench") as group:
+        for _ in range(TASKS):
+            group.start_soon(trivial)
+
+
+async def with_anyio() -> None:
+    import anyio
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(TASKS):
+            tg.start_soon(trivial)
+
+
+def peer_cancel_latency(peers: int = 1_000) -> dict[str, float]:
+    observed: list[float] = []
+    undo_ended: list[float] = []
+
+    async def peer() -> None:
+        try:
+            await trio.sleep(math.inf)
+        except trio.Cancelled:
+            observed.append(trio.current_time())
+            raise
+
+    async def undo() -> None:
+        await trio.sleep(30)
+        undo_ended.append(trio.current_time())
+
+    async def failing(ctx: trio_sagas.StepContext) -> None:
+        ctx.register_compensation(undo)
+        await trio.sleep(1)
+        raise RuntimeError("boom")
+
+    async def main() -> None:
+        try:
+            async with trio_sagas.open_err_group(compensation_timeout=60) as group:
+                for _ in range(peers):
+                    group.start_soon(peer)
+                group.start_step(failing, name="failing")
+        except RuntimeError:
+            pass
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(observed) == peers
+    return {
+        "peers": peers,
+        "failure_at": 1.0,
+        "max_cancel_latency_virtual_s": max(observed) - 1.0,
+        "compensation_first_action_ended_at": undo_ended[0],
+        "all_peers_cancelled_before_compensation_ended": max(observed) < undo_ended[0],
+    }
+
+
+def main() -> None:
+    rounds = 3 if "--quick" in sys.argv else 11
+    rows = [
+        compare(
+            "spawn+join 20k: err_group / trio nursery",
+            lambda: trio.run(with_err_group),
+            lambda: trio.run(with_nursery),
+            rounds=rounds,
+            target=1.5,
+        )
+    ]
+    try:
+        import anyio  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        rows.append(
+            compare(
+                "spawn+join 20k: err_group / anyio TaskGroup",
+                lambda: trio.run(with_err_group),
+                lambda: trio.run(with_anyio),
+                rounds=rounds,
+            )
+        )
+    latency = peer_cancel_latency()
+    assert latency["max_cancel_latency_virtual_s"] == 0.0
+    assert latency["all_peers_cancelled_before_compensation_ended"]
+    report("errgroup", rows, {"peer_cancel": latency})
+
+
+if __name__ == "__main__":
+    main()
