@@ -40,6 +40,29 @@ from ._retry import Classified as Classified
 from ._retry import HedgePolicy as HedgePolicy
 from ._retry import MissingTrigger as MissingTrigger
 from ._retry import RetryPolicy as RetryPolicy
+from ._saga import DEFAULT_COMPENSATION_RETRY as DEFAULT_COMPENSATION_RETRY
+from ._saga import Act as Act
+from ._saga import ActCancelled as ActCancelled
+from ._saga import ActCompleted as ActCompleted
+from ._saga import ActFailed as ActFailed
+from ._saga import ActStarted as ActStarted
+from ._saga import Chorus as Chorus
+from ._saga import ChorusCompleted as ChorusCompleted
+from ._saga import ChorusFailed as ChorusFailed
+from ._saga import ChorusMode as ChorusMode
+from ._saga import ChorusStarted as ChorusStarted
+from ._saga import CompensationCompleted as CompensationCompleted
+from ._saga import CompensationStarted as CompensationStarted
+from ._saga import CompensationStepCompleted as CompensationStepCompleted
+from ._saga import CompensationStepFailed as CompensationStepFailed
+from ._saga import CompensationStepStarted as CompensationStepStarted
+from ._saga import SagaEvent as SagaEvent
+from ._saga import SagaResult as SagaResult
+from ._saga import Scene as Scene
+from ._saga import SceneCompleted as SceneCompleted
+from ._saga import SceneFailed as SceneFailed
+from ._saga import SceneStarted as SceneStarted
+from ._saga import run_scene as run_scene
 from ._util import fixup_module_metadata as _fixup_module_metadata
 
 try:
@@ -48,7 +71,13 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = (
+    "DEFAULT_COMPENSATION_RETRY",
     "DEFAULT_COMPENSATION_TIMEOUT",
+    "Act",
+    "ActCancelled",
+    "ActCompleted",
+    "ActFailed",
+    "ActStarted",
     "Budget",
     "BudgetKind",
     "CancelCause",
@@ -56,11 +85,21 @@ __all__ = (
     "CancelReason",
     "CancellationScope",
     "CancellationScopeStatistics",
+    "Chorus",
+    "ChorusCompleted",
+    "ChorusFailed",
+    "ChorusMode",
+    "ChorusStarted",
     "Classification",
     "Classified",
+    "CompensationCompleted",
     "CompensationPolicy",
     "CompensationReport",
     "CompensationScope",
+    "CompensationStarted",
+    "CompensationStepCompleted",
+    "CompensationStepFailed",
+    "CompensationStepStarted",
     "ErrGroup",
     "ErrGroupStatistics",
     "Event",
@@ -75,9 +114,16 @@ __all__ = (
     "OutcomeError",
     "RetryPolicy",
     "SagaError",
+    "SagaEvent",
+    "SagaResult",
+    "Scene",
+    "SceneCompleted",
+    "SceneFailed",
+    "SceneStarted",
     "Status",
     "StepContext",
     "open_err_group",
+    "run_scene",
 )
 
 _fixup_module_metadata(__name__, globals())

@@ -87,62 +87,69 @@ def _check_retry(retry: object) -> RetryPolicy | None:
     return retry
 
 
-async def run_compensation_action(
+async def run_attempts(
     fn: Callable[..., Awaitable[object]],
     args: Sequence[object],
     *,
     name: str,
     retry: RetryPolicy | None,
     timeout: float,
+    what: str,
 ) -> Outcome[object]:
-    """Run one undo action: shielded, each try bounded by *timeout*, retried.
+    """Call ``fn(*args)`` up to ``retry.max_attempts`` times, each try bounded.
 
-    Never raises for an :exc:`Exception` from the action: the outcome says
-    FAILED (the last error) or TIMED_OUT (a :exc:`TimeoutError`, cause
-    ``STEP_TIMEOUT``). A retry budget that denies a retry ends the tries.
+    Never raises for an :exc:`Exception` from *fn*: the outcome says FAILED
+    (the last error) or TIMED_OUT (a :exc:`TimeoutError`, cause
+    ``STEP_TIMEOUT``), with ``attributes["attempts"]``. A retry budget that
+    denies a retry ends the tries. :exc:`trio.Cancelled` (and any other
+    :exc:`BaseException`) propagates: callers that must not be cancelled
+    shield the call.
+
+    Args:
+        what: Names the kind of work in the timeout message ("act",
+            "compensation").
     """
     max_attempts = 1 if retry is None else retry.max_attempts
     attempts = 0
     status = Status.FAILED
     error: Exception | None = None
     denied = False
-    with trio.CancelScope(shield=True):
-        started = trio.current_time()
-        for retry_index in range(max_attempts):
-            if retry_index:
-                assert retry is not None
-                if retry.budget is not None and not retry.budget.try_acquire(
-                    BudgetKind.RETRY
-                ):
-                    denied = True
-                    break
-                await trio.sleep(retry.backoff(retry_index - 1))
-            attempts += 1
-            with trio.move_on_after(timeout) as try_scope:
-                try:
-                    value = await fn(*args)
-                except Exception as exc:
-                    status, error = Status.FAILED, exc
-                    continue
-                return Outcome(
-                    name,
-                    Status.SUCCEEDED,
-                    value=value,
-                    started_at=started,
-                    finished_at=trio.current_time(),
-                    attributes={"attempts": attempts},
-                )
-            if try_scope.cancelled_caught:
-                status = Status.TIMED_OUT
-                error = TimeoutError(
-                    f"compensation {name!r} timed out after {timeout} s (try {attempts})"
-                )
+    started = trio.current_time()
+    for retry_index in range(max_attempts):
+        if retry_index:
+            assert retry is not None
+            if retry.budget is not None and not retry.budget.try_acquire(
+                BudgetKind.RETRY
+            ):
+                denied = True
+                break
+            await trio.sleep(retry.backoff(retry_index - 1))
+        attempts += 1
+        with trio.move_on_after(timeout) as try_scope:
+            try:
+                value = await fn(*args)
+            except Exception as exc:
+                status, error = Status.FAILED, exc
+                continue
+            return Outcome(
+                name,
+                Status.SUCCEEDED,
+                value=value,
+                started_at=started,
+                finished_at=trio.current_time(),
+                attributes={"attempts": attempts},
+            )
+        if try_scope.cancelled_caught:
+            status = Status.TIMED_OUT
+            error = TimeoutError(
+                f"{what} {name!r} timed out after {timeout} s (try {attempts})"
+            )
     cause = None
     if status is Status.TIMED_OUT:
         cause = CancelCause.of(
             CancelReason.STEP_TIMEOUT,
             triggered_by=name,
-            message=f"compensation try exceeded {timeout} s",
+            message=f"{what} try exceeded {timeout} s",
         )
     attributes: dict[str, object] = {"attempts": attempts}
     if denied:
@@ -156,6 +163,22 @@ async def run_compensation_action(
         finished_at=trio.current_time(),
         attributes=attributes,
     )
+
+
+async def run_compensation_action(
+    fn: Callable[..., Awaitable[object]],
+    args: Sequence[object],
+    *,
+    name: str,
+    retry: RetryPolicy | None,
+    timeout: float,
+) -> Outcome[object]:
+    """Run one undo action: shielded, each try bounded by *timeout*, retried."""
+    with trio.CancelScope(shield=True):
+        outcome = await run_attempts(
+            fn, args, name=name, retry=retry, timeout=timeout, what="compensation"
+        )
+    return outcome
 
 
 @final

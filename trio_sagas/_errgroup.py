@@ -41,6 +41,7 @@ from ._util import (
     check_sync_observer,
     check_timeout,
     describe_callable,
+    is_cancellation,
 )
 
 PosArgsT = TypeVarTuple("PosArgsT")
@@ -151,14 +152,6 @@ class _Slot:
                 finished_at=self.finished,
             )
         return self._outcome
-
-
-def _only_cancelled(exc: BaseException) -> bool:
-    if isinstance(exc, trio.Cancelled):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_only_cancelled(e) for e in exc.exceptions)
-    return False
 
 
 @final
@@ -420,7 +413,7 @@ class ErrGroup:
                 self._finish(slot, Status.FAILED, started, error=exc)
                 self._fail(slot.name, exc)
             except BaseException as exc:
-                if _only_cancelled(exc):
+                if is_cancellation(exc):
                     cause = self._cancelled_cause()
                     self._finish(slot, Status.CANCELLED, started, cause=cause)
                     raise

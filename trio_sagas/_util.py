@@ -6,8 +6,9 @@ import functools
 import inspect
 import math
 import types
-from collections.abc import Callable
 from typing import Any
+
+import trio
 
 
 def is_async_callable(fn: object) -> bool:
@@ -134,8 +135,10 @@ def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:
             fix_one(objname, objname, obj)
 
 
-def noop(*_args: object) -> None:
-    """Do nothing (a default observer)."""
-
-
-Callback = Callable[..., object]
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether *exc* is :exc:`trio.Cancelled` or a group of nothing else."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_cancellation(e) for e in exc.exceptions)
+    return False

@@ -1,0 +1,194 @@
+"""Saga events, in the seed's event model (plus Chorus and cancel events).
+
+Every event carries the run id, a sequence number (0, 1, 2, … per run) and
+the trio-clock time. ``step``/``scene`` fields are ``/``-joined paths from the
+top scene, e.g. ``"process-order/notify/email"``.
+"""
+
+from __future__ import annotations
+
+from typing import final
+
+import attrs
+
+from .._events import Event
+from .._outcome import CancelCause, Status
+
+
+@attrs.frozen(kw_only=True)
+class SagaEvent(Event):
+    """Base of the saga events.
+
+    Attributes:
+        run_id: The run this event belongs to.
+        seq: Position in the run's event stream, from 0.
+    """
+
+    run_id: str
+    seq: int
+
+
+@final
+@attrs.frozen(kw_only=True)
+class SceneStarted(SagaEvent):
+    """A scene began."""
+
+    scene: str
+    saga: bool
+
+
+@final
+@attrs.frozen(kw_only=True)
+class SceneCompleted(SagaEvent):
+    """Every step of the scene completed."""
+
+    scene: str
+    duration: float
+
+
+@final
+@attrs.frozen(kw_only=True)
+class SceneFailed(SagaEvent):
+    """A step of the scene failed, timed out or was cancelled.
+
+    Attributes:
+        failed_at_step: Index of the failing step within this scene.
+        step: Path of the failing step.
+        status: FAILED, TIMED_OUT or CANCELLED.
+        error: The step's error (None when cancelled).
+        cause: Why, when timed out or cancelled.
+    """
+
+    scene: str
+    failed_at_step: int
+    step: str
+    status: Status
+    error: BaseException | None
+    cause: CancelCause | None
+    duration: float
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ActStarted(SagaEvent):
+    """An act's ``run`` is about to be called (journaled before it runs)."""
+
+    step: str
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ActCompleted(SagaEvent):
+    """An act's ``run`` returned."""
+
+    step: str
+    duration: float
+    attempts: int
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ActFailed(SagaEvent):
+    """An act's ``run`` failed or timed out on its last try."""
+
+    step: str
+    status: Status
+    error: BaseException
+    duration: float
+    attempts: int
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ActCancelled(SagaEvent):
+    """An act was cancelled while running (a sibling failed, a timeout, the caller)."""
+
+    step: str
+    cause: CancelCause
+    duration: float
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ChorusStarted(SagaEvent):
+    """A chorus began its branches."""
+
+    step: str
+    branches: tuple[str, ...]
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ChorusCompleted(SagaEvent):
+    """A chorus succeeded (with PARTIAL_SUCCESS, some branches may have failed)."""
+
+    step: str
+    succeeded: tuple[str, ...]
+    failed: tuple[str, ...]
+    duration: float
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ChorusFailed(SagaEvent):
+    """A chorus failed or timed out."""
+
+    step: str
+    status: Status
+    error: BaseException | None
+    succeeded: tuple[str, ...]
+    failed: tuple[str, ...]
+    duration: float
+
+
+@final
+@attrs.frozen(kw_only=True)
+class CompensationStarted(SagaEvent):
+    """A saga scene begins rolling back.
+
+    Attributes:
+        scene: The saga scene compensating (a nested saga has its own).
+        steps_to_undo: Paths of its steps to undo, in the order they will be.
+    """
+
+    scene: str
+    steps_to_undo: tuple[str, ...]
+
+
+@final
+@attrs.frozen(kw_only=True)
+class CompensationStepStarted(SagaEvent):
+    """An act's undo is about to run (journaled before it runs)."""
+
+    step: str
+
+
+@final
+@attrs.frozen(kw_only=True)
+class CompensationStepCompleted(SagaEvent):
+    """An act's undo succeeded."""
+
+    step: str
+    duration: float
+    attempts: int
+
+
+@final
+@attrs.frozen(kw_only=True)
+class CompensationStepFailed(SagaEvent):
+    """An act's undo failed on its last try (the rollback goes on)."""
+
+    step: str
+    error: BaseException
+    duration: float
+    attempts: int
+
+
+@final
+@attrs.frozen(kw_only=True)
+class CompensationCompleted(SagaEvent):
+    """A saga scene finished rolling back; ``ok`` is False if any undo failed."""
+
+    scene: str
+    ok: bool
+    duration: float

@@ -1,0 +1,211 @@
+"""Saga step definitions: Act, Scene, Chorus. Immutable, validated on construction."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeAlias, final
+
+import attrs
+
+from .._compensation import StepContext
+from .._retry import RetryPolicy
+from .._util import check_async, check_int, check_name, check_timeout
+
+StepFn: TypeAlias = Callable[[StepContext, Any], Awaitable[Any]]
+"""``async def fn(ctx, state)``: an act's ``run`` or ``compensate``."""
+
+DEFAULT_COMPENSATION_RETRY = RetryPolicy(
+    max_attempts=3, initial_backoff=0.5, max_backoff=5.0
+)
+"""The retry policy of an act's compensation when none is given: three tries
+(seed open question 1, option D: fixed and conservative)."""
+
+
+def _check_retry(value: object, argument: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, RetryPolicy):
+        raise TypeError(f"{argument} must be a RetryPolicy or None, got {value!r}")
+    if value.hedge is not None:
+        raise ValueError(
+            f"{argument}: hedged acts are not supported (hedge={value.hedge!r}); "
+            "call trio_sagas.Executor inside the act's run to hedge a request"
+        )
+
+
+@final
+class ChorusMode(enum.Enum):
+    """How a :class:`Chorus` reacts to a failing branch."""
+
+    FAIL_FAST = "fail_fast"
+    """The first failure cancels the other branches; the chorus fails."""
+    FAIL_AFTER_ALL = "fail_after_all"
+    """Every branch runs to its end; the chorus fails if any failed."""
+    PARTIAL_SUCCESS = "partial_success"
+    """Every branch runs to its end; the chorus succeeds if any succeeded."""
+
+
+@final
+@attrs.frozen(init=False)
+class Act:
+    """One step of work, with an optional undo.
+
+    Args:
+        name: Unique among its siblings; no ``/``.
+        run: ``async def run(ctx, state)``; its return value becomes
+            ``ctx.result`` in ``compensate``.
+        compensate: ``async def compensate(ctx, state)``, or None.
+        timeout: Seconds per try of ``run`` (> 0); None for no bound.
+        retry: Retry ``run`` per this policy (no hedging).
+        compensation_timeout: Seconds per try of the undo; default: the
+            act's ``timeout``, else 30 s.
+        compensation_retry: Retry policy for the undo; default
+            :data:`DEFAULT_COMPENSATION_RETRY` (three tries).
+
+    Raises:
+        TypeError: a sync ``run``/``compensate``, wrong argument types.
+        ValueError: a bad name, a non-positive timeout, a hedged retry.
+    """
+
+    name: str
+    run: StepFn
+    compensate: StepFn | None
+    timeout: float | None
+    retry: RetryPolicy | None
+    compensation_timeout: float | None
+    compensation_retry: RetryPolicy | None
+
+    def __init__(
+        self,
+        name: str,
+        run: StepFn,
+        *,
+        compensate: StepFn | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        compensation_timeout: float | None = None,
+        compensation_retry: RetryPolicy | None = None,
+    ) -> None:
+        check_name(name)
+        if run is None:
+            raise TypeError(f"Act {name!r}: run is required (an async function)")
+        check_async(run, f"Act {name!r}: run")
+        if compensate is not None:
+            check_async(compensate, f"Act {name!r}: compensate")
+        timeout = check_timeout(timeout, "timeout", allow_zero=False)
+        compensation_timeout = check_timeout(
+            compensation_timeout, "compensation_timeout", allow_zero=False
+        )
+        _check_retry(retry, "retry")
+        _check_retry(compensation_retry, "compensation_retry")
+        self.__attrs_init__(
+            name,
+            run,
+            compensate,
+            timeout,
+            retry,
+            compensation_timeout,
+            compensation_retry,
+        )
+
+    @property
+    def undo_timeout(self) -> float | None:
+        """The per-try timeout of this act's undo actions (None: the default)."""
+        return (
+            self.compensation_timeout
+            if self.compensation_timeout is not None
+            else self.timeout
+        )
+
+    @property
+    def undo_retry(self) -> RetryPolicy:
+        """The retry policy of this act's undo actions."""
+        return self.compensation_retry or DEFAULT_COMPENSATION_RETRY
+
+
+Step: TypeAlias = "Act | Scene | Chorus"
+
+
+def _check_steps(owner: str, name: str, steps: Iterable[object]) -> tuple[Step, ...]:
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
+        raise TypeError(
+            f"{owner} {name!r}: steps must be a sequence of steps, got {steps!r}"
+        )
+    result: list[Step] = []
+    seen: set[str] = set()
+    for step in steps:
+        if not isinstance(step, (Act, Scene, Chorus)):
+            raise TypeError(
+                f"{owner} {name!r}: every step must be an Act, Scene or Chorus, got {step!r}"
+            )
+        if step.name in seen:
+            raise ValueError(f"{owner} {name!r}: duplicate step name {step.name!r}")
+        seen.add(step.name)
+        result.append(step)
+    return tuple(result)
+
+
+@final
+@attrs.frozen(init=False)
+class Scene:
+    """Steps run in order. With ``saga=True``, a failure compensates the
+    completed steps in reverse order of completion.
+
+    Args:
+        name: No ``/``; unique among its siblings.
+        steps: Acts, Scenes and Choruses (names unique). Empty is a no-op.
+        saga: Whether a failure inside rolls the completed steps back.
+    """
+
+    name: str
+    steps: tuple[Step, ...]
+    saga: bool
+
+    def __init__(
+        self, name: str, steps: Iterable[Step] = (), *, saga: bool = False
+    ) -> None:
+        check_name(name)
+        if not isinstance(saga, bool):
+            raise TypeError(f"Scene {name!r}: saga must be a bool, got {saga!r}")
+        self.__attrs_init__(name, _check_steps("Scene", name, steps), saga)
+
+
+@final
+@attrs.frozen(init=False)
+class Chorus:
+    """Branches run concurrently.
+
+    Args:
+        name: No ``/``; unique among its siblings.
+        steps: The branches (names unique).
+        mode: FAIL_FAST (default), FAIL_AFTER_ALL or PARTIAL_SUCCESS.
+        max_workers: At most this many branches run at once (FIFO).
+        timeout: Seconds for the whole chorus (> 0); branches still running
+            then are cancelled (``STEP_TIMEOUT``) and the chorus TIMED_OUT.
+    """
+
+    name: str
+    steps: tuple[Step, ...]
+    mode: ChorusMode
+    max_workers: int | None
+    timeout: float | None
+
+    def __init__(
+        self,
+        name: str,
+        steps: Iterable[Step] = (),
+        *,
+        mode: ChorusMode = ChorusMode.FAIL_FAST,
+        max_workers: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        check_name(name)
+        if not isinstance(mode, ChorusMode):
+            raise TypeError(f"Chorus {name!r}: mode must be a ChorusMode, got {mode!r}")
+        if max_workers is not None:
+            check_int(max_workers, "max_workers", minimum=1)
+        timeout = check_timeout(timeout, "timeout", allow_zero=False)
+        self.__attrs_init__(
+            name, _check_steps("Chorus", name, steps), mode, max_workers, timeout
+        )

@@ -1,0 +1,589 @@
+"""The saga runner: runs a Scene tree, rolls back completed steps on failure.
+
+How the runner knows what to undo: every Scene and Chorus owns a list of the
+records of its sub-steps, appended *as each sub-step completes* (or, for a
+failing or cancelled sub-step, as it ends with partial progress). The list
+is in the parent's hands before the sub-step starts, so whatever way a step
+ends — a failure returned as a value, or trio.Cancelled propagating — the
+enclosing saga holds exactly the completed work, in completion order.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import uuid
+from collections.abc import Callable
+from typing import Any, final
+
+import attrs
+import trio
+
+from .._compensation import (
+    DEFAULT_COMPENSATION_TIMEOUT,
+    CompensationReport,
+    SagaError,
+    StepContext,
+    run_attempts,
+    run_compensation_action,
+)
+from .._errgroup import ErrGroup, open_err_group
+from .._events import Observer, notify
+from .._outcome import CancelCause, CancelReason, Outcome, Status
+from .._util import check_label, check_sync_observer, is_cancellation
+from ._events import (
+    ActCancelled,
+    ActCompleted,
+    ActFailed,
+    ActStarted,
+    ChorusCompleted,
+    ChorusFailed,
+    ChorusStarted,
+    CompensationCompleted,
+    CompensationStarted,
+    CompensationStepCompleted,
+    CompensationStepFailed,
+    CompensationStepStarted,
+    SagaEvent,
+    SceneCompleted,
+    SceneFailed,
+    SceneStarted,
+)
+from ._model import Act, Chorus, ChorusMode, Scene, Step
+
+
+@attrs.frozen
+class _ChorusFrame:
+    """What a task inside a Chorus may ask of it.
+
+    ``why()``: the chorus's own cancel cause (a branch failed, it timed out),
+    or None. ``fail(result)``: a failure certain to fail this branch; a
+    FAIL_FAST chorus cancels the other branches at once.
+    """
+
+    why: Callable[[], CancelCause | None]
+    fail: Callable[[_Result], None] | None
+
+
+# The enclosing choruses, outermost first. Tasks inherit the tuple from the
+# task that spawned them, so every branch sees its own chain.
+_CHORUSES: contextvars.ContextVar[tuple[_ChorusFrame, ...]] = contextvars.ContextVar(
+    "trio_sagas_choruses", default=()
+)
+
+
+@final
+@attrs.frozen
+class SagaResult:
+    """How a saga run ended.
+
+    Attributes:
+        run_id: The run's id.
+        status: SUCCEEDED, FAILED or TIMED_OUT.
+        state: The state object, as the steps (and undos) left it.
+        error: The failing step's error (a :exc:`TimeoutError` if it timed out).
+        failed_step: Path of the innermost failing step.
+        compensation: Every undo action's outcome, if a rollback ran.
+        events: The run's events, in order.
+    """
+
+    run_id: str
+    status: Status
+    state: Any
+    error: BaseException | None = None
+    failed_step: str | None = None
+    compensation: CompensationReport | None = None
+    events: tuple[SagaEvent, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether every step completed."""
+        return self.status is Status.SUCCEEDED
+
+    def unwrap(self) -> Any:
+        """Return the state, or raise what went wrong.
+
+        Raises:
+            SagaError: a step failed and its rollback failed too.
+            Exception: the failing step's error, when the rollback (if any)
+                succeeded.
+        """
+        if self.ok:
+            return self.state
+        assert self.error is not None
+        if self.compensation is not None and not self.compensation.ok:
+            original = (
+                self.error
+                if isinstance(self.error, Exception)
+                else RuntimeError(repr(self.error))
+            )
+            errors = [
+                e if isinstance(e, Exception) else RuntimeError(repr(e))
+                for e in self.compensation.errors
+            ]
+            raise SagaError(original, errors, report=self.compensation)
+        raise self.error
+
+
+class _ActRecord:
+    __slots__ = ("act", "ctx", "done", "path", "value")
+
+    def __init__(self, act: Act, path: str, ctx: StepContext) -> None:
+        self.act = act
+        self.path = path
+        self.ctx = ctx
+        self.done = False
+        self.value: object = None
+
+    def has_undo(self) -> bool:
+        return (
+            self.done and self.act.compensate is not None
+        ) or self.ctx.compensation.has_actions
+
+
+class _GroupRecord:
+    __slots__ = ("children", "compensated", "done", "path", "step")
+
+    def __init__(self, step: Scene | Chorus, path: str) -> None:
+        self.step = step
+        self.path = path
+        self.children: list[_Record] = []
+        self.done = False
+        self.compensated = False
+
+    def has_undo(self) -> bool:
+        return not self.compensated and any(c.has_undo() for c in self.children)
+
+
+_Record = _ActRecord | _GroupRecord
+
+
+@attrs.frozen
+class _Result:
+    status: Status
+    error: BaseException | None = None
+    cause: CancelCause | None = None
+    failed_step: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.SUCCEEDED
+
+
+_OK = _Result(Status.SUCCEEDED)
+
+
+class _Run:
+    def __init__(
+        self, run_id: str, state: Any, deps: Any, observer: Observer | None
+    ) -> None:
+        self.run_id = run_id
+        self.state = state
+        self.deps = deps
+        self.observer = observer
+        self.events: list[SagaEvent] = []
+        self.undo_outcomes: list[Outcome[Any]] = []
+        self.rolled_back = False
+
+    def emit(self, event_type: type[SagaEvent], **fields: Any) -> None:
+        event = event_type(
+            run_id=self.run_id, seq=len(self.events), at=trio.current_time(), **fields
+        )
+        self.events.append(event)
+        notify(self.observer, event)
+
+    def cancel_cause(self) -> CancelCause:
+        for frame in reversed(_CHORUSES.get()):
+            cause = frame.why()
+            if cause is not None:
+                return cause
+        return CancelCause.external()
+
+    def announce_failure(self, result: _Result) -> None:
+        """Tell the enclosing FAIL_FAST choruses now, before a long rollback.
+
+        Stops at the first chorus of another mode: it does not cancel its
+        branches, and whether it fails is decided later.
+        """
+        for frame in reversed(_CHORUSES.get()):
+            if frame.fail is None:
+                return
+            frame.fail(result)
+
+    # -- forward ------------------------------------------------------------------
+
+    async def step(self, step: Step, path: str, sink: list[_Record]) -> _Result:
+        if isinstance(step, Act):
+            return await self.act(step, path, sink)
+        if isinstance(step, Scene):
+            return await self.scene(step, path, sink)
+        return await self.chorus(step, path, sink)
+
+    async def act(self, act: Act, path: str, sink: list[_Record]) -> _Result:
+        ctx = StepContext(
+            act.name, path=path, deps=self.deps, idempotency_key=f"{self.run_id}/{path}"
+        )
+        record = _ActRecord(act, path, ctx)
+        self.emit(ActStarted, step=path)
+        started = trio.current_time()
+        try:
+            outcome = await run_attempts(
+                act.run,
+                (ctx, self.state),
+                name=path,
+                retry=act.retry,
+                timeout=math.inf if act.timeout is None else act.timeout,
+                what="act",
+            )
+        except BaseException as exc:
+            cause = (
+                self.cancel_cause()
+                if is_cancellation(exc)
+                else CancelCause.external(repr(exc))
+            )
+            self.emit(
+                ActCancelled,
+                step=path,
+                cause=cause,
+                duration=trio.current_time() - started,
+            )
+            if record.has_undo():
+                sink.append(record)  # partial progress, on the failure path
+            raise
+        duration = trio.current_time() - started
+        attempts = outcome.attributes["attempts"]
+        if outcome.ok:
+            record.done = True
+            record.value = outcome.value
+            sink.append(record)
+            self.emit(ActCompleted, step=path, duration=duration, attempts=attempts)
+            return _OK
+        assert outcome.error is not None
+        self.emit(
+            ActFailed,
+            step=path,
+            status=outcome.status,
+            error=outcome.error,
+            duration=duration,
+            attempts=attempts,
+        )
+        if record.has_undo():
+            sink.append(record)
+        return _Result(outcome.status, outcome.error, outcome.cause, path)
+
+    async def scene(self, scene: Scene, path: str, sink: list[_Record]) -> _Result:
+        record = _GroupRecord(scene, path)
+        self.emit(SceneStarted, scene=path, saga=scene.saga)
+        started = trio.current_time()
+        for index, step in enumerate(scene.steps):
+            child = f"{path}/{step.name}"
+            try:
+                result = await self.step(step, child, record.children)
+            except BaseException as exc:
+                cancelled = is_cancellation(exc)
+                self.emit(
+                    SceneFailed,
+                    scene=path,
+                    failed_at_step=index,
+                    step=child,
+                    status=Status.CANCELLED if cancelled else Status.FAILED,
+                    error=None if cancelled else exc,
+                    cause=self.cancel_cause() if cancelled else None,
+                    duration=trio.current_time() - started,
+                )
+                await self.end_failed_scene(record, sink)
+                raise
+            if not result.ok:
+                if scene.saga:
+                    self.announce_failure(result)
+                self.emit(
+                    SceneFailed,
+                    scene=path,
+                    failed_at_step=index,
+                    step=child,
+                    status=result.status,
+                    error=result.error,
+                    cause=result.cause,
+                    duration=trio.current_time() - started,
+                )
+                await self.end_failed_scene(record, sink)
+                return result
+        self.emit(SceneCompleted, scene=path, duration=trio.current_time() - started)
+        record.done = True
+        sink.append(record)
+        return _OK
+
+    async def end_failed_scene(self, record: _GroupRecord, sink: list[_Record]) -> None:
+        assert isinstance(record.step, Scene)
+        if record.step.saga:
+            await self.roll_back(record)
+        elif record.has_undo():
+            sink.append(record)  # not a saga itself: an enclosing saga may undo it
+
+    async def chorus(self, chorus: Chorus, path: str, sink: list[_Record]) -> _Result:
+        record = _GroupRecord(chorus, path)
+        names = tuple(step.name for step in chorus.steps)
+        self.emit(ChorusStarted, step=path, branches=names)
+        started = trio.current_time()
+        results: dict[str, _Result] = {}
+        finished: list[str] = []
+        deadline = (
+            math.inf if chorus.timeout is None else trio.current_time() + chorus.timeout
+        )
+        timeout_scope = trio.CancelScope(deadline=deadline)
+        group_cause: list[CancelCause] = []
+        groups: list[ErrGroup] = []
+
+        def why() -> CancelCause | None:
+            if timeout_scope.cancel_called:
+                return CancelCause.of(
+                    CancelReason.STEP_TIMEOUT,
+                    scope=path,
+                    triggered_by=path,
+                    message=f"chorus timed out after {chorus.timeout} s",
+                )
+            return group_cause[0] if group_cause else None
+
+        def fail(result: _Result) -> None:
+            if group_cause:
+                return
+            group_cause.append(
+                CancelCause.of(
+                    CancelReason.STEP_FAILED,
+                    scope=path,
+                    triggered_by=result.failed_step,
+                    message=f"{type(result.error).__name__}: {result.error}",
+                )
+            )
+            if groups:
+                groups[0].cancel(CancelReason.STEP_FAILED)
+
+        fail_fast = chorus.mode is ChorusMode.FAIL_FAST
+
+        async def branch(step: Step) -> None:
+            result = await self.step(step, f"{path}/{step.name}", record.children)
+            results[step.name] = result
+            finished.append(step.name)
+            if not result.ok and fail_fast:
+                assert result.error is not None
+                fail(result)
+                raise result.error
+
+        frame = _ChorusFrame(why=why, fail=fail if fail_fast else None)
+        token = _CHORUSES.set((*_CHORUSES.get(), frame))
+        try:
+            with timeout_scope:
+                try:
+                    async with open_err_group(
+                        name=chorus.name, limit=chorus.max_workers
+                    ) as group:
+                        groups.append(group)
+                        for step in chorus.steps:
+                            group.start_soon(branch, step, name=step.name)
+                except Exception:
+                    pass  # every branch's result, failures included, is in results
+        except BaseException as exc:
+            cancelled = is_cancellation(exc)
+            self.emit(
+                ChorusFailed,
+                step=path,
+                status=Status.CANCELLED if cancelled else Status.FAILED,
+                error=None if cancelled else exc,
+                succeeded=tuple(n for n in finished if results[n].ok),
+                failed=tuple(n for n in names if n not in results or not results[n].ok),
+                duration=trio.current_time() - started,
+            )
+            if record.has_undo():
+                sink.append(record)
+            raise
+        finally:
+            _CHORUSES.reset(token)
+
+        duration = trio.current_time() - started
+        succeeded = tuple(n for n in names if n in results and results[n].ok)
+        failed = tuple(n for n in names if n not in succeeded)
+        if timeout_scope.cancelled_caught:
+            error = TimeoutError(f"chorus {path!r} timed out after {chorus.timeout} s")
+            cause = why()
+            self.emit(
+                ChorusFailed,
+                step=path,
+                status=Status.TIMED_OUT,
+                error=error,
+                succeeded=succeeded,
+                failed=failed,
+                duration=duration,
+            )
+            if record.has_undo():
+                sink.append(record)
+            return _Result(Status.TIMED_OUT, error, cause, path)
+        if chorus.mode is ChorusMode.PARTIAL_SUCCESS:
+            ok = bool(succeeded) or not names
+        else:
+            ok = not failed
+        if ok:
+            # Only what succeeded is undone later (seed open question 5).
+            record.children = [c for c in record.children if c.done]
+            record.done = True
+            sink.append(record)
+            self.emit(
+                ChorusCompleted,
+                step=path,
+                succeeded=succeeded,
+                failed=failed,
+                duration=duration,
+            )
+            return _OK
+        first = results[next(n for n in finished if not results[n].ok)]
+        self.emit(
+            ChorusFailed,
+            step=path,
+            status=Status.FAILED,
+            error=first.error,
+            succeeded=succeeded,
+            failed=failed,
+            duration=duration,
+        )
+        if record.has_undo():
+            sink.append(record)
+        return _Result(Status.FAILED, first.error, first.cause, first.failed_step)
+
+    # -- backward -----------------------------------------------------------------
+
+    async def roll_back(self, record: _GroupRecord) -> None:
+        """Compensate a saga scene's completed steps, in reverse, as one unit."""
+        with trio.CancelScope(shield=True):
+            self.rolled_back = True
+            targets = [c for c in reversed(record.children) if c.has_undo()]
+            self.emit(
+                CompensationStarted,
+                scene=record.path,
+                steps_to_undo=tuple(c.path for c in targets),
+            )
+            started = trio.current_time()
+            failures_before = sum(1 for o in self.undo_outcomes if not o.ok)
+            for child in targets:
+                await self.undo(child)
+            record.compensated = True
+            failures = sum(1 for o in self.undo_outcomes if not o.ok) - failures_before
+            self.emit(
+                CompensationCompleted,
+                scene=record.path,
+                ok=failures == 0,
+                duration=trio.current_time() - started,
+            )
+
+    async def undo(self, record: _Record) -> None:
+        if isinstance(record, _ActRecord):
+            await self.undo_act(record)
+        elif isinstance(record.step, Chorus):
+            # Branches ran in parallel; they are undone in parallel.
+            async with trio.open_nursery() as nursery:
+                for child in record.children:
+                    if child.has_undo():
+                        nursery.start_soon(self.undo, child)
+        elif record.step.saga:
+            await self.roll_back(record)  # a nested saga, undone as a unit
+        else:
+            for child in reversed(record.children):
+                if child.has_undo():
+                    await self.undo(child)
+
+    async def undo_act(self, record: _ActRecord) -> None:
+        act = record.act
+        timeout = act.undo_timeout or DEFAULT_COMPENSATION_TIMEOUT
+        self.emit(CompensationStepStarted, step=record.path)
+        started = trio.current_time()
+        outcomes: list[Outcome[Any]] = []
+        registered = record.ctx.compensation
+        if registered.has_actions:
+            report = await registered.run(retry=act.undo_retry, timeout=timeout)
+            outcomes.extend(
+                attrs.evolve(o, name=f"{record.path}:{o.name}") for o in report.outcomes
+            )
+        if record.done and act.compensate is not None:
+            ctx = StepContext(
+                act.name,
+                path=record.path,
+                deps=self.deps,
+                result=record.value,
+                idempotency_key=f"{self.run_id}/{record.path}#compensate",
+            )
+            outcomes.append(
+                await run_compensation_action(
+                    act.compensate,
+                    (ctx, self.state),
+                    name=record.path,
+                    retry=act.undo_retry,
+                    timeout=timeout,
+                )
+            )
+        self.undo_outcomes.extend(outcomes)
+        duration = trio.current_time() - started
+        attempts = sum(int(o.attributes.get("attempts", 1)) for o in outcomes)  # type: ignore[call-overload]
+        failed = [o for o in outcomes if not o.ok]
+        if failed:
+            assert failed[0].error is not None
+            self.emit(
+                CompensationStepFailed,
+                step=record.path,
+                error=failed[0].error,
+                duration=duration,
+                attempts=attempts,
+            )
+        else:
+            self.emit(
+                CompensationStepCompleted,
+                step=record.path,
+                duration=duration,
+                attempts=attempts,
+            )
+
+
+async def run_scene(
+    scene: Scene,
+    state: Any,
+    *,
+    deps: Any = None,
+    observer: Observer | None = None,
+    run_id: str | None = None,
+) -> SagaResult:
+    """Run *scene* with *state*; never raises for a step failure.
+
+    Steps run in order (a :class:`Chorus`'s branches concurrently). When a
+    step fails inside a ``saga=True`` scene, that scene's completed steps are
+    compensated in reverse order of completion — shielded, each undo bounded
+    and retried — and the result says what happened.
+
+    Args:
+        scene: The top scene.
+        state: Any object; every ``run``/``compensate`` receives it.
+        deps: Passed to every step as ``ctx.deps``.
+        observer: Receives every event as it happens.
+        run_id: The run's id (default: a random hex string); appears in
+            events and idempotency keys.
+
+    Returns:
+        A :class:`SagaResult`.
+
+    Raises:
+        trio.Cancelled: cancelled from outside — after the completed steps of
+            every enclosing saga scene were compensated.
+    """
+    if not isinstance(scene, Scene):
+        raise TypeError(f"scene must be a Scene, got {scene!r}")
+    check_sync_observer(observer)
+    run_id = uuid.uuid4().hex if run_id is None else check_label(run_id, "run_id")
+    run = _Run(run_id, state, deps, observer)
+    result = await run.scene(scene, scene.name, [])
+    return SagaResult(
+        run_id=run_id,
+        status=result.status,
+        state=state,
+        error=result.error,
+        failed_step=result.failed_step,
+        compensation=CompensationReport(tuple(run.undo_outcomes))
+        if run.rolled_back
+        else None,
+        events=tuple(run.events),
+    )
