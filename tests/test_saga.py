@@ -21,6 +21,7 @@ from trio_sagas import (
     CompensationCompleted,
     CompensationStarted,
     CompensationStepFailed,
+    Event,
     RetryPolicy,
     SagaError,
     SagaEvent,
@@ -611,7 +612,7 @@ async def test_external_cancel_compensates_then_propagates(
 ) -> None:
     """Cancelled from outside: completed steps are undone (shielded), then Cancelled propagates."""
     shop = Shop()
-    events: list[SagaEvent] = []
+    events: list[Event] = []
     scene = Scene(
         "s",
         [
