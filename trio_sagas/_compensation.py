@@ -376,6 +376,25 @@ class StepContext:
         if not self.path:
             self.path = self.name
 
+    @classmethod
+    def _trusted(
+        cls, name: str, *, path: str, deps: Any, idempotency_key: str | None
+    ) -> StepContext:
+        """Build without re-validating: for runners whose names were validated
+        when the step was defined (this runs once per step, on the hot path)."""
+        ctx = object.__new__(cls)
+        # object.__setattr__ skips attrs' on_setattr validators/converters,
+        # which cost ~10 us here; user assignments still go through them.
+        setattr_ = object.__setattr__
+        setattr_(ctx, "name", name)
+        setattr_(ctx, "compensation", CompensationScope())
+        setattr_(ctx, "cancellation", None)
+        setattr_(ctx, "deps", deps)
+        setattr_(ctx, "path", path)
+        setattr_(ctx, "result", None)
+        setattr_(ctx, "idempotency_key", idempotency_key)
+        return ctx
+
     def register_compensation(
         self,
         fn: Callable[[*PosArgsT], Awaitable[object]],
@@ -387,12 +406,14 @@ class StepContext:
 
     def child(self, name: str) -> StepContext:
         """A context for a sub-step: own compensation scope, same deps/cancellation."""
-        return StepContext(
-            name,
-            cancellation=self.cancellation,
-            deps=self.deps,
+        ctx = StepContext._trusted(
+            check_name(name),
             path=f"{self.path}/{name}",
+            deps=self.deps,
+            idempotency_key=None,
         )
+        object.__setattr__(ctx, "cancellation", self.cancellation)
+        return ctx
 
 
 @final

@@ -184,13 +184,19 @@ class _Run:
         self.events: list[SagaEvent] = []
         self.undo_outcomes: list[Outcome[Any]] = []
         self.rolled_back = False
+        # The clock's own method: trio.current_time() goes through a
+        # KI-protection wrapper that costs as much again on this hot path.
+        self.now = trio.lowlevel.current_clock().current_time
 
-    def emit(self, event_type: type[SagaEvent], **fields: Any) -> None:
-        event = event_type(
-            run_id=self.run_id, seq=len(self.events), at=trio.current_time(), **fields
-        )
+    def emit(
+        self, event_type: type[SagaEvent], at: float | None = None, **fields: Any
+    ) -> None:
+        if at is None:
+            at = self.now()
+        event = event_type(run_id=self.run_id, seq=len(self.events), at=at, **fields)
         self.events.append(event)
-        notify(self.observer, event)
+        if self.observer is not None:
+            notify(self.observer, event)
 
     def cancel_cause(self) -> CancelCause:
         for frame in reversed(_CHORUSES.get()):
@@ -220,21 +226,40 @@ class _Run:
         return await self.chorus(step, path, sink)
 
     async def act(self, act: Act, path: str, sink: list[_Record]) -> _Result:
-        ctx = StepContext(
+        ctx = StepContext._trusted(
             act.name, path=path, deps=self.deps, idempotency_key=f"{self.run_id}/{path}"
         )
         record = _ActRecord(act, path, ctx)
-        self.emit(ActStarted, step=path)
-        started = trio.current_time()
+        started = self.now()
+        self.emit(ActStarted, started, step=path)
         try:
-            outcome = await run_attempts(
-                act.run,
-                (ctx, self.state),
-                name=path,
-                retry=act.retry,
-                timeout=math.inf if act.timeout is None else act.timeout,
-                what="act",
-            )
+            if act.retry is None and act.timeout is None:
+                # The common case, without the per-try cancel scope and record.
+                attempts = 1
+                try:
+                    value = await act.run(ctx, self.state)
+                except Exception as exc:
+                    status: Status = Status.FAILED
+                    error: BaseException | None = exc
+                    cause = None
+                else:
+                    status, error, cause = Status.SUCCEEDED, None, None
+            else:
+                outcome = await run_attempts(
+                    act.run,
+                    (ctx, self.state),
+                    name=path,
+                    retry=act.retry,
+                    timeout=math.inf if act.timeout is None else act.timeout,
+                    what="act",
+                )
+                status, value, error, cause = (
+                    outcome.status,
+                    outcome.value,
+                    outcome.error,
+                    outcome.cause,
+                )
+                attempts = int(outcome.attributes["attempts"])  # type: ignore[call-overload]
         except BaseException as exc:
             cause = (
                 self.cancel_cause()
@@ -242,43 +267,45 @@ class _Run:
                 else CancelCause.external(repr(exc))
             )
             self.emit(
-                ActCancelled,
-                step=path,
-                cause=cause,
-                duration=trio.current_time() - started,
+                ActCancelled, step=path, cause=cause, duration=self.now() - started
             )
             if record.has_undo():
                 sink.append(record)  # partial progress, on the failure path
             raise
-        duration = trio.current_time() - started
-        attempts = outcome.attributes["attempts"]
-        if outcome.ok:
+        ended = self.now()
+        duration = ended - started
+        if status is Status.SUCCEEDED:
             record.done = True
-            record.value = outcome.value
+            record.value = value
             sink.append(record)
-            self.emit(ActCompleted, step=path, duration=duration, attempts=attempts)
+            self.emit(
+                ActCompleted, ended, step=path, duration=duration, attempts=attempts
+            )
             return _OK
-        assert outcome.error is not None
+        assert error is not None
         self.emit(
             ActFailed,
             step=path,
-            status=outcome.status,
-            error=outcome.error,
+            status=status,
+            error=error,
             duration=duration,
             attempts=attempts,
         )
         if record.has_undo():
             sink.append(record)
-        return _Result(outcome.status, outcome.error, outcome.cause, path)
+        return _Result(status, error, cause, path)
 
     async def scene(self, scene: Scene, path: str, sink: list[_Record]) -> _Result:
         record = _GroupRecord(scene, path)
         self.emit(SceneStarted, scene=path, saga=scene.saga)
-        started = trio.current_time()
+        started = self.now()
         for index, step in enumerate(scene.steps):
             child = f"{path}/{step.name}"
             try:
-                result = await self.step(step, child, record.children)
+                if isinstance(step, Act):
+                    result = await self.act(step, child, record.children)
+                else:
+                    result = await self.step(step, child, record.children)
             except BaseException as exc:
                 cancelled = is_cancellation(exc)
                 self.emit(
@@ -289,7 +316,7 @@ class _Run:
                     status=Status.CANCELLED if cancelled else Status.FAILED,
                     error=None if cancelled else exc,
                     cause=self.cancel_cause() if cancelled else None,
-                    duration=trio.current_time() - started,
+                    duration=self.now() - started,
                 )
                 await self.end_failed_scene(record, sink)
                 raise
@@ -304,11 +331,11 @@ class _Run:
                     status=result.status,
                     error=result.error,
                     cause=result.cause,
-                    duration=trio.current_time() - started,
+                    duration=self.now() - started,
                 )
                 await self.end_failed_scene(record, sink)
                 return result
-        self.emit(SceneCompleted, scene=path, duration=trio.current_time() - started)
+        self.emit(SceneCompleted, scene=path, duration=self.now() - started)
         record.done = True
         sink.append(record)
         return _OK
@@ -324,7 +351,7 @@ class _Run:
         record = _GroupRecord(chorus, path)
         names = tuple(step.name for step in chorus.steps)
         self.emit(ChorusStarted, step=path, branches=names)
-        started = trio.current_time()
+        started = self.now()
         results: dict[str, _Result] = {}
         finished: list[str] = []
         deadline = (
@@ -391,7 +418,7 @@ class _Run:
                 error=None if cancelled else exc,
                 succeeded=tuple(n for n in finished if results[n].ok),
                 failed=tuple(n for n in names if n not in results or not results[n].ok),
-                duration=trio.current_time() - started,
+                duration=self.now() - started,
             )
             if record.has_undo():
                 sink.append(record)
@@ -399,7 +426,7 @@ class _Run:
         finally:
             _CHORUSES.reset(token)
 
-        duration = trio.current_time() - started
+        duration = self.now() - started
         succeeded = tuple(n for n in names if n in results and results[n].ok)
         failed = tuple(n for n in names if n not in succeeded)
         if timeout_scope.cancelled_caught:
@@ -460,7 +487,7 @@ class _Run:
                 scene=record.path,
                 steps_to_undo=tuple(c.path for c in targets),
             )
-            started = trio.current_time()
+            started = self.now()
             failures_before = sum(1 for o in self.undo_outcomes if not o.ok)
             for child in targets:
                 await self.undo(child)
@@ -470,7 +497,7 @@ class _Run:
                 CompensationCompleted,
                 scene=record.path,
                 ok=failures == 0,
-                duration=trio.current_time() - started,
+                duration=self.now() - started,
             )
 
     async def undo(self, record: _Record) -> None:
@@ -493,7 +520,7 @@ class _Run:
         act = record.act
         timeout = act.undo_timeout or DEFAULT_COMPENSATION_TIMEOUT
         self.emit(CompensationStepStarted, step=record.path)
-        started = trio.current_time()
+        started = self.now()
         outcomes: list[Outcome[Any]] = []
         registered = record.ctx.compensation
         if registered.has_actions:
@@ -519,7 +546,7 @@ class _Run:
                 )
             )
         self.undo_outcomes.extend(outcomes)
-        duration = trio.current_time() - started
+        duration = self.now() - started
         attempts = sum(int(o.attributes.get("attempts", 1)) for o in outcomes)  # type: ignore[call-overload]
         failed = [o for o in outcomes if not o.ok]
         if failed:
