@@ -84,7 +84,9 @@ def machine() -> dict[str, str]:
     }
 
 
-def report(suite: str, rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:
+def report(
+    suite: str, rows: list[dict[str, Any]], extra: dict[str, Any] | None = None
+) -> None:
     """Print a table of *rows* and write them as JSON for the docs and CI."""
     print(f"\n== {suite} ==")
     print(f"{'case':<48} {'ratio':>7} {'min':>7} {'max':>7} {'target':>7} {'met':>5}")

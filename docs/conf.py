@@ -6,7 +6,7 @@ import importlib.metadata
 
 project = "trio-sagas"
 author = "trio-sagas developers"
-copyright = "2026, trio-sagas developers"  # noqa: A001
+copyright = "2026, trio-sagas developers"
 release = importlib.metadata.version("trio-sagas")
 version = release
 

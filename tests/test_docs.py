@@ -15,7 +15,9 @@ import re
 import pytest
 
 DOCS = pathlib.Path(__file__).parent.parent / "docs"
-_BLOCK = re.compile(r"^\.\. code-block:: (\w+)\s*\n((?:[ \t]+:.*\n)*)\n((?:(?:[ \t]+.*)?\n)+)", re.M)
+_BLOCK = re.compile(
+    r"^\.\. code-block:: (\w+)\s*\n((?:[ \t]+:.*\n)*)\n((?:(?:[ \t]+.*)?\n)+)", re.M
+)
 
 
 def _blocks(text: str) -> list[tuple[str, str]]:
@@ -24,7 +26,8 @@ def _blocks(text: str) -> list[tuple[str, str]]:
         body = match.group(3)
         lines = body.split("\n")
         indent = min(
-            (len(line) - len(line.lstrip()) for line in lines if line.strip()), default=0
+            (len(line) - len(line.lstrip()) for line in lines if line.strip()),
+            default=0,
         )
         code = "\n".join(line[indent:] for line in lines).strip("\n") + "\n"
         out.append((match.group(1), code))
@@ -52,7 +55,9 @@ def test_doc_page_code_runs(page: pathlib.Path) -> None:
             previous_stdout = buffer.getvalue()
         elif language == "text" and previous_stdout is not None:
             expected = [line.rstrip() for line in code.strip("\n").splitlines()]
-            actual = [line.rstrip() for line in previous_stdout.strip("\n").splitlines()]
+            actual = [
+                line.rstrip() for line in previous_stdout.strip("\n").splitlines()
+            ]
             assert actual == expected, f"{page.name}: output differs"
             previous_stdout = None
         else:

@@ -19,6 +19,10 @@ from ._compensation import SagaError as SagaError
 from ._compensation import StepContext as StepContext
 from ._events import Event as Event
 from ._events import Observer as Observer
+from ._fanin import MergedReceiveChannel as MergedReceiveChannel
+from ._fanin import MergeStatistics as MergeStatistics
+from ._fanin import fan_in as fan_in
+from ._fanin import open_merge as open_merge
 from ._outcome import CancelCause as CancelCause
 from ._outcome import CancelOrigin as CancelOrigin
 from ._outcome import CancelReason as CancelReason
@@ -55,6 +59,8 @@ __all__ = (
     "CompensationScope",
     "Event",
     "HedgePolicy",
+    "MergeStatistics",
+    "MergedReceiveChannel",
     "MissingTrigger",
     "Observer",
     "Outcome",
@@ -63,6 +69,8 @@ __all__ = (
     "SagaError",
     "Status",
     "StepContext",
+    "fan_in",
+    "open_merge",
 )
 
 _fixup_module_metadata(__name__, globals())

@@ -53,12 +53,22 @@ class CancellationScope:
             under the same parent.
     """
 
-    __slots__ = ("__weakref__", "_cause", "_children", "_name", "_open", "_parent", "_path")
+    __slots__ = (
+        "__weakref__",
+        "_cause",
+        "_children",
+        "_name",
+        "_open",
+        "_parent",
+        "_path",
+    )
 
     def __init__(self, name: str, *, parent: CancellationScope | None = None) -> None:
         check_name(name)
         if parent is not None and not isinstance(parent, CancellationScope):
-            raise TypeError(f"parent must be a CancellationScope or None, got {parent!r}")
+            raise TypeError(
+                f"parent must be a CancellationScope or None, got {parent!r}"
+            )
         self._name = name
         self._parent = parent
         self._path = name if parent is None else f"{parent._path}/{name}"

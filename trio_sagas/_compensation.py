@@ -87,7 +87,7 @@ async def run_compensation_action(
     *,
     name: str,
     retry: RetryPolicy | None,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - per-try bound, applied with move_on_after
 ) -> Outcome[object]:
     """Run one undo action: shielded, each try bounded by *timeout*, retried.
 
@@ -105,7 +105,9 @@ async def run_compensation_action(
         for retry_index in range(max_attempts):
             if retry_index:
                 assert retry is not None
-                if retry.budget is not None and not retry.budget.try_acquire(BudgetKind.RETRY):
+                if retry.budget is not None and not retry.budget.try_acquire(
+                    BudgetKind.RETRY
+                ):
                     denied = True
                     break
                 await trio.sleep(retry.backoff(retry_index - 1))
@@ -225,7 +227,7 @@ class CompensationScope:
         policy: CompensationPolicy = CompensationPolicy.SEQUENTIAL_REVERSE,
         *,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - per action try, not the call
     ) -> CompensationReport:
         """Run every waiting action exactly once.
 
@@ -269,7 +271,7 @@ async def _run_actions(
     actions: list[_Action],
     policy: CompensationPolicy,
     retry: RetryPolicy | None,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - per action try, not the call
 ) -> CompensationReport:
     if policy is CompensationPolicy.SEQUENTIAL_REVERSE:
         outcomes = [
@@ -296,13 +298,17 @@ def _new_scope_if_none(scope: CompensationScope | None) -> CompensationScope:
     if scope is None:
         return CompensationScope()
     if not isinstance(scope, CompensationScope):
-        raise TypeError(f"compensation must be a CompensationScope or None, got {scope!r}")
+        raise TypeError(
+            f"compensation must be a CompensationScope or None, got {scope!r}"
+        )
     return scope
 
 
 def _check_cancellation(scope: CancellationScope | None) -> CancellationScope | None:
     if scope is not None and not isinstance(scope, CancellationScope):
-        raise TypeError(f"cancellation must be a CancellationScope or None, got {scope!r}")
+        raise TypeError(
+            f"cancellation must be a CancellationScope or None, got {scope!r}"
+        )
     return scope
 
 

@@ -64,7 +64,9 @@ class Classified:
     reason: str | None = None
 
     @backoff.validator
-    def _check_backoff(self, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+    def _check_backoff(
+        self, attribute: attrs.Attribute[float | None], value: float | None
+    ) -> None:
         check_timeout(value, "backoff")
 
 
@@ -118,9 +120,13 @@ class HedgePolicy:
 
     def __attrs_post_init__(self) -> None:
         if self.trigger is not None and not isinstance(self.trigger, str):
-            raise TypeError(f"trigger must be a registered trigger name, got {self.trigger!r}")
+            raise TypeError(
+                f"trigger must be a registered trigger name, got {self.trigger!r}"
+            )
         if self.budget is not None and not isinstance(self.budget, Budget):
-            raise TypeError(f"budget must implement try_acquire(kind), got {self.budget!r}")
+            raise TypeError(
+                f"budget must implement try_acquire(kind), got {self.budget!r}"
+            )
         if not isinstance(self.missing_trigger, MissingTrigger):
             raise TypeError(
                 f"missing_trigger must be a MissingTrigger, got {self.missing_trigger!r}"
@@ -149,8 +155,12 @@ class RetryPolicy:
     """
 
     max_attempts: int = attrs.field(default=3)
-    initial_backoff: float = attrs.field(default=0.1, validator=_non_negative("initial_backoff"))  # type: ignore[arg-type]
-    max_backoff: float = attrs.field(default=10.0, validator=_non_negative("max_backoff"))  # type: ignore[arg-type]
+    initial_backoff: float = attrs.field(
+        default=0.1, validator=_non_negative("initial_backoff")
+    )  # type: ignore[arg-type]
+    max_backoff: float = attrs.field(
+        default=10.0, validator=_non_negative("max_backoff")
+    )  # type: ignore[arg-type]
     multiplier: float = attrs.field(default=2.0)
     jitter: float = attrs.field(default=0.0)
     hedge: HedgePolicy | None = None
@@ -162,13 +172,23 @@ class RetryPolicy:
             raise ValueError(f"max_attempts must be an int >= 1, got {value!r}")
 
     @multiplier.validator
-    def _check_multiplier(self, attribute: attrs.Attribute[float], value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1:
+    def _check_multiplier(
+        self, attribute: attrs.Attribute[float], value: float
+    ) -> None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not value >= 1
+        ):
             raise ValueError(f"multiplier must be a number >= 1, got {value!r}")
 
     @jitter.validator
     def _check_jitter(self, attribute: attrs.Attribute[float], value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 <= value <= 1
+        ):
             raise ValueError(f"jitter must be a fraction in [0, 1], got {value!r}")
 
     def __attrs_post_init__(self) -> None:
@@ -180,7 +200,9 @@ class RetryPolicy:
         if self.hedge is not None and not isinstance(self.hedge, HedgePolicy):
             raise TypeError(f"hedge must be a HedgePolicy or None, got {self.hedge!r}")
         if self.budget is not None and not isinstance(self.budget, Budget):
-            raise TypeError(f"budget must implement try_acquire(kind), got {self.budget!r}")
+            raise TypeError(
+                f"budget must implement try_acquire(kind), got {self.budget!r}"
+            )
 
     def backoff(self, retry_index: int, *, rng: random.Random | None = None) -> float:
         """Seconds to wait after retry group *retry_index* (0-based) failed.

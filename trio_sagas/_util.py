@@ -63,7 +63,9 @@ def check_name(name: object, argument: str = "name") -> str:
     if not isinstance(name, str):
         raise TypeError(f"{argument} must be a str, got {name!r}")
     if not name or "/" in name:
-        raise ValueError(f"{argument} must be non-empty and contain no '/', got {name!r}")
+        raise ValueError(
+            f"{argument} must be non-empty and contain no '/', got {name!r}"
+        )
     return name
 
 
