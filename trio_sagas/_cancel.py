@@ -71,7 +71,7 @@ class CancellationScope:
             )
         self._name = name
         self._parent = parent
-        self._path = name if parent is None else f"{parent._path}/{name}"
+        self._path: str = name if parent is None else f"{parent._path}/{name}"
         self._open: set[trio.CancelScope] = set()
         self._children: weakref.WeakValueDictionary[str, CancellationScope] = (
             weakref.WeakValueDictionary()

@@ -203,11 +203,13 @@ class CompensationScope:
             TypeError: *fn* is not an async function.
         """
         check_async(fn, "fn")
-        if name is None:
-            name = describe_callable(fn)
-        elif not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
-        self._actions.append(_Action(fn, args, name))
+        # Typed callers pass a str, untyped ones may not: check the object.
+        given: object = name
+        if given is None:
+            given = describe_callable(fn)
+        elif not isinstance(given, str) or not given:
+            raise ValueError(f"name must be a non-empty str, got {given!r}")
+        self._actions.append(_Action(fn, args, str(given)))
 
     def absorb(self, other: CompensationScope) -> None:
         """Move every action of *other* to the end of this scope, in order."""
@@ -265,6 +267,9 @@ class CompensationScope:
             finally:
                 self._running = None
                 done.set()
+        # A shielded scope nobody cancels cannot swallow an exception; this
+        # only tells the type checker so.
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _run_actions(

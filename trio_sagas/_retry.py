@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import math
 import random
+from collections.abc import Callable
 from typing import Protocol, final, runtime_checkable
 
 import attrs
@@ -70,7 +71,7 @@ class Classified:
         check_timeout(value, "backoff")
 
 
-def _non_negative(name: str) -> object:
+def _non_negative(name: str) -> Callable[[object, object, object], None]:
     def check(_instance: object, _attribute: object, value: object) -> None:
         check_timeout(value, name, allow_none=False)
 
@@ -107,14 +108,14 @@ class HedgePolicy:
     """
 
     max_hedges: int = attrs.field(default=2)
-    delay: float = attrs.field(default=0.2, validator=_non_negative("delay"))  # type: ignore[arg-type]
+    delay: float = attrs.field(default=0.2, validator=_non_negative("delay"))
     trigger: str | None = None
     cancel_on_first_terminal: bool = False
     budget: Budget | None = None
     missing_trigger: MissingTrigger = MissingTrigger.FALLBACK
 
     @max_hedges.validator
-    def _check_max_hedges(self, attribute: attrs.Attribute[int], value: int) -> None:
+    def _check_max_hedges(self, attribute: attrs.Attribute[int], value: object) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"max_hedges must be an int >= 1, got {value!r}")
 
@@ -157,23 +158,25 @@ class RetryPolicy:
     max_attempts: int = attrs.field(default=3)
     initial_backoff: float = attrs.field(
         default=0.1, validator=_non_negative("initial_backoff")
-    )  # type: ignore[arg-type]
+    )
     max_backoff: float = attrs.field(
         default=10.0, validator=_non_negative("max_backoff")
-    )  # type: ignore[arg-type]
+    )
     multiplier: float = attrs.field(default=2.0)
     jitter: float = attrs.field(default=0.0)
     hedge: HedgePolicy | None = None
     budget: Budget | None = None
 
     @max_attempts.validator
-    def _check_max_attempts(self, attribute: attrs.Attribute[int], value: int) -> None:
+    def _check_max_attempts(
+        self, attribute: attrs.Attribute[int], value: object
+    ) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"max_attempts must be an int >= 1, got {value!r}")
 
     @multiplier.validator
     def _check_multiplier(
-        self, attribute: attrs.Attribute[float], value: float
+        self, attribute: attrs.Attribute[float], value: object
     ) -> None:
         if (
             isinstance(value, bool)
@@ -183,7 +186,7 @@ class RetryPolicy:
             raise ValueError(f"multiplier must be a number >= 1, got {value!r}")
 
     @jitter.validator
-    def _check_jitter(self, attribute: attrs.Attribute[float], value: float) -> None:
+    def _check_jitter(self, attribute: attrs.Attribute[float], value: object) -> None:
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))

@@ -101,7 +101,7 @@ def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:
         mod = getattr(obj, "__module__", None)
         if mod is None or not mod.startswith("trio_sagas."):
             return
-        obj.__module__ = module_name  # type: ignore[misc]
+        obj.__module__ = module_name  # type: ignore[misc,unused-ignore]
         if isinstance(obj, type):
             obj.__name__ = name
             obj.__qualname__ = qualname
