@@ -232,14 +232,16 @@ async def test_compensations_run_in_reverse_registration_order(
     ]
 
 
-async def test_receive_error_is_a_failure_naming_the_receiver() -> None:
+async def test_receive_error_is_a_failure_naming_the_receiver(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """An error raised by a channel's receive fails the fan-in like a handler error."""
 
     class Broken(trio.abc.ReceiveChannel[int]):
         closed = False
 
         async def receive(self) -> int:
-            await trio.lowlevel.checkpoint()
+            await trio.sleep(1)
             raise OSError("connection reset")
 
         async def aclose(self) -> None:
@@ -257,6 +259,7 @@ async def test_receive_error_is_a_failure_naming_the_receiver() -> None:
     assert isinstance(outcome.error, OSError)
     assert outcome.attributes["failed_at"] == "receivers[1]"
     assert outcome.attributes["interrupted"] == 1
+    assert outcome.finished_at == 1.0
     assert broken.closed
 
 
@@ -883,3 +886,22 @@ async def test_merged_channel_repr_and_exports() -> None:
     assert trio_sagas.MergedReceiveChannel.__module__ == "trio_sagas"
     assert trio_sagas.MergeStatistics.__module__ == "trio_sagas"
     assert trio_sagas.fan_in.__module__ == "trio_sagas"
+
+
+def test_fast_child_matches_child() -> None:
+    """The hot-path constructor builds exactly what StepContext.child builds."""
+    from trio_sagas._compensation import fast_child
+
+    scope = trio_sagas.CancellationScope("root")
+    parent = StepContext("ingest", cancellation=scope, deps={"k": 1}, path="app/ingest")
+    fast, slow = fast_child(parent, "0.1", "app/ingest/0.1"), parent.child("0.1")
+    assert repr(fast) == repr(slow)
+    assert type(fast) is StepContext
+    assert fast.compensation is not parent.compensation
+    assert (
+        fast.compensation
+        is not fast_child(parent, "0.2", "app/ingest/0.2").compensation
+    )
+    fast.register_compensation(nothing, name="undo")
+    assert fast.compensation.names == ("undo",)
+    assert not slow.compensation.has_actions

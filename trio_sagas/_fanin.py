@@ -22,11 +22,14 @@ from typing import Any, Generic, NoReturn, TypeVar, final
 import attrs
 import trio
 
-from ._compensation import CompensationScope, StepContext
+from ._compensation import CompensationScope, StepContext, fast_child
 from ._outcome import CancelCause, CancelReason, Outcome, Status
 from ._util import check_async, check_timeout
 
 T = TypeVar("T")
+
+_YIELD_EVERY = 32
+"""Memory-channel drains yield to the scheduler at least every this many items."""
 
 Handler = Callable[[T, StepContext], Awaitable[object]]
 
@@ -136,16 +139,47 @@ class _FanIn(Generic[T]):
         """Handle every message of one channel, in order, one at a time."""
         # Locals: this loop is the per-message hot path.
         handler = self.handler
-        child = self.context.child
+        parent = self.context
         added = self.added
         handled = self.handled
         limiter = self.limiter
+        receive = source.receive
+        receive_nowait = None
+        if isinstance(source, trio.MemoryReceiveChannel):
+            receive_nowait = source.receive_nowait
+        checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+        checkpoint = trio.lowlevel.checkpoint
+        countdown = 0
         prefix = f"{index}."
+        path_prefix = f"{parent.path}/{prefix}"
         sequence = 0
         try:
-            async for item in source:
+            while True:
+                try:
+                    if receive_nowait is None:
+                        item = await receive()
+                    else:
+                        # MemoryReceiveChannel.receive() yields to the
+                        # scheduler on every item, which costs more than the
+                        # rest of the loop. Keep its cancellation check per
+                        # item (so a failure or an outer cancel stops the
+                        # drain before the next message, as before) but
+                        # yield only every _YIELD_EVERY items.
+                        if countdown:
+                            countdown -= 1
+                            await checkpoint_if_cancelled()
+                        else:
+                            countdown = _YIELD_EVERY
+                            await checkpoint()
+                        try:
+                            item = receive_nowait()
+                        except trio.WouldBlock:
+                            item = await receive()
+                except trio.EndOfChannel:
+                    return
                 sequence += 1
-                ctx = child(prefix + str(sequence))
+                number = str(sequence)
+                ctx = fast_child(parent, prefix + number, path_prefix + number)
                 try:
                     if limiter is None:
                         await handler(item, ctx)
@@ -161,11 +195,11 @@ class _FanIn(Generic[T]):
                 finally:
                     # Whatever the handler did before it returned, failed or
                     # was cancelled may need undoing: keep its actions, in order.
-                    if ctx.compensation.has_actions:
+                    if ctx.compensation._actions:
                         added.absorb(ctx.compensation)
                 handled[index] += 1
         except Exception as exc:
-            # Only receive() gets here: handler errors are caught above.
+            # Only receiving gets here: handler errors are caught above.
             self.fail(f"receivers[{index}]", exc)
         finally:
             error = await _close_quietly(source)
