@@ -12,15 +12,20 @@ Cases (``nox -s bench``):
   one compensation per message (the fan-in commits, so none runs); reported
   as items/s and as a ratio to the same baseline.
 * memory per in-flight message (tracemalloc): 2,000 channels each holding
-  one message whose handler is parked, minus the same fan-in with every
-  channel idle (empty), divided by 2,000.
+  one message whose handler is parked, for fan_in and for the hand-written
+  fan-in, divided by 2,000.
+* throughput against the number of channels (64,000 items in all, best of
+  5), drawn to ``docs/_static/fanin_throughput.png`` when matplotlib is
+  installed (it is in the ``bench`` dependency group).
 """
 
 from __future__ import annotations
 
 import gc
 import math
+import pathlib
 import sys
+import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,12 +33,13 @@ from typing import Any
 import trio
 import trio.testing
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 from _harness import compare, report
 
 import trio_sagas
 
+STATIC = pathlib.Path(__file__).parent.parent / "docs" / "_static"
 CHANNELS = 8
 ITEMS = 20_000
 ROUNDS = 11
@@ -195,6 +201,73 @@ def memory_in_flight(n: int = 2_000) -> dict[str, float]:
     }
 
 
+def filled(channels: int, total: int) -> list[trio.MemoryReceiveChannel[int]]:
+    """One set of *channels* closed channels sharing *total* items."""
+    receivers = []
+    for index in range(channels):
+        send, receive = trio.open_memory_channel[int](math.inf)
+        for item in range(total // channels + (index < total % channels)):
+            send.send_nowait(item & 0xFF)
+        send.close()
+        receivers.append(receive)
+    return receivers
+
+
+def throughput_by_channels(total: int = 64_000) -> dict[str, dict[int, int]]:
+    """Items/s (best of 5) per variant and channel count."""
+    variants: dict[str, tuple[Callable[..., Any], Callable[[int, Any], Any]]] = {
+        "fan_in": (fan_in_any, trivial),
+        "fan_in + 1 undo/message": (fan_in_any, with_undo),
+        "hand-written": (hand_written, trivial),
+        "hand-written, batched receive": (hand_written_batched, trivial),
+    }
+    table: dict[str, dict[int, int]] = {name: {} for name in variants}
+    for channels in (1, 4, 16, 64):
+        for name, (fn, handler) in variants.items():
+            best = math.inf
+            for _ in range(5):
+                receivers = filled(channels, total)
+                start = time.perf_counter()
+                trio.run(fn, receivers, handler)
+                best = min(best, time.perf_counter() - start)
+            table[name][channels] = round(total / best)
+    return table
+
+
+async def fan_in_any(
+    receivers: list[trio.MemoryReceiveChannel[int]],
+    handler: Callable[[int, Any], Any],
+) -> None:
+    """fan_in without the fixed item count check."""
+    await trio_sagas.fan_in(trio_sagas.StepContext("bench"), receivers, handler)
+
+
+def plot(table: dict[str, dict[int, int]]) -> str | None:
+    """Draw *table* to docs/_static/fanin_throughput.png; None without matplotlib."""
+    try:
+        import matplotlib  # type: ignore[import-not-found,unused-ignore]
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for name, row in table.items():
+        axes.plot(list(row), [v / 1000 for v in row.values()], marker="o", label=name)
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel("channels (64,000 items in all)")
+    axes.set_ylabel("thousand items / s")
+    axes.set_title("fan_in throughput, trivial handler")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    target = STATIC / "fanin_throughput.png"
+    target.parent.mkdir(exist_ok=True)
+    figure.savefig(target)
+    plt.close(figure)
+    return str(target.relative_to(STATIC.parent.parent))
+
+
 def main() -> None:
     total = ROUNDS + WARMUP
     rows = [
@@ -229,6 +302,9 @@ def main() -> None:
         "items_per_s_fan_in_with_undo": round(items / rows[2]["candidate_s"]),
     }
     extra.update({k: round(v) for k, v in memory_in_flight().items()})
+    table = throughput_by_channels()
+    extra["items_per_s_by_channels"] = table
+    extra["plot"] = plot(table)
     report("fanin", rows, extra)
 
 

@@ -905,3 +905,41 @@ def test_fast_child_matches_child() -> None:
     fast.register_compensation(nothing, name="undo")
     assert fast.compensation.names == ("undo",)
     assert not slow.compensation.has_actions
+
+
+class CloseFails(trio.abc.ReceiveChannel[int]):
+    """A channel that is empty and raises when closed."""
+
+    async def receive(self) -> int:
+        await trio.lowlevel.checkpoint()
+        raise trio.EndOfChannel
+
+    async def aclose(self) -> None:
+        # Raises before its first checkpoint: fan_in and open_merge close
+        # with trio.aclose_forcefully, which cancels the close at once.
+        raise OSError("close failed")
+
+
+async def test_an_error_closing_a_receiver_fails_the_fan_in() -> None:
+    """A receiver whose aclose raises turns a would-be success into FAILED."""
+
+    async def handler(item: object, ctx: StepContext) -> None:
+        await trio.lowlevel.checkpoint()
+
+    (ok,) = prefilled(2)
+    outcome = await fan_in(StepContext("ingest"), [ok, CloseFails()], handler)
+    assert outcome.status is Status.FAILED
+    assert isinstance(outcome.error, OSError)
+    assert outcome.attributes["failed_at"] == "receivers[1]"
+
+
+async def test_an_error_closing_a_merge_source_is_raised_at_exit() -> None:
+    """open_merge reports a source whose aclose raised, once the block ends."""
+
+    async def consume() -> None:
+        async with trio_sagas.open_merge(CloseFails()) as merged:
+            with pytest.raises(trio.EndOfChannel):
+                await merged.receive()
+
+    with pytest.raises(OSError, match="close failed"):
+        await consume()
