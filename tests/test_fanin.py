@@ -943,3 +943,54 @@ async def test_an_error_closing_a_merge_source_is_raised_at_exit() -> None:
 
     with pytest.raises(OSError, match="close failed"):
         await consume()
+
+
+@given(
+    gaps=st.lists(st.lists(st.integers(0, 4), max_size=8), max_size=5),
+    stop_after=st.none() | st.integers(0, 12),
+)
+def test_property_merge_keeps_order_and_loses_nothing(
+    gaps: Sequence[Sequence[int]], stop_after: int | None
+) -> None:
+    """Per-source order kept, tags right; received + undelivered + refused/unsent = all."""
+
+    async def main() -> None:
+        received: list[tuple[int, int]] = []
+        unsent: list[tuple[int, int]] = []
+
+        async def producer(source: int, send: trio.MemorySendChannel[int]) -> None:
+            async with send:
+                for k, gap in enumerate(gaps[source]):
+                    await trio.sleep(gap / 4)
+                    try:
+                        await send.send(k)
+                    except trio.BrokenResourceError:
+                        unsent.extend((source, j) for j in range(k, len(gaps[source])))
+                        return
+
+        async with trio.open_nursery() as nursery:
+            receivers = []
+            for source in range(len(gaps)):
+                send, receive = trio.open_memory_channel[int](0)
+                receivers.append(receive)
+                nursery.start_soon(producer, source, send)
+            async with trio_sagas.open_merge(*receivers) as merged:
+                async for pair in merged:
+                    received.append(pair)
+                    if stop_after is not None and len(received) >= stop_after:
+                        break
+        everything = {(s, k) for s, row in enumerate(gaps) for k in range(len(row))}
+        undelivered = list(merged.undelivered)
+        parts = received + undelivered + unsent
+        assert sorted(parts) == sorted(everything)  # each item exactly once
+        for source in range(len(gaps)):
+            mine = [k for s, k in received if s == source]
+            assert mine == sorted(mine)
+            assert mine == list(range(len(mine)))
+        assert len(undelivered) <= len(gaps)
+        stats = merged.statistics()
+        assert sum(stats.delivered_per_source) == len(received)
+        assert stats.undelivered == len(undelivered)
+        assert stats.open_sources == 0
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
