@@ -890,7 +890,10 @@ async def test_merged_channel_repr_and_exports() -> None:
 
 def test_fast_child_matches_child() -> None:
     """The hot-path constructor builds exactly what StepContext.child builds."""
-    from trio_sagas._compensation import fast_child
+    from trio_sagas._compensation import _checked_child, fast_child
+
+    # Still in step with StepContext's fields (else it falls back, slowly).
+    assert fast_child is not _checked_child
 
     scope = trio_sagas.CancellationScope("root")
     parent = StepContext("ingest", cancellation=scope, deps={"k": 1}, path="app/ingest")
