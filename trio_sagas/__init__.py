@@ -27,6 +27,10 @@ from ._errgroup import GroupTaskFinished as GroupTaskFinished
 from ._errgroup import open_err_group as open_err_group
 from ._events import Event as Event
 from ._events import Observer as Observer
+from ._fanin import MergedReceiveChannel as MergedReceiveChannel
+from ._fanin import MergeStatistics as MergeStatistics
+from ._fanin import fan_in as fan_in
+from ._fanin import open_merge as open_merge
 from ._outcome import CancelCause as CancelCause
 from ._outcome import CancelOrigin as CancelOrigin
 from ._outcome import CancelReason as CancelReason
@@ -108,6 +112,8 @@ __all__ = (
     "GroupCompensationStarted",
     "GroupTaskFinished",
     "HedgePolicy",
+    "MergeStatistics",
+    "MergedReceiveChannel",
     "MissingTrigger",
     "Observer",
     "Outcome",
@@ -122,7 +128,9 @@ __all__ = (
     "SceneStarted",
     "Status",
     "StepContext",
+    "fan_in",
     "open_err_group",
+    "open_merge",
     "run_scene",
 )
 

@@ -406,11 +406,12 @@ class StepContext:
 
     def child(self, name: str) -> StepContext:
         """A context for a sub-step: own compensation scope, same deps/cancellation."""
+        return self._trusted_child(check_name(name), f"{self.path}/{name}")
+
+    def _trusted_child(self, name: str, path: str) -> StepContext:
+        """:meth:`child` for a name known to be valid (hot paths: fan-in)."""
         ctx = StepContext._trusted(
-            check_name(name),
-            path=f"{self.path}/{name}",
-            deps=self.deps,
-            idempotency_key=None,
+            name, path=path, deps=self.deps, idempotency_key=None
         )
         object.__setattr__(ctx, "cancellation", self.cancellation)
         return ctx
