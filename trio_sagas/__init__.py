@@ -67,6 +67,10 @@ from ._saga import SceneCompleted as SceneCompleted
 from ._saga import SceneFailed as SceneFailed
 from ._saga import SceneStarted as SceneStarted
 from ._saga import run_scene as run_scene
+from ._timeline import Span as Span
+from ._timeline import plot_timeline as plot_timeline
+from ._timeline import render_timeline as render_timeline
+from ._timeline import timeline_spans as timeline_spans
 from ._util import fixup_module_metadata as _fixup_module_metadata
 
 try:
@@ -126,12 +130,16 @@ __all__ = (
     "SceneCompleted",
     "SceneFailed",
     "SceneStarted",
+    "Span",
     "Status",
     "StepContext",
     "fan_in",
     "open_err_group",
     "open_merge",
+    "plot_timeline",
+    "render_timeline",
     "run_scene",
+    "timeline_spans",
 )
 
 _fixup_module_metadata(__name__, globals())
