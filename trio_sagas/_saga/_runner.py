@@ -396,6 +396,20 @@ class _Run:
                 fail(result)
                 raise result.error
 
+        def end_failed(status: Status, error: BaseException | None) -> None:
+            succeeded = tuple(n for n in names if n in results and results[n].ok)
+            self.emit(
+                ChorusFailed,
+                step=path,
+                status=status,
+                error=error,
+                succeeded=succeeded,
+                failed=tuple(n for n in names if n not in succeeded),
+                duration=self.now() - started,
+            )
+            if record.has_undo():
+                sink.append(record)  # the completed branches, for the saga to undo
+
         frame = _ChorusFrame(why=why, fail=fail if fail_fast else None)
         token = _CHORUSES.set((*_CHORUSES.get(), frame))
         try:
@@ -411,38 +425,20 @@ class _Run:
                     pass  # every branch's result, failures included, is in results
         except BaseException as exc:
             cancelled = is_cancellation(exc)
-            self.emit(
-                ChorusFailed,
-                step=path,
-                status=Status.CANCELLED if cancelled else Status.FAILED,
-                error=None if cancelled else exc,
-                succeeded=tuple(n for n in finished if results[n].ok),
-                failed=tuple(n for n in names if n not in results or not results[n].ok),
-                duration=self.now() - started,
+            end_failed(
+                Status.CANCELLED if cancelled else Status.FAILED,
+                None if cancelled else exc,
             )
-            if record.has_undo():
-                sink.append(record)
             raise
         finally:
             _CHORUSES.reset(token)
 
-        duration = self.now() - started
         succeeded = tuple(n for n in names if n in results and results[n].ok)
         failed = tuple(n for n in names if n not in succeeded)
         if timeout_scope.cancelled_caught:
             error = TimeoutError(f"chorus {path!r} timed out after {chorus.timeout} s")
             cause = why()
-            self.emit(
-                ChorusFailed,
-                step=path,
-                status=Status.TIMED_OUT,
-                error=error,
-                succeeded=succeeded,
-                failed=failed,
-                duration=duration,
-            )
-            if record.has_undo():
-                sink.append(record)
+            end_failed(Status.TIMED_OUT, error)
             return _Result(Status.TIMED_OUT, error, cause, path)
         if chorus.mode is ChorusMode.PARTIAL_SUCCESS:
             ok = bool(succeeded) or not names
@@ -458,21 +454,11 @@ class _Run:
                 step=path,
                 succeeded=succeeded,
                 failed=failed,
-                duration=duration,
+                duration=self.now() - started,
             )
             return _OK
         first = results[next(n for n in finished if not results[n].ok)]
-        self.emit(
-            ChorusFailed,
-            step=path,
-            status=Status.FAILED,
-            error=first.error,
-            succeeded=succeeded,
-            failed=failed,
-            duration=duration,
-        )
-        if record.has_undo():
-            sink.append(record)
+        end_failed(Status.FAILED, first.error)
         return _Result(Status.FAILED, first.error, first.cause, first.failed_step)
 
     # -- backward -----------------------------------------------------------------
