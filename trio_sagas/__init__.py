@@ -19,6 +19,17 @@ from ._compensation import SagaError as SagaError
 from ._compensation import StepContext as StepContext
 from ._events import Event as Event
 from ._events import Observer as Observer
+from ._ignition import ExecutionMode as ExecutionMode
+from ._ignition import GlobalTimeoutReached as GlobalTimeoutReached
+from ._ignition import Ignition as Ignition
+from ._ignition import IgnitionCompleted as IgnitionCompleted
+from ._ignition import IgnitionPolicy as IgnitionPolicy
+from ._ignition import IgnitionResult as IgnitionResult
+from ._ignition import SignalCompleted as SignalCompleted
+from ._ignition import SignalStarted as SignalStarted
+from ._ignition import StagePolicy as StagePolicy
+from ._ignition import StageResult as StageResult
+from ._ignition import StageStarted as StageStarted
 from ._outcome import CancelCause as CancelCause
 from ._outcome import CancelOrigin as CancelOrigin
 from ._outcome import CancelReason as CancelReason
@@ -54,13 +65,24 @@ __all__ = (
     "CompensationReport",
     "CompensationScope",
     "Event",
+    "ExecutionMode",
+    "GlobalTimeoutReached",
     "HedgePolicy",
+    "Ignition",
+    "IgnitionCompleted",
+    "IgnitionPolicy",
+    "IgnitionResult",
     "MissingTrigger",
     "Observer",
     "Outcome",
     "OutcomeError",
     "RetryPolicy",
     "SagaError",
+    "SignalCompleted",
+    "SignalStarted",
+    "StagePolicy",
+    "StageResult",
+    "StageStarted",
     "Status",
     "StepContext",
 )
