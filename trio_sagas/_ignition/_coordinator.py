@@ -65,6 +65,7 @@ class _Signal:
         "dependents",
         "depends_on",
         "fn",
+        "holds_slot",
         "index",
         "name",
         "outcome",
@@ -110,6 +111,7 @@ class _Signal:
         self.started_at: float | None = None
         # Set when the signal's task is spawned; None means never spawned.
         self.task_scope: trio.CancelScope | None = None
+        self.holds_slot = False
         self.stage_state: _Stage | None = None
 
 
@@ -500,6 +502,10 @@ class _Run:
         self.decided: dict[str, Outcome[Any]] = {}
         self.decided_view = types.MappingProxyType(self.decided)
         self.queue: collections.deque[_Signal] = collections.deque()
+        # Ready signals waiting for a max_parallelism slot, in readiness order.
+        # They get a task only once they hold a slot, so the order is ours
+        # (trio does not promise to run new tasks in spawn order).
+        self.slot_queue: collections.deque[_Signal] = collections.deque()
         self.pumping = False
         self.stopped: CancelCause | None = None
         self.closed = False
@@ -592,9 +598,9 @@ class _Run:
             s.timeout is not None for s in self.signals
         ):
             internal.start_soon(self._soft_timer, name="ignition:soft-timeouts")
-        if self.mode is not ExecutionMode.PARALLEL:
-            # Signals that wait (for dependencies, their turn or their stage)
-            # have no task yet; a watcher per scope node ends them the moment
+        if self.mode is not ExecutionMode.PARALLEL or self.limiter is not None:
+            # Signals that wait (for dependencies, their turn, their stage or
+            # a slot) have no task yet; a watcher per scope node ends them the moment
             # their scope is cancelled.
             waiting: dict[CancellationScope, list[_Signal]] = {}
             for sig in self.signals:
@@ -807,10 +813,26 @@ class _Run:
             # Its scope was cancelled while it waited: never start it.
             self._resolve(sig, self._outcome(sig, Status.CANCELLED, cause=sig.scope.cause))
             return
+        if self.limiter is not None:
+            try:
+                self.limiter.acquire_on_behalf_of_nowait(sig)
+            except trio.WouldBlock:
+                self.slot_queue.append(sig)
+                return
+            sig.holds_slot = True
         assert self.host is not None
         sig.task_scope = trio.CancelScope()
         self.live[sig] = None
         self.host.start_soon(self._signal_task, sig, name=f"ignition:{sig.name}")
+
+    def _release_slot(self, sig: _Signal) -> None:
+        if not sig.holds_slot:
+            return
+        assert self.limiter is not None
+        sig.holds_slot = False
+        self.limiter.release_on_behalf_of(sig)
+        while self.slot_queue and self.limiter.available_tokens:
+            self._spawn(self.slot_queue.popleft())
 
     def _advance_sequence(self) -> None:
         while self.sequence_position < len(self.signals):
@@ -932,15 +954,16 @@ class _Run:
                 await self._run_signal(sig)
         finally:
             self.live.pop(sig, None)
+            self._release_slot(sig)
 
     async def _run_signal(self, sig: _Signal) -> None:
         node_scope: trio.CancelScope | None = None
         try:
             if sig.scope is None:
-                await self._limited(sig)
+                await self._call(sig)
             else:
                 with sig.scope.open() as node_scope:
-                    await self._limited(sig)
+                    await self._call(sig)
         except trio.Cancelled as exc:
             if sig.outcome is None:
                 # None of our scopes did it: the caller's side cancelled us.
@@ -957,16 +980,9 @@ class _Run:
         if node_scope is not None and node_scope.cancelled_caught:
             self._cancelled_by_scope(sig)
 
-    async def _limited(self, sig: _Signal) -> None:
-        if self.limiter is None:
-            # A task spawned into a cancelled context must not run any of fn.
-            await trio.lowlevel.checkpoint_if_cancelled()
-            await self._call(sig)
-        else:
-            async with self.limiter:
-                await self._call(sig)
-
     async def _call(self, sig: _Signal) -> None:
+        # A task spawned into a cancelled context must not run any of fn.
+        await trio.lowlevel.checkpoint_if_cancelled()
         if sig.outcome is not None:
             return
         now = sig.started_at = trio.current_time()
@@ -985,6 +1001,8 @@ class _Run:
             if sig.service:
                 assert self.caller is not None
                 value = await self.caller.start(self._service, sig)
+                # Ready: it no longer counts against max_parallelism.
+                self._release_slot(sig)
             else:
                 value = await sig.fn(*sig.args)
             finished = True
