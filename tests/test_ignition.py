@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from trio.testing import MockClock
 from hypothesis import given
 from hypothesis import strategies as st
+from trio.testing import MockClock
 
 import trio_sagas
 from trio_sagas import (
@@ -29,6 +29,7 @@ from trio_sagas import (
 )
 
 Leaks = Callable[[], AbstractContextManager[Any]]
+
 
 class Boom(Exception):
     """The failure the test signals raise."""
@@ -71,7 +72,9 @@ def critical_optional(
     ):
         fn = fail if name == failing else ok
         delay = 1 if name == failing else durations[name]
-        ignition.add(name, fn, delay, scope=scope, cancel_scope_on_failure=critical_signal)
+        ignition.add(
+            name, fn, delay, scope=scope, cancel_scope_on_failure=critical_signal
+        )
     return ignition, root, critical, optional
 
 
@@ -81,14 +84,30 @@ S, F, C = Status.SUCCEEDED, Status.FAILED, Status.CANCELLED
 @pytest.mark.parametrize(
     ("failing", "critical_cancelled", "expected"),
     [
-        ("auth", True, {"auth": F, "database": C, "analytics": S, "recommendations": S}),
-        ("database", True, {"auth": C, "database": F, "analytics": S, "recommendations": S}),
-        ("analytics", False, {"auth": S, "database": S, "analytics": F, "recommendations": S}),
+        (
+            "auth",
+            True,
+            {"auth": F, "database": C, "analytics": S, "recommendations": S},
+        ),
+        (
+            "database",
+            True,
+            {"auth": C, "database": F, "analytics": S, "recommendations": S},
+        ),
+        (
+            "analytics",
+            False,
+            {"auth": S, "database": S, "analytics": F, "recommendations": S},
+        ),
     ],
     ids=["auth-fails", "database-fails", "analytics-fails"],
 )
 async def test_behaviour_table_failure_rows(
-    autojump_clock: MockClock, failing: str, critical_cancelled: bool, expected: dict[str, Status], no_task_leaks: Leaks
+    autojump_clock: MockClock,
+    failing: str,
+    critical_cancelled: bool,
+    expected: dict[str, Status],
+    no_task_leaks: Leaks,
 ) -> None:
     """Rows 1-3 of the seed table: a critical failure cancels only its own scope."""
     ignition, root, critical, optional = critical_optional(failing)
@@ -107,15 +126,19 @@ async def test_behaviour_table_failure_rows(
                 origin=CancelOrigin.INTERNAL,
                 scope="application-root/critical-services",
                 triggered_by=failing,
-                message=f"Boom: failed after 1s",
+                message="Boom: failed after 1s",
             )
-    assert result.outcomes["analytics"].finished_at == (1 if failing == "analytics" else 2)
+    assert result.outcomes["analytics"].finished_at == (
+        1 if failing == "analytics" else 2
+    )
     assert result.outcomes["recommendations"].finished_at == 4
     assert result.duration == 4
     assert not result.ok
 
 
-async def test_behaviour_table_root_cancelled_manually(autojump_clock: MockClock, no_task_leaks: Leaks) -> None:
+async def test_behaviour_table_root_cancelled_manually(
+    autojump_clock: MockClock, no_task_leaks: Leaks
+) -> None:
     """Row 4 of the seed table: cancelling the root cancels every signal in the tree."""
     ignition, root, critical, optional = critical_optional(None)
 
@@ -137,7 +160,8 @@ async def test_behaviour_table_root_cancelled_manually(autojump_clock: MockClock
     for outcome in result.outcomes.values():
         assert outcome.cause == expected
         assert times(outcome) == (0, 0.5)
-    assert critical.cancelled and optional.cancelled
+    assert critical.cancelled
+    assert optional.cancelled
     assert trio.current_time() == 0.5
 
 
@@ -167,7 +191,9 @@ async def test_redis_bundle_scope(autojump_clock: MockClock) -> None:
     assert result.duration == 2
 
 
-async def test_auth_dag_with_scopes_cancels_downstream_at_once(autojump_clock: MockClock) -> None:
+async def test_auth_dag_with_scopes_cancels_downstream_at_once(
+    autojump_clock: MockClock,
+) -> None:
     """auth -> user/email -> profile: auth's failure cancels the waiting services at once."""
     auth_scope = CancellationScope("auth-dependent-services")
     downstream = auth_scope.child("downstream-services")
@@ -178,9 +204,15 @@ async def test_auth_dag_with_scopes_cancels_downstream_at_once(autojump_clock: M
         await trio.sleep(1)
 
     ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE, global_timeout=30)
-    ignition.add("auth-service", fail, 2, scope=auth_scope, cancel_scope_on_failure=True)
-    ignition.add("user-service", service, "user", depends_on=["auth-service"], scope=auth_scope)
-    ignition.add("email-service", service, "email", depends_on=["auth-service"], scope=auth_scope)
+    ignition.add(
+        "auth-service", fail, 2, scope=auth_scope, cancel_scope_on_failure=True
+    )
+    ignition.add(
+        "user-service", service, "user", depends_on=["auth-service"], scope=auth_scope
+    )
+    ignition.add(
+        "email-service", service, "email", depends_on=["auth-service"], scope=auth_scope
+    )
     ignition.add(
         "profile-service",
         service,
@@ -210,7 +242,10 @@ async def test_auth_dag_with_scopes_cancels_downstream_at_once(autojump_clock: M
     [(False, Status.SKIPPED), (True, Status.CANCELLED)],
 )
 async def test_transitive_dependency_failure(
-    autojump_clock: MockClock, cancel_dependents: bool, status: Status, no_task_leaks: Leaks
+    autojump_clock: MockClock,
+    cancel_dependents: bool,
+    status: Status,
+    no_task_leaks: Leaks,
 ) -> None:
     """a fails: b, c, d, e (four hops away) end at once, each naming 'a' as the root."""
     ignition = Ignition(
@@ -267,7 +302,9 @@ async def test_dependency_order_and_start_times(autojump_clock: MockClock) -> No
 
 async def test_timed_out_dependency_skips_dependents(autojump_clock: MockClock) -> None:
     """A dependency that timed out counts as not succeeded; it is named as the root."""
-    ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE, cancel_individual_on_timeout=True)
+    ignition = Ignition(
+        mode=ExecutionMode.DEPENDENCY_AWARE, cancel_individual_on_timeout=True
+    )
     ignition.add("db", ok, 10, timeout=2)
     ignition.add("cache", ok, 1, depends_on=["db"])
     result = await ignition.run()
@@ -281,7 +318,9 @@ async def test_timed_out_dependency_skips_dependents(autojump_clock: MockClock) 
 # -- timeouts ------------------------------------------------------------------
 
 
-async def test_hard_timeout_cancels_at_deadline(autojump_clock: MockClock, no_task_leaks: Leaks) -> None:
+async def test_hard_timeout_cancels_at_deadline(
+    autojump_clock: MockClock, no_task_leaks: Leaks
+) -> None:
     """cancel_individual_on_timeout: the signal is cancelled at its deadline."""
     seen: list[float] = []
 
@@ -307,7 +346,9 @@ async def test_hard_timeout_cancels_at_deadline(autojump_clock: MockClock, no_ta
     assert result.duration == 1.5
 
 
-async def test_soft_timeout_keeps_running_inside_run(autojump_clock: MockClock, no_task_leaks: Leaks) -> None:
+async def test_soft_timeout_keeps_running_inside_run(
+    autojump_clock: MockClock, no_task_leaks: Leaks
+) -> None:
     """A soft timeout reports TIMED_OUT at the deadline; the signal goes on until run() ends."""
     progress: list[float] = []
     ended: list[float] = []
@@ -335,7 +376,9 @@ async def test_soft_timeout_keeps_running_inside_run(autojump_clock: MockClock, 
     assert trio.current_time() == 4
 
 
-async def test_soft_timeout_with_nursery_outlives_run(autojump_clock: MockClock) -> None:
+async def test_soft_timeout_with_nursery_outlives_run(
+    autojump_clock: MockClock,
+) -> None:
     """With run(nursery=...), a soft-timed-out signal finishes in the caller's nursery."""
     done: list[float] = []
 
@@ -354,7 +397,9 @@ async def test_soft_timeout_with_nursery_outlives_run(autojump_clock: MockClock)
     assert done == [3]
 
 
-async def test_soft_timeout_with_cancel_scope_on_failure_cancels_bundle(autojump_clock: MockClock) -> None:
+async def test_soft_timeout_with_cancel_scope_on_failure_cancels_bundle(
+    autojump_clock: MockClock,
+) -> None:
     """A timeout counts as a failure for cancel_scope_on_failure (STEP_TIMEOUT)."""
     scope = CancellationScope("bundle")
     ignition = Ignition()
@@ -390,16 +435,22 @@ async def test_global_timeout(autojump_clock: MockClock, no_task_leaks: Leaks) -
         "slow": Status.TIMED_OUT,
         "after-slow": Status.TIMED_OUT,
     }
-    cause = CancelCause.of(CancelReason.GLOBAL_TIMEOUT, message="global timeout of 2s reached")
+    cause = CancelCause.of(
+        CancelReason.GLOBAL_TIMEOUT, message="global timeout of 2s reached"
+    )
     assert result.outcomes["slow"].cause == cause
     assert times(result.outcomes["slow"]) == (0, 2)
     assert times(result.outcomes["after-slow"]) == (None, 2)
     reached = [e for e in events if isinstance(e, trio_sagas.GlobalTimeoutReached)]
-    assert reached == [trio_sagas.GlobalTimeoutReached(at=2, pending=("slow", "after-slow"))]
+    assert reached == [
+        trio_sagas.GlobalTimeoutReached(at=2, pending=("slow", "after-slow"))
+    ]
 
 
 @pytest.mark.parametrize("hard", [False, True])
-async def test_global_timeout_with_nursery(autojump_clock: MockClock, hard: bool) -> None:
+async def test_global_timeout_with_nursery(
+    autojump_clock: MockClock, hard: bool
+) -> None:
     """Soft: pending signals keep running in the caller's nursery; hard: they are cancelled."""
     finished: list[float] = []
 
@@ -422,13 +473,16 @@ async def test_no_global_timeout(autojump_clock: MockClock) -> None:
     ignition = Ignition(global_timeout=None)
     ignition.add("slow", ok, 1000)
     result = await ignition.run()
-    assert result.ok and result.duration == 1000
+    assert result.ok
+    assert result.duration == 1000
 
 
 # -- policies --------------------------------------------------------------------
 
 
-async def test_fail_fast_parallel_cancels_running_peers(autojump_clock: MockClock, no_task_leaks: Leaks) -> None:
+async def test_fail_fast_parallel_cancels_running_peers(
+    autojump_clock: MockClock, no_task_leaks: Leaks
+) -> None:
     """FAIL_FAST: the first failure cancels running peers (internal, naming the failure)."""
     ignition = Ignition(policy=IgnitionPolicy.FAIL_FAST)
     ignition.add("a", ok, 3)
@@ -461,7 +515,9 @@ async def test_fail_fast_sequential_skips_the_rest(autojump_clock: MockClock) ->
     assert times(result.outcomes["three"]) == (None, 2)
 
 
-async def test_sequential_best_effort_runs_one_at_a_time(autojump_clock: MockClock) -> None:
+async def test_sequential_best_effort_runs_one_at_a_time(
+    autojump_clock: MockClock,
+) -> None:
     """SEQUENTIAL + BEST_EFFORT: in add order, one at a time, past failures."""
     ignition = Ignition(mode=ExecutionMode.SEQUENTIAL)
     ignition.add("one", fail, 1)
@@ -472,7 +528,9 @@ async def test_sequential_best_effort_runs_one_at_a_time(autojump_clock: MockClo
     assert statuses(result) == {"one": F, "two": S, "three": S}
 
 
-async def test_continue_on_timeout_goes_past_timeouts_stops_at_failure(autojump_clock: MockClock) -> None:
+async def test_continue_on_timeout_goes_past_timeouts_stops_at_failure(
+    autojump_clock: MockClock,
+) -> None:
     """CONTINUE_ON_TIMEOUT: a timeout does not stop the sequence, a failure does."""
     ignition = Ignition(
         mode=ExecutionMode.SEQUENTIAL,
@@ -483,11 +541,17 @@ async def test_continue_on_timeout_goes_past_timeouts_stops_at_failure(autojump_
     ignition.add("broken", fail, 1)
     ignition.add("never", ok, 1)
     result = await ignition.run()
-    assert statuses(result) == {"slow": Status.TIMED_OUT, "broken": F, "never": Status.SKIPPED}
+    assert statuses(result) == {
+        "slow": Status.TIMED_OUT,
+        "broken": F,
+        "never": Status.SKIPPED,
+    }
     assert times(result.outcomes["broken"]) == (1, 2)
 
 
-async def test_sequential_soft_timeout_moves_on_at_the_deadline(autojump_clock: MockClock) -> None:
+async def test_sequential_soft_timeout_moves_on_at_the_deadline(
+    autojump_clock: MockClock,
+) -> None:
     """SEQUENTIAL: the next signal starts at a soft deadline while the late one keeps going."""
     ignition = Ignition(mode=ExecutionMode.SEQUENTIAL, global_timeout=None)
     ignition.add("slow", ok, 3, timeout=1)
@@ -519,9 +583,13 @@ async def test_custom_policy_sees_results_and_stops(autojump_clock: MockClock) -
     assert "two_strikes" in cause.message
 
 
-async def test_custom_policy_stopping_after_success_uses_terminal(autojump_clock: MockClock) -> None:
+async def test_custom_policy_stopping_after_success_uses_terminal(
+    autojump_clock: MockClock,
+) -> None:
     """A policy that stops after a success gives the rest a TERMINAL cause."""
-    ignition = Ignition(mode=ExecutionMode.SEQUENTIAL, policy=lambda finished, results: False)
+    ignition = Ignition(
+        mode=ExecutionMode.SEQUENTIAL, policy=lambda finished, results: False
+    )
     ignition.add("a", ok, 1)
     ignition.add("b", ok, 1)
     result = await ignition.run()
@@ -530,7 +598,9 @@ async def test_custom_policy_stopping_after_success_uses_terminal(autojump_clock
     assert (cause.reason, cause.triggered_by) == (CancelReason.TERMINAL, "a")
 
 
-async def test_custom_policy_error_propagates_after_cleanup(autojump_clock: MockClock, no_task_leaks: Leaks) -> None:
+async def test_custom_policy_error_propagates_after_cleanup(
+    autojump_clock: MockClock, no_task_leaks: Leaks
+) -> None:
     """A policy that raises stops the run, cancels everything, then run() raises it."""
 
     def broken(finished: Outcome[Any], results: Any) -> bool:
@@ -617,7 +687,9 @@ async def test_stage_fail_fast_cancels_the_stage(autojump_clock: MockClock) -> N
     assert result.duration == 1
 
 
-async def test_stage_early_promotion(autojump_clock: MockClock, no_task_leaks: Leaks) -> None:
+async def test_stage_early_promotion(
+    autojump_clock: MockClock, no_task_leaks: Leaks
+) -> None:
     """EARLY_PROMOTION: the next stage starts once the threshold succeeded; the rest goes on."""
     events: list[trio_sagas.Event] = []
     ignition = staged(StagePolicy.EARLY_PROMOTION, 0.5, observer=events.append)
@@ -630,7 +702,8 @@ async def test_stage_early_promotion(autojump_clock: MockClock, no_task_leaks: L
         result = await ignition.run()
     assert times(result.outcomes["ready"]) == (2, 3)
     assert statuses(result)["w3"] is S
-    assert result.stages[0].promoted and result.stages[0].promoted_at == 2
+    assert result.stages[0].promoted
+    assert result.stages[0].promoted_at == 2
     assert result.duration == 7
     stage_events = [
         (e.at, e.stage) for e in events if isinstance(e, trio_sagas.StageStarted)
@@ -638,7 +711,9 @@ async def test_stage_early_promotion(autojump_clock: MockClock, no_task_leaks: L
     assert stage_events == [(0, 0), (2, 1)]
 
 
-async def test_stage_early_promotion_threshold_not_reached(autojump_clock: MockClock) -> None:
+async def test_stage_early_promotion_threshold_not_reached(
+    autojump_clock: MockClock,
+) -> None:
     """EARLY_PROMOTION: a stage that never reaches its threshold ends the run there."""
     ignition = staged(StagePolicy.EARLY_PROMOTION, 0.7)
     ignition.add("a", ok, 1, stage=0)
@@ -650,14 +725,20 @@ async def test_stage_early_promotion_threshold_not_reached(autojump_clock: MockC
     assert result.duration == 2
 
 
-async def test_staged_scopes_infrastructure_failure_cancels_later_stages(autojump_clock: MockClock) -> None:
+async def test_staged_scopes_infrastructure_failure_cancels_later_stages(
+    autojump_clock: MockClock,
+) -> None:
     """Seed scenario: infrastructure failure cancels warmup and readiness at once."""
     infrastructure = CancellationScope("infrastructure-stage")
     warmup = infrastructure.child("warmup-stage")
     readiness = warmup.child("readiness-stage")
     ignition = staged(StagePolicy.ALL_MUST_SUCCEED)
-    ignition.add("database", fail, 1, stage=0, scope=infrastructure, cancel_scope_on_failure=True)
-    ignition.add("cache", ok, 3, stage=0, scope=infrastructure, cancel_scope_on_failure=True)
+    ignition.add(
+        "database", fail, 1, stage=0, scope=infrastructure, cancel_scope_on_failure=True
+    )
+    ignition.add(
+        "cache", ok, 3, stage=0, scope=infrastructure, cancel_scope_on_failure=True
+    )
     ignition.add("preload", ok, 1, stage=1, scope=warmup)
     ignition.add("health", ok, 1, stage=2, scope=readiness)
     result = await ignition.run()
@@ -671,14 +752,18 @@ async def test_staged_scopes_infrastructure_failure_cancels_later_stages(autojum
     assert result.duration == 1
 
 
-async def test_staged_warmup_failure_leaves_infrastructure_alone(autojump_clock: MockClock) -> None:
+async def test_staged_warmup_failure_leaves_infrastructure_alone(
+    autojump_clock: MockClock,
+) -> None:
     """Seed scenario: a warmup failure cancels readiness, never infrastructure."""
     infrastructure = CancellationScope("infrastructure-stage")
     warmup = infrastructure.child("warmup-stage")
     readiness = warmup.child("readiness-stage")
     ignition = staged(StagePolicy.BEST_EFFORT)
     ignition.add("database", ok, 1, stage=0, scope=infrastructure)
-    ignition.add("preload", fail, 1, stage=1, scope=warmup, cancel_scope_on_failure=True)
+    ignition.add(
+        "preload", fail, 1, stage=1, scope=warmup, cancel_scope_on_failure=True
+    )
     ignition.add("health", ok, 1, stage=2, scope=readiness)
     result = await ignition.run()
     assert statuses(result) == {"database": S, "preload": F, "health": C}
@@ -689,7 +774,9 @@ async def test_staged_warmup_failure_leaves_infrastructure_alone(autojump_clock:
 # -- scopes ----------------------------------------------------------------------
 
 
-async def test_scope_cancelled_before_run_never_starts_signals(autojump_clock: MockClock) -> None:
+async def test_scope_cancelled_before_run_never_starts_signals(
+    autojump_clock: MockClock,
+) -> None:
     """A signal whose scope is already cancelled ends CANCELLED without running."""
     scope = CancellationScope("gone")
     scope.cancel(CancelReason.MANUAL, message="maintenance")
@@ -708,7 +795,9 @@ async def test_scope_cancelled_before_run_never_starts_signals(autojump_clock: M
     assert called == []
 
 
-async def test_waiting_signal_ends_when_its_scope_is_cancelled(autojump_clock: MockClock) -> None:
+async def test_waiting_signal_ends_when_its_scope_is_cancelled(
+    autojump_clock: MockClock,
+) -> None:
     """SEQUENTIAL: a signal waiting its turn ends the moment its scope is cancelled."""
     scope = CancellationScope("later")
 
@@ -735,7 +824,8 @@ async def test_ignition_keeps_scopes_alive(autojump_clock: MockClock) -> None:
     root.cancel(CancelReason.MANUAL)
     result = await ignition.run()
     cause = result.outcomes["a"].cause
-    assert cause is not None and cause.scope == "root"
+    assert cause is not None
+    assert cause.scope == "root"
 
 
 # -- max_parallelism ---------------------------------------------------------------
@@ -751,7 +841,9 @@ async def test_max_parallelism_bounds_concurrency(autojump_clock: MockClock) -> 
     assert result.duration == 3
 
 
-async def test_max_parallelism_with_fail_fast_skips_the_waiting(autojump_clock: MockClock) -> None:
+async def test_max_parallelism_with_fail_fast_skips_the_waiting(
+    autojump_clock: MockClock,
+) -> None:
     """Signals still waiting for a slot when the run stops are SKIPPED, never started."""
     ignition = Ignition(max_parallelism=1, policy=IgnitionPolicy.FAIL_FAST)
     ignition.add("bad", fail, 1)
@@ -761,7 +853,9 @@ async def test_max_parallelism_with_fail_fast_skips_the_waiting(autojump_clock: 
     assert result.outcomes["waiting"].status is Status.SKIPPED
 
 
-async def test_max_parallelism_scope_cancel_while_waiting(autojump_clock: MockClock) -> None:
+async def test_max_parallelism_scope_cancel_while_waiting(
+    autojump_clock: MockClock,
+) -> None:
     """A signal waiting for a slot ends CANCELLED, unstarted, when its scope is cancelled."""
     scope = CancellationScope("bundle")
     ignition = Ignition(max_parallelism=1)
@@ -783,11 +877,15 @@ async def http_server(
     await trio.sleep_forever()
 
 
-async def test_service_is_ready_and_keeps_running_in_the_nursery(autojump_clock: MockClock) -> None:
+async def test_service_is_ready_and_keeps_running_in_the_nursery(
+    autojump_clock: MockClock,
+) -> None:
     """A task_status signal is SUCCEEDED when ready and keeps running in the caller's nursery."""
     log: list[tuple[str, float]] = []
 
-    async def worker(*, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    async def worker(
+        *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started("ready")
         try:
             await trio.sleep_forever()
@@ -816,17 +914,25 @@ async def test_service_needs_a_nursery(autojump_clock: MockClock) -> None:
         await ignition.run()
 
 
-async def test_service_failing_or_hanging_before_ready(autojump_clock: MockClock) -> None:
+async def test_service_failing_or_hanging_before_ready(
+    autojump_clock: MockClock,
+) -> None:
     """A service failing before ready is FAILED; one not ready in time is TIMED_OUT."""
 
-    async def broken(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def broken(
+        *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         await trio.sleep(1)
         raise Boom("no port")
 
-    async def hanging(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def hanging(
+        *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         await trio.sleep_forever()
 
-    async def quitter(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def quitter(
+        *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         await trio.sleep(1)
 
     async with trio.open_nursery() as nursery:
@@ -841,7 +947,9 @@ async def test_service_failing_or_hanging_before_ready(autojump_clock: MockClock
     assert trio.current_time() == 2
 
 
-async def test_service_scope_cancel_reaches_it_after_ready(autojump_clock: MockClock) -> None:
+async def test_service_scope_cancel_reaches_it_after_ready(
+    autojump_clock: MockClock,
+) -> None:
     """A ready service still belongs to its scope: cancelling the scope ends it quietly."""
     scope = CancellationScope("http")
     async with trio.open_nursery() as nursery:
@@ -876,7 +984,9 @@ async def test_service_scope_cancelled_before_ready(autojump_clock: MockClock) -
 # -- external cancellation -------------------------------------------------------
 
 
-async def test_external_cancel_propagates_and_leaves_nothing(autojump_clock: MockClock, no_task_leaks: Leaks) -> None:
+async def test_external_cancel_propagates_and_leaves_nothing(
+    autojump_clock: MockClock, no_task_leaks: Leaks
+) -> None:
     """Cancelling run() from outside raises Cancelled and stops every signal, even in a nursery."""
     ended: list[float] = []
 
@@ -937,7 +1047,9 @@ async def test_summary_of_stages_and_empty_run(autojump_clock: MockClock) -> Non
         "    web  failed       1.000s  Boom: failed after 1s",
     ]
     empty = await Ignition().run()
-    assert empty.ok and empty.duration == 0 and dict(empty.outcomes) == {}
+    assert empty.ok
+    assert empty.duration == 0
+    assert dict(empty.outcomes) == {}
     assert empty.summary() == "ignition ok in 0.000s: no signals"
 
 
@@ -959,10 +1071,13 @@ async def test_observer_events_in_order(autojump_clock: MockClock) -> None:
         ("IgnitionCompleted", 1, None, None),
     ]
     last = events[-1]
-    assert isinstance(last, trio_sagas.IgnitionCompleted) and last.result is result
+    assert isinstance(last, trio_sagas.IgnitionCompleted)
+    assert last.result is result
 
 
-async def test_raising_observer_is_isolated(autojump_clock: MockClock, caplog: pytest.LogCaptureFixture) -> None:
+async def test_raising_observer_is_isolated(
+    autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
     """An observer that raises is logged and never breaks the run."""
 
     def bad_observer(event: trio_sagas.Event) -> None:
@@ -993,11 +1108,17 @@ async def test_raising_observer_is_isolated(autojump_clock: MockClock, caplog: p
         ({"early_promotion_threshold": "1"}, TypeError, "early_promotion_threshold"),
         ({"max_parallelism": 0}, ValueError, "max_parallelism must be >= 1, got 0"),
         ({"max_parallelism": 1.5}, TypeError, "max_parallelism"),
-        ({"cancel_dependents_on_failure": 1}, TypeError, "cancel_dependents_on_failure"),
+        (
+            {"cancel_dependents_on_failure": 1},
+            TypeError,
+            "cancel_dependents_on_failure",
+        ),
         ({"observer": 3}, TypeError, "observer"),
     ],
 )
-def test_constructor_validation(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
+def test_constructor_validation(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
     """Bad configuration fails fast, naming the argument and the value."""
     with pytest.raises(error, match=match):
         Ignition(**kwargs)
@@ -1050,7 +1171,9 @@ def test_add_validation() -> None:
     assert ignition.names == ("a",)
 
 
-async def test_graph_validation_before_anything_starts(autojump_clock: MockClock) -> None:
+async def test_graph_validation_before_anything_starts(
+    autojump_clock: MockClock,
+) -> None:
     """Unknown dependencies and cycles (named in order) are refused before any signal runs."""
     started: list[str] = []
 
@@ -1060,7 +1183,9 @@ async def test_graph_validation_before_anything_starts(autojump_clock: MockClock
     ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
     ignition.add("free", work, "free")
     ignition.add("a", work, "a", depends_on=["ghost"])
-    with pytest.raises(ValueError, match="signal 'a' depends on unknown signal 'ghost'"):
+    with pytest.raises(
+        ValueError, match="signal 'a' depends on unknown signal 'ghost'"
+    ):
         await ignition.run()
 
     cyclic = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
@@ -1121,7 +1246,9 @@ def random_dags(draw: st.DrawFn) -> list[tuple[int, list[int], bool]]:
     nodes = []
     for index in range(size):
         deps = (
-            draw(st.lists(st.integers(0, index - 1), max_size=4, unique=True)) if index else []
+            draw(st.lists(st.integers(0, index - 1), max_size=4, unique=True))
+            if index
+            else []
         )
         fails = draw(st.integers(0, 3)) == 0  # about one node in four fails
         nodes.append((draw(st.integers(1, 3)), deps, fails))
@@ -1156,7 +1283,12 @@ def test_property_random_dags(
         for index in order:
             duration, deps, fails = dag[index]
             ignition.add(
-                f"n{index}", body, f"n{index}", duration, fails, depends_on=[f"n{d}" for d in deps]
+                f"n{index}",
+                body,
+                f"n{index}",
+                duration,
+                fails,
+                depends_on=[f"n{d}" for d in deps],
             )
         with no_task_leaks():
             return await ignition.run()
@@ -1173,8 +1305,11 @@ def test_property_random_dags(
         if bad_deps:
             end = min(finish[d] for d in bad_deps)
             assert name not in runs
-            assert outcome.status is (Status.CANCELLED if cancel_dependents else Status.SKIPPED)
-            assert outcome.started_at is None and outcome.finished_at == end
+            assert outcome.status is (
+                Status.CANCELLED if cancel_dependents else Status.SKIPPED
+            )
+            assert outcome.started_at is None
+            assert outcome.finished_at == end
             assert outcome.cause is not None
             assert outcome.cause.reason is CancelReason.DEPENDENCY_FAILED
             # The root cause is a failed ancestor reached through a dependency
@@ -1186,8 +1321,10 @@ def test_property_random_dags(
                     roots.add(
                         dep_outcome.cause.triggered_by if dep_outcome.cause else f"n{d}"
                     )
-            assert outcome.cause.triggered_by in roots
-            root = result.outcomes[outcome.cause.triggered_by]
+            trigger = outcome.cause.triggered_by
+            assert trigger is not None
+            assert trigger in roots
+            root = result.outcomes[trigger]
             assert root.status is Status.FAILED
             finish.append(end)
             good.append(False)
