@@ -1008,6 +1008,58 @@ async def test_external_cancel_propagates_and_leaves_nothing(
     assert trio.current_time() == 1
 
 
+async def test_external_cancel_never_starts_dependents(
+    autojump_clock: MockClock, no_task_leaks: Leaks
+) -> None:
+    """Once run() is cancelled, no dependent starts, not even in the caller's nursery."""
+    started: list[str] = []
+
+    async def record(name: str, delay: float) -> None:
+        started.append(name)
+        await trio.sleep(delay)
+
+    with no_task_leaks():
+        async with trio.open_nursery() as nursery:
+            ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
+            ignition.add("a", record, "a", 1)
+            ignition.add("b", record, "b", 1, depends_on=["a"])
+            with trio.move_on_after(0.5):
+                await ignition.run(nursery=nursery)
+    assert started == ["a"]
+    assert trio.current_time() == 0.5
+
+
+async def test_signals_cancelled_from_outside_stop_the_run(
+    autojump_clock: MockClock,
+) -> None:
+    """The caller's nursery cancelled under running signals: EXTERNAL, and the run stops."""
+
+    async def host(*, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+        async with trio.open_nursery() as signals_nursery:
+            task_status.started(signals_nursery)
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as outer:
+        signals_nursery: trio.Nursery = await outer.start(host)
+
+        async def pull_the_plug() -> None:
+            await trio.sleep(0.5)
+            signals_nursery.cancel_scope.cancel(reason="shutting down")
+
+        outer.start_soon(pull_the_plug)
+        ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
+        ignition.add("a", ok, 1)
+        ignition.add("b", ok, 1, depends_on=["a"])
+        ignition.add("c", ok, 2)
+        result = await ignition.run(nursery=signals_nursery)
+        outer.cancel_scope.cancel()
+    assert statuses(result) == {"a": C, "b": Status.SKIPPED, "c": C}
+    external = CancelCause.external("shutting down")
+    assert result.outcomes["a"].cause == external
+    assert result.outcomes["b"].cause == external
+    assert result.duration == 0.5
+
+
 # -- results and events ----------------------------------------------------------
 
 
@@ -1031,6 +1083,7 @@ async def test_summary_text(autojump_clock: MockClock) -> None:
         "'redis': dependency 'redis' failed",
     ]
     assert result.counts()[Status.SKIPPED] == 1
+    hash(result)  # a frozen record, usable in sets despite its mapping
 
 
 async def test_summary_of_stages_and_empty_run(autojump_clock: MockClock) -> None:
@@ -1195,6 +1248,8 @@ async def test_graph_validation_before_anything_starts(
     cyclic.add("c", work, "c", depends_on=["a"])
     with pytest.raises(ValueError, match="dependency cycle: 'a' -> 'b' -> 'c' -> 'a'"):
         await cyclic.run()
+    with pytest.raises(ValueError, match="dependency cycle"):
+        await cyclic.run()  # still refused: the check starts afresh
 
     selfish = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
     selfish.add("me", work, "me", depends_on=["me"])

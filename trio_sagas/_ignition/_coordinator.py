@@ -284,7 +284,10 @@ class Ignition:
                     raise ValueError(
                         f"signal {sig.name!r} depends on unknown signal {dep!r}"
                     )
-        # Iterative depth-first search; colour 1 = on the current path.
+        # Iterative depth-first search; colour 1 = on the current path. Reset
+        # first: a run() refused earlier may have left colours behind.
+        for sig in signals.values():
+            sig.color = 0
         for root in signals.values():
             if root.color:
                 continue

@@ -78,7 +78,7 @@ class StageResult:
     """
 
     stage: int
-    outcomes: Mapping[str, Outcome[Any]]
+    outcomes: Mapping[str, Outcome[Any]] = attrs.field(hash=False)
     promoted: bool
     promoted_at: float | None = None
 
@@ -116,7 +116,7 @@ class IgnitionResult:
             STAGED run; empty for the other modes.
     """
 
-    outcomes: Mapping[str, Outcome[Any]]
+    outcomes: Mapping[str, Outcome[Any]] = attrs.field(hash=False)
     timed_out: bool
     started_at: float
     finished_at: float

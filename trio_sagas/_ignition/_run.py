@@ -233,8 +233,14 @@ class Run:
                 self.internal = internal
                 self.host = self.caller if self.caller is not None else internal
                 self._begin()
-                with trio.move_on_at(deadline):
-                    await self.all_decided.wait()
+                try:
+                    with trio.move_on_at(deadline):
+                        await self.all_decided.wait()
+                except BaseException:
+                    # Cancelled from outside: from now on nothing may start,
+                    # also in the caller's nursery, which is not cancelled.
+                    self._abort("ignition run() was cancelled")
+                    raise
                 if self.undecided:
                     self._global_timeout()
                 finished_at = trio.current_time()
@@ -669,9 +675,13 @@ class Run:
                     await self._call(sig)
         except trio.Cancelled as exc:
             if sig.outcome is None:
-                # None of our scopes did it: the caller's side cancelled us.
+                # None of our scopes did it: the outside world is tearing
+                # down. Record it and stop the run, so that nothing new
+                # starts (dependents of this signal would otherwise run).
                 cause = CancelCause.external(exc.reason or "cancelled from outside")
-                self._resolve(sig, self._outcome(sig, Status.CANCELLED, cause=cause))
+                self._record(sig, self._outcome(sig, Status.CANCELLED, cause=cause))
+                if self.stopped is None and not self.closed:
+                    self._stop(cause)
             raise
         except Exception as exc:
             if node_scope is not None and node_scope.cancel_called:
