@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from trio.testing import MockClock
 
@@ -1310,6 +1310,7 @@ def random_dags(draw: st.DrawFn) -> list[tuple[int, list[int], bool]]:
     return nodes
 
 
+@settings(max_examples=200)
 @given(dag=random_dags(), cancel_dependents=st.booleans(), reverse=st.booleans())
 def test_property_random_dags(
     dag: list[tuple[int, list[int], bool]],
@@ -1391,3 +1392,73 @@ def test_property_random_dags(
             finish.append(start + duration)
             good.append(not fails)
     assert result.finished_at == max(finish)
+
+
+@settings(max_examples=100)
+@given(
+    dag=random_dags(),
+    limit=st.integers(1, 4),
+    policy=st.sampled_from([IgnitionPolicy.BEST_EFFORT, IgnitionPolicy.FAIL_FAST]),
+)
+def test_property_random_dags_bounded_and_fail_fast(
+    dag: list[tuple[int, list[int], bool]],
+    limit: int,
+    policy: IgnitionPolicy,
+    no_task_leaks: Leaks,
+) -> None:
+    """Under max_parallelism and FAIL_FAST: bounded, deps first, once, nothing after a stop."""
+    runs: dict[str, int] = {}
+    running = 0
+    peak = 0
+
+    async def body(name: str, duration: int, fails: bool) -> None:
+        nonlocal running, peak
+        runs[name] = runs.get(name, 0) + 1
+        running += 1
+        peak = max(peak, running)
+        try:
+            await trio.sleep(duration)
+        finally:
+            running -= 1
+        if fails:
+            raise Boom(name)
+
+    async def main() -> trio_sagas.IgnitionResult:
+        ignition = Ignition(
+            mode=ExecutionMode.DEPENDENCY_AWARE,
+            policy=policy,
+            global_timeout=None,
+            max_parallelism=limit,
+        )
+        for index, (duration, deps, fails) in enumerate(dag):
+            ignition.add(
+                f"n{index}",
+                body,
+                f"n{index}",
+                duration,
+                fails,
+                depends_on=[f"n{d}" for d in deps],
+            )
+        with no_task_leaks():
+            return await ignition.run()
+
+    result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert peak <= limit
+    assert all(count == 1 for count in runs.values())
+    failures = [o.finished_at for o in result.outcomes.values() if o.status is F]
+    first_failure = min((t for t in failures if t is not None), default=math.inf)
+    for index, (_, deps, _) in enumerate(dag):
+        outcome = result.outcomes[f"n{index}"]
+        if outcome.started_at is None:
+            assert f"n{index}" not in runs
+            continue
+        for dep in deps:
+            dep_outcome = result.outcomes[f"n{dep}"]
+            assert dep_outcome.ok
+            assert dep_outcome.finished_at is not None
+            assert dep_outcome.finished_at <= outcome.started_at
+        if policy is IgnitionPolicy.FAIL_FAST:
+            assert outcome.started_at <= first_failure
+            if outcome.status is C:
+                assert outcome.cause is not None
+                assert outcome.cause.reason is CancelReason.STEP_FAILED

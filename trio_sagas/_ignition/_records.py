@@ -180,7 +180,11 @@ class IgnitionResult:
 @final
 @attrs.frozen(kw_only=True)
 class SignalStarted(Event):
-    """A signal's function was called (after any ``max_parallelism`` wait).
+    """A signal started: its task was spawned and calls its function in this turn.
+
+    Signals started at the same moment are reported in a deterministic order
+    (the order they were added, or became ready), and their ``started_at`` is
+    this event's ``at``.
 
     Attributes:
         name: The signal.

@@ -528,6 +528,10 @@ class Run:
         assert self.host is not None
         sig.task_scope = trio.CancelScope()
         self.live[sig] = None
+        # Started now, in this deterministic order: trio may run the tasks
+        # spawned in one turn in either order, logs should not.
+        now = sig.started_at = trio.current_time()
+        notify(self.ig._observer, SignalStarted(at=now, name=sig.name, stage=sig.stage))
         self.host.start_soon(self._signal_task, sig, name=f"ignition:{sig.name}")
 
     def _release_slot(self, sig: Signal) -> None:
@@ -698,8 +702,8 @@ class Run:
         await trio.lowlevel.checkpoint_if_cancelled()
         if sig.outcome is not None:
             return
-        now = sig.started_at = trio.current_time()
-        notify(self.ig._observer, SignalStarted(at=now, name=sig.name, stage=sig.stage))
+        now = sig.started_at
+        assert now is not None
         timeout_scope = trio.CancelScope()
         if sig.timeout is not None:
             if self.ig._cancel_individual_on_timeout:
