@@ -981,6 +981,36 @@ async def test_service_scope_cancelled_before_ready(autojump_clock: MockClock) -
     assert times(outcome) == (0, 0.5)
 
 
+async def test_ready_service_frees_its_parallelism_slot(
+    autojump_clock: MockClock,
+) -> None:
+    """max_parallelism counts a service only until it is ready."""
+    async with trio.open_nursery() as nursery:
+        ignition = Ignition(max_parallelism=1)
+        ignition.add("http", http_server, 80)
+        ignition.add("after", ok, 1)
+        result = await ignition.run(nursery=nursery)
+        nursery.cancel_scope.cancel()
+    assert times(result.outcomes["http"]) == (0, 1)
+    assert times(result.outcomes["after"]) == (1, 2)
+
+
+async def test_staged_run_with_fail_fast_policy(autojump_clock: MockClock) -> None:
+    """IgnitionPolicy.FAIL_FAST inside a stage stops the whole staged run."""
+    ignition = Ignition(
+        mode=ExecutionMode.STAGED,
+        policy=IgnitionPolicy.FAIL_FAST,
+        stage_policy=StagePolicy.BEST_EFFORT,
+    )
+    ignition.add("a", fail, 1)
+    ignition.add("b", ok, 2)
+    ignition.add("c", ok, 1, stage=1)
+    result = await ignition.run()
+    assert statuses(result) == {"a": F, "b": C, "c": Status.SKIPPED}
+    assert [s.promoted for s in result.stages] == [False, False]
+    assert result.duration == 1
+
+
 # -- external cancellation -------------------------------------------------------
 
 
