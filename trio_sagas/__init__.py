@@ -31,6 +31,17 @@ from ._fanin import MergedReceiveChannel as MergedReceiveChannel
 from ._fanin import MergeStatistics as MergeStatistics
 from ._fanin import fan_in as fan_in
 from ._fanin import open_merge as open_merge
+from ._ignition import ExecutionMode as ExecutionMode
+from ._ignition import GlobalTimeoutReached as GlobalTimeoutReached
+from ._ignition import Ignition as Ignition
+from ._ignition import IgnitionCompleted as IgnitionCompleted
+from ._ignition import IgnitionPolicy as IgnitionPolicy
+from ._ignition import IgnitionResult as IgnitionResult
+from ._ignition import SignalCompleted as SignalCompleted
+from ._ignition import SignalStarted as SignalStarted
+from ._ignition import StagePolicy as StagePolicy
+from ._ignition import StageResult as StageResult
+from ._ignition import StageStarted as StageStarted
 from ._outcome import CancelCause as CancelCause
 from ._outcome import CancelOrigin as CancelOrigin
 from ._outcome import CancelReason as CancelReason
@@ -111,11 +122,17 @@ __all__ = (
     "ErrGroup",
     "ErrGroupStatistics",
     "Event",
+    "ExecutionMode",
+    "GlobalTimeoutReached",
     "GroupCancelled",
     "GroupCompensationCompleted",
     "GroupCompensationStarted",
     "GroupTaskFinished",
     "HedgePolicy",
+    "Ignition",
+    "IgnitionCompleted",
+    "IgnitionPolicy",
+    "IgnitionResult",
     "MergeStatistics",
     "MergedReceiveChannel",
     "MissingTrigger",
@@ -130,7 +147,12 @@ __all__ = (
     "SceneCompleted",
     "SceneFailed",
     "SceneStarted",
+    "SignalCompleted",
+    "SignalStarted",
     "Span",
+    "StagePolicy",
+    "StageResult",
+    "StageStarted",
     "Status",
     "StepContext",
     "fan_in",
