@@ -19,6 +19,26 @@ from ._compensation import SagaError as SagaError
 from ._compensation import StepContext as StepContext
 from ._events import Event as Event
 from ._events import Observer as Observer
+from ._hedge import CHECK_FLOOR as CHECK_FLOOR
+from ._hedge import AttemptFinished as AttemptFinished
+from ._hedge import AttemptInfo as AttemptInfo
+from ._hedge import AttemptRecord as AttemptRecord
+from ._hedge import BudgetDecision as BudgetDecision
+from ._hedge import Classifier as Classifier
+from ._hedge import Executor as Executor
+from ._hedge import FixedDelayTrigger as FixedDelayTrigger
+from ._hedge import HedgeCancelled as HedgeCancelled
+from ._hedge import HedgeSpawned as HedgeSpawned
+from ._hedge import HedgeState as HedgeState
+from ._hedge import HedgeTrigger as HedgeTrigger
+from ._hedge import LatencyTrigger as LatencyTrigger
+from ._hedge import LatencyWindow as LatencyWindow
+from ._hedge import RetryScheduled as RetryScheduled
+from ._hedge import TokenBucketBudget as TokenBucketBudget
+from ._hedge import TokenBucketStatistics as TokenBucketStatistics
+from ._hedge import TriggerDecision as TriggerDecision
+from ._hedge import TriggerMissing as TriggerMissing
+from ._hedge import TriggerRegistry as TriggerRegistry
 from ._outcome import CancelCause as CancelCause
 from ._outcome import CancelOrigin as CancelOrigin
 from ._outcome import CancelReason as CancelReason
@@ -40,8 +60,13 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = (
+    "CHECK_FLOOR",
     "DEFAULT_COMPENSATION_TIMEOUT",
+    "AttemptFinished",
+    "AttemptInfo",
+    "AttemptRecord",
     "Budget",
+    "BudgetDecision",
     "BudgetKind",
     "CancelCause",
     "CancelOrigin",
@@ -50,19 +75,34 @@ __all__ = (
     "CancellationScopeStatistics",
     "Classification",
     "Classified",
+    "Classifier",
     "CompensationPolicy",
     "CompensationReport",
     "CompensationScope",
     "Event",
+    "Executor",
+    "FixedDelayTrigger",
+    "HedgeCancelled",
     "HedgePolicy",
+    "HedgeSpawned",
+    "HedgeState",
+    "HedgeTrigger",
+    "LatencyTrigger",
+    "LatencyWindow",
     "MissingTrigger",
     "Observer",
     "Outcome",
     "OutcomeError",
     "RetryPolicy",
+    "RetryScheduled",
     "SagaError",
     "Status",
     "StepContext",
+    "TokenBucketBudget",
+    "TokenBucketStatistics",
+    "TriggerDecision",
+    "TriggerMissing",
+    "TriggerRegistry",
 )
 
 _fixup_module_metadata(__name__, globals())
