@@ -875,7 +875,11 @@ class _Call:
 
 
 def _checked(decision: object) -> tuple[bool, float]:
-    """Validate a trigger's answer; a malformed one is a trigger error."""
+    """Validate a trigger's answer; a malformed one is a trigger error.
+
+    A negative wait (a trigger that computed ``due - now`` after the due
+    time) means "now" and is clamped like any wait below the floor.
+    """
     if not isinstance(decision, tuple) or len(decision) != 2:
         raise TypeError(
             f"should_spawn_hedge must return (spawn, next_check_in), got {decision!r}"
@@ -884,10 +888,10 @@ def _checked(decision: object) -> tuple[bool, float]:
     if (
         isinstance(next_check_in, bool)
         or not isinstance(next_check_in, (int, float))
-        or not next_check_in >= 0
+        or next_check_in != next_check_in  # NaN
     ):
         raise ValueError(
             f"should_spawn_hedge returned next_check_in={next_check_in!r}; "
-            "it must be a number of seconds >= 0"
+            "it must be a number of seconds"
         )
     return bool(spawn), float(next_check_in)

@@ -115,7 +115,9 @@ def _schedule(state: HedgeState, interval: float) -> tuple[bool, float]:
     # Hedge k (k = attempts_launched) is due at group_start + k * interval.
     due = state.group_started_at + state.attempts_launched * interval
     if state.now >= due:
-        return True, _due_in(due + interval, state.now)
+        # A late check (overdue by more than one interval) asks to be
+        # consulted again at once rather than with a negative wait.
+        return True, max(0.0, _due_in(due + interval, state.now))
     return False, _due_in(due, state.now)
 
 
