@@ -3,7 +3,9 @@
 The window keeps the last ``size`` samples in a ring buffer and counts them
 in a log-linear histogram (as HdrHistogram and Finagle's windowed percentile
 histogram do): each power of two is split into 64 equal sub-buckets, so a
-quantile is reported to within 1/64 (1.6 %) *below* the true sample value.
+quantile is reported to within 1/64 (1.6 %) *above* the true sample value,
+never below it: a latency trigger errs toward hedging slightly later, never
+toward hedging more often than its percentile promises.
 Adding a sample is a few integer updates, whatever the window size; a
 quantile scans at most 40 coarse and 64 fine counters.
 """
@@ -30,12 +32,21 @@ def _bucket(seconds: float) -> int:
     coarse = exponent - 1 - _MIN_EXP
     if coarse >= _COARSE:
         return _TOP
-    return (coarse << _SUB_BITS) + int((mantissa * 2.0 - 1.0) * _SUB)
+    bucket = (coarse << _SUB_BITS) + int((mantissa * 2.0 - 1.0) * _SUB)
+    # Buckets are (lower, upper]: a value on an edge belongs below it, so
+    # the upper edge reported for it is the value itself.
+    if bucket and _lower_edge(bucket) == seconds:
+        bucket -= 1
+    return bucket
 
 
 def _lower_edge(bucket: int) -> float:
     coarse, fine = divmod(bucket, _SUB)
     return math.ldexp(1.0 + fine / _SUB, coarse + _MIN_EXP)
+
+
+def _upper_edge(bucket: int) -> float:
+    return _lower_edge(bucket + 1)
 
 
 def _check_size(value: object) -> int:
@@ -118,9 +129,10 @@ class LatencyWindow:
     def quantile(self, fraction: float) -> float | None:
         """The nearest-rank *fraction* quantile of the window, or None if empty.
 
-        The result is the lower edge of the histogram bucket holding that
-        sample: exact for values like 0.25 or 0.75 (at most six significant
-        binary digits), otherwise at most 1.6 % below the sample.
+        The result is the upper edge of the histogram bucket holding that
+        sample: exact for values like 0.25 or 0.75 (at most seven
+        significant binary digits), otherwise at most 1.6 % above the
+        sample, never below. Samples under about a microsecond count as 0.
 
         Raises:
             ValueError: *fraction* is not in [0, 1].
@@ -144,5 +156,5 @@ class LatencyWindow:
             for bucket in range(base, base + _SUB):
                 rank -= fine_counts[bucket]
                 if rank <= 0:
-                    return _lower_edge(bucket)
+                    return _upper_edge(bucket)
         raise AssertionError("unreachable: histogram counts disagree with the window")
