@@ -1170,3 +1170,65 @@ def test_property_groups_follow_the_precedence_table(
             if best.classification is RETRY:
                 assert index == max_attempts - 1
     assert len(op.seen) == sum(r.status is not K for r in timeline)
+
+
+@attrs.define
+class Recording:
+    """A trigger that records every state it is shown and never hedges."""
+
+    answer: float = math.inf
+    states: list[HedgeState] = attrs.Factory(list)
+
+    def should_spawn_hedge(self, state: HedgeState) -> tuple[bool, float]:
+        """Record the state; ask again after *answer* seconds."""
+        self.states.append(state)
+        return False, self.answer
+
+
+async def test_hedge_state_carries_call_and_group_facts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Call start, group start, now, elapsed, indices, in-flight and the window."""
+    trigger = Recording(answer=0.25)
+    executor = Executor(triggers={"rec": trigger})
+    policy = RetryPolicy(
+        max_attempts=2,
+        initial_backoff=0.5,
+        hedge=hedged(max_hedges=3, delay=0.125, trigger="rec"),
+    )
+    await trio.sleep(1.0)
+    op = Script({1: (0.375, Retryable()), 2: (0.125, "ok")})
+    await executor.run(op, policy=policy, name="facts")
+    seen = [
+        (
+            s.name,
+            s.call_started_at,
+            s.group_started_at,
+            s.now,
+            s.elapsed,
+            s.retry_index,
+            s.attempts_launched,
+            s.in_flight,
+            s.max_hedges,
+            s.delay,
+        )
+        for s in trigger.states
+    ]
+    assert seen == [
+        ("facts", 1.0, 1.0, 1.0, 0.0, 0, 1, 1, 3, 0.125),
+        ("facts", 1.0, 1.0, 1.25, 0.25, 0, 1, 1, 3, 0.125),
+        ("facts", 1.0, 1.875, 1.875, 0.0, 1, 1, 1, 3, 0.125),
+    ]
+    assert all(s.latency is executor.latency("facts") for s in trigger.states)
+
+
+async def test_trigger_checks_are_clamped_to_the_floor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A trigger asking to be consulted again at once is consulted CHECK_FLOOR later."""
+    assert trio_sagas.CHECK_FLOOR == 0.001
+    trigger = Recording(answer=0.0)
+    op = Script({1: (0.0015, "ok")})
+    policy = RetryPolicy(hedge=hedged(trigger="zero"))
+    await Executor(triggers={"zero": trigger}).run(op, policy=policy)
+    assert [s.now for s in trigger.states] == [0.0, 0.001]
