@@ -1232,3 +1232,16 @@ async def test_trigger_checks_are_clamped_to_the_floor(
     policy = RetryPolicy(hedge=hedged(trigger="zero"))
     await Executor(triggers={"zero": trigger}).run(op, policy=policy)
     assert [s.now for s in trigger.states] == [0.0, 0.001]
+
+
+async def test_a_hedge_cut_short_by_an_older_winner_adds_no_sample(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Only attempts outrun by a faster winner are superseded samples."""
+    executor = Executor()
+    op = Script({1: (0.375, "primary"), 2: (1.0, "hedge")})
+    await executor.run(op, policy=RetryPolicy(hedge=hedged()), name="s")
+    window = executor.latency("s")
+    assert window is not None
+    # The primary's 0.375; the hedge ran 0.125 < 0.375 when it was cancelled.
+    assert (len(window), window.quantile(0.0)) == (1, 0.375)

@@ -153,6 +153,7 @@ class _Group:
     hedges_used: int = 0
     stop_cause: CancelCause | None = None
     stopped_at: float = 0.0
+    winner_latency: float = 0.0
     terminal_seen: bool = False
     trigger_error: Exception | None = None
 
@@ -803,6 +804,7 @@ class _Call:
             classification = finished.record.classification
             if group.stop_cause is None:
                 if classification is _SUCCESS:
+                    group.winner_latency = finished.record.duration
                     self._stop(
                         group,
                         CancelCause.of(
@@ -845,9 +847,13 @@ class _Call:
             "only the executor's own stop cancels an attempt scope"
         )
         if cause.reason is CancelReason.WINNER:
-            # Superseded: it would have taken at least this long. Leaving it
-            # out would bias the window toward fast attempts.
-            self.window.add(group.stopped_at - started)
+            outrun_after = group.stopped_at - started
+            if outrun_after > group.winner_latency:
+                # Superseded by a faster attempt: it would have taken at
+                # least this long, and leaving it out would bias the window
+                # toward fast attempts. A hedge cut short because an older
+                # attempt finished first says nothing about the tail.
+                self.window.add(outrun_after)
         record = AttemptRecord(
             retry_index=info.retry_index,
             hedge_index=info.hedge_index,
