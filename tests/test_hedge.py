@@ -1245,3 +1245,16 @@ async def test_a_hedge_cut_short_by_an_older_winner_adds_no_sample(
     assert window is not None
     # The primary's 0.375; the hedge ran 0.125 < 0.375 when it was cancelled.
     assert (len(window), window.quantile(0.0)) == (1, 0.375)
+
+
+async def test_an_exception_classified_as_success_succeeds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A classifier may accept an exception: SUCCEEDED, the record keeps the error."""
+    missing = KeyError("absent")
+    result = await Executor(classifier=lambda result: SUCCESS).run(
+        Script({1: (0.25, missing)}), policy=RetryPolicy()
+    )
+    assert result.ok
+    assert (result.value, result.error) == (None, None)
+    assert records(result)[0].error is missing

@@ -482,7 +482,8 @@ class _Call:
             self.name,
             status,
             value=best.value,
-            error=best.record.error,
+            # A classifier may call an exception a success; the record keeps it.
+            error=None if status is Status.SUCCEEDED else best.record.error,
             started_at=self.started_at,
             finished_at=trio.current_time(),
             attributes=attributes,
