@@ -179,8 +179,17 @@ async def test_terminal_non_retryable_both_ways(
     policy = RetryPolicy(
         hedge=hedged(max_hedges=3, cancel_on_first_terminal=cancel_on_first_terminal)
     )
+    events: list[Event] = []
+    executor = Executor(classifier=classify, observer=events.append)
     with no_task_leaks():
-        result = await Executor(classifier=classify).run(op, policy=policy, name="x")
+        result = await executor.run(op, policy=policy, name="x")
+    cancelled = [e for e in events if isinstance(e, trio_sagas.HedgeCancelled)]
+    if cancel_on_first_terminal:
+        assert [(e.at, e.attempt, e.reason) for e in cancelled] == [
+            (0.375, 1, TERMINAL)
+        ]
+    else:
+        assert cancelled == []
     if cancel_on_first_terminal:
         assert trio.current_time() == 0.375
         assert result.status is Status.FAILED
@@ -1258,3 +1267,17 @@ async def test_an_exception_classified_as_success_succeeds(
     assert result.ok
     assert (result.value, result.error) == (None, None)
     assert records(result)[0].error is missing
+
+
+def test_reprs_name_the_public_classes() -> None:
+    """Stateful objects have short reprs under the package name."""
+    assert repr(Executor(triggers={"a": FixedDelayTrigger(1)})) == (
+        "<trio_sagas.Executor triggers=['a']>"
+    )
+    assert repr(TriggerRegistry()) == "<trio_sagas.TriggerRegistry []>"
+    assert repr(LatencyWindow(size=5)) == "<trio_sagas.LatencyWindow 0/5 samples>"
+    assert repr(TokenBucketBudget(1, 0.5)) == (
+        "<trio_sagas.TokenBucketBudget capacity=1.0 refill_per_second=0.5>"
+    )
+    assert LatencyWindow(size=5).size == 5
+    assert Executor().triggers is not None
