@@ -31,6 +31,26 @@ from ._fanin import MergedReceiveChannel as MergedReceiveChannel
 from ._fanin import MergeStatistics as MergeStatistics
 from ._fanin import fan_in as fan_in
 from ._fanin import open_merge as open_merge
+from ._hedge import CHECK_FLOOR as CHECK_FLOOR
+from ._hedge import AttemptFinished as AttemptFinished
+from ._hedge import AttemptInfo as AttemptInfo
+from ._hedge import AttemptRecord as AttemptRecord
+from ._hedge import BudgetDecision as BudgetDecision
+from ._hedge import Classifier as Classifier
+from ._hedge import Executor as Executor
+from ._hedge import FixedDelayTrigger as FixedDelayTrigger
+from ._hedge import HedgeCancelled as HedgeCancelled
+from ._hedge import HedgeSpawned as HedgeSpawned
+from ._hedge import HedgeState as HedgeState
+from ._hedge import HedgeTrigger as HedgeTrigger
+from ._hedge import LatencyTrigger as LatencyTrigger
+from ._hedge import LatencyWindow as LatencyWindow
+from ._hedge import RetryScheduled as RetryScheduled
+from ._hedge import TokenBucketBudget as TokenBucketBudget
+from ._hedge import TokenBucketStatistics as TokenBucketStatistics
+from ._hedge import TriggerDecision as TriggerDecision
+from ._hedge import TriggerMissing as TriggerMissing
+from ._hedge import TriggerRegistry as TriggerRegistry
 from ._ignition import ExecutionMode as ExecutionMode
 from ._ignition import GlobalTimeoutReached as GlobalTimeoutReached
 from ._ignition import Ignition as Ignition
@@ -90,6 +110,7 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = (
+    "CHECK_FLOOR",
     "DEFAULT_COMPENSATION_RETRY",
     "DEFAULT_COMPENSATION_TIMEOUT",
     "Act",
@@ -97,7 +118,11 @@ __all__ = (
     "ActCompleted",
     "ActFailed",
     "ActStarted",
+    "AttemptFinished",
+    "AttemptInfo",
+    "AttemptRecord",
     "Budget",
+    "BudgetDecision",
     "BudgetKind",
     "CancelCause",
     "CancelOrigin",
@@ -111,6 +136,7 @@ __all__ = (
     "ChorusStarted",
     "Classification",
     "Classified",
+    "Classifier",
     "CompensationCompleted",
     "CompensationPolicy",
     "CompensationReport",
@@ -123,16 +149,24 @@ __all__ = (
     "ErrGroupStatistics",
     "Event",
     "ExecutionMode",
+    "Executor",
+    "FixedDelayTrigger",
     "GlobalTimeoutReached",
     "GroupCancelled",
     "GroupCompensationCompleted",
     "GroupCompensationStarted",
     "GroupTaskFinished",
+    "HedgeCancelled",
     "HedgePolicy",
+    "HedgeSpawned",
+    "HedgeState",
+    "HedgeTrigger",
     "Ignition",
     "IgnitionCompleted",
     "IgnitionPolicy",
     "IgnitionResult",
+    "LatencyTrigger",
+    "LatencyWindow",
     "MergeStatistics",
     "MergedReceiveChannel",
     "MissingTrigger",
@@ -140,6 +174,7 @@ __all__ = (
     "Outcome",
     "OutcomeError",
     "RetryPolicy",
+    "RetryScheduled",
     "SagaError",
     "SagaEvent",
     "SagaResult",
@@ -155,6 +190,11 @@ __all__ = (
     "StageStarted",
     "Status",
     "StepContext",
+    "TokenBucketBudget",
+    "TokenBucketStatistics",
+    "TriggerDecision",
+    "TriggerMissing",
+    "TriggerRegistry",
     "fan_in",
     "open_err_group",
     "open_merge",
