@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Callable, Mapping
@@ -1281,3 +1282,34 @@ def test_reprs_name_the_public_classes() -> None:
     )
     assert LatencyWindow(size=5).size == 5
     assert Executor().triggers is not None
+
+
+async def test_raising_budget_fails_closed(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A budget whose try_acquire raises denies (hedge and retry), is logged, never crashes."""
+
+    class Broken:
+        def try_acquire(self, kind: trio_sagas.BudgetKind) -> bool:
+            raise RuntimeError("budget store down")
+
+    calls: list[float] = []
+
+    async def op(attempt: trio_sagas.AttemptInfo) -> str:
+        calls.append(trio.current_time())
+        await trio.sleep(1)
+        raise ConnectionError("down")
+
+    policy = trio_sagas.RetryPolicy(
+        max_attempts=3,
+        budget=Broken(),
+        hedge=trio_sagas.HedgePolicy(max_hedges=2, delay=0.5, budget=Broken()),
+    )
+    with caplog.at_level(logging.ERROR, logger="trio_sagas"):
+        result = await trio_sagas.Executor().run(op, policy=policy, name="fetch")
+    assert calls == [0.0]
+    assert result.status is trio_sagas.Status.FAILED
+    assert result.attributes["reason"] == "budget_error"
+    records = result.attributes["attempts"]
+    assert [r.reason for r in records] == [None, "budget_error"]  # type: ignore[attr-defined]
+    assert len(caplog.records) == 2

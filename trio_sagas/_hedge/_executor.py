@@ -10,6 +10,7 @@ counting only attempts that finished on their own.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, TypeAlias, final
@@ -21,6 +22,7 @@ import trio
 from .._events import Observer, notify
 from .._outcome import CancelCause, CancelReason, Outcome, Status
 from .._retry import (
+    Budget,
     BudgetKind,
     Classification,
     Classified,
@@ -62,6 +64,25 @@ _RANK: Final = {
     Classification.RETRYABLE: 3,
 }
 _FIXED: Final = "fixed_delay"
+
+
+logger = logging.getLogger("trio_sagas")
+
+
+def _acquire(budget: Budget, kind: BudgetKind, name: str) -> tuple[bool, str | None]:
+    """Ask *budget* for one token; a budget that raises denies (fails closed).
+
+    A budget protects a dependency: when its own code is broken, launching
+    *more* attempts is the wrong failure mode, and so is crashing the call.
+    The error is logged; the denial is recorded with reason ``budget_error``.
+    """
+    try:
+        return bool(budget.try_acquire(kind)), None
+    except Exception:
+        logger.exception(
+            "call %r: the %s budget raised; treated as a denial", name, kind.value
+        )
+        return False, "budget_error"
 
 
 @final
@@ -320,6 +341,7 @@ class _Call:
         "observer",
         "op",
         "policy",
+        "retry_budget_error",
         "started_at",
         "timeline",
         "trigger",
@@ -344,6 +366,7 @@ class _Call:
         self.timeline: list[AttemptRecord | None] = []
         self.attempts = 0
         self.started_at = 0.0
+        self.retry_budget_error: str | None = None
         self.missing: MissingTrigger | None = None
         self.trigger_label = _FIXED
         self.trigger: HedgeTrigger | None = None
@@ -386,7 +409,7 @@ class _Call:
         for retry_index in range(policy.max_attempts):
             if group is not None:
                 if not self._retry_allowed(retry_index):
-                    reason = "retry_budget_denied"
+                    reason = self.retry_budget_error or "retry_budget_denied"
                     break
                 await trio.sleep(self._backoff(group, retry_index))
             group = _Group(retry_index, trio.current_time())
@@ -418,7 +441,7 @@ class _Call:
         budget = self.policy.budget
         if budget is None:
             return True
-        granted = budget.try_acquire(BudgetKind.RETRY)
+        granted, self.retry_budget_error = _acquire(budget, BudgetKind.RETRY, self.name)
         if self.observer is not None:
             notify(
                 self.observer,
@@ -717,7 +740,7 @@ class _Call:
         hedge_index = group.hedges_used
         budget = hedge.budget
         if budget is not None:
-            granted = budget.try_acquire(BudgetKind.HEDGE)
+            granted, error = _acquire(budget, BudgetKind.HEDGE, self.name)
             if self.observer is not None:
                 notify(
                     self.observer,
@@ -742,7 +765,7 @@ class _Call:
                     classification=None,
                     started_at=now,
                     finished_at=now,
-                    reason="budget_denied",
+                    reason=error or "budget_denied",
                 )
                 self.timeline[info.attempt - 1] = record
                 if self.observer is not None:
