@@ -75,3 +75,9 @@ def bench(session: nox.Session) -> None:
     for script in scripts:
         session.log(f"--- {script.name}")
         session.run("python", str(script), *session.posargs)
+    if scripts:
+        session.run("python", str(ROOT / "benchmarks" / "make_report.py"))
+        # The timeline pictures of the docs (matplotlib is in this group).
+        session.run(
+            "python", str(ROOT / "examples" / "timelines.py"), "--png", "docs/_static"
+        )

@@ -25,7 +25,7 @@ napoleon_numpy_docstring = False
 napoleon_attr_annotations = True
 
 default_role = "py:obj"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]
 html_theme = "furo"
 html_title = "trio-sagas"
 html_static_path: list[str] = []

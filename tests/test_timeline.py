@@ -123,3 +123,24 @@ async def test_plot_timeline(
     else:
         plot_timeline(result, str(target), title="order")
         assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_docs_show_the_example_output() -> None:
+    """docs/timelines.rst shows exactly what examples/timelines.py prints."""
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).parent.parent
+    printed = subprocess.run(
+        [sys.executable, str(root / "examples" / "timelines.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    page = (root / "docs" / "timelines.rst").read_text()
+    block = page.split(":name: timelines-output\n\n", 1)[1].split(
+        "\n\nThe same runs", 1
+    )[0]
+    shown = [line[4:] for line in block.split("\n")]
+    assert [line.rstrip() for line in printed.rstrip("\n").split("\n")] == shown

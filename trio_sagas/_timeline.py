@@ -102,6 +102,9 @@ def _from_saga_events(events: Sequence[Event]) -> list[Span]:
                     kind="undo",
                 )
             )
+    # Gantt order; also deterministic where parallel branches end together
+    # (trio randomizes the order of same-turn events).
+    spans.sort(key=lambda span: (span.start, span.end, span.label))
     return spans
 
 
@@ -233,15 +236,21 @@ def plot_timeline(source: object, path: str, *, title: str | None = None) -> Non
             "plot_timeline needs matplotlib: pip install 'trio-sagas[plot]'"
         ) from error
     spans = timeline_spans(source)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(spans), 2) + 1.2))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(spans), 2) + 1.2))
     for row, span in enumerate(reversed(spans)):
+        colour = _COLOURS[span.status]
+        if span.kind == "skip":
+            # Never ran: a zero-length bar would be invisible.
+            ax.plot(
+                [span.start], [row], marker="D", color=colour, markeredgecolor="black"
+            )
+            continue
         hatch = "//" if span.kind == "undo" else None
-        width = max(span.duration, 1e-9)
         ax.barh(
             row,
-            width,
+            max(span.duration, 1e-9),
             left=span.start,
-            color=_COLOURS[span.status],
+            color=colour,
             hatch=hatch,
             edgecolor="black",
         )
@@ -251,7 +260,14 @@ def plot_timeline(source: object, path: str, *, title: str | None = None) -> Non
     )
     ax.set_xlabel("trio clock (s)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _COLOURS.values()]
-    ax.legend(handles, [s.value for s in _COLOURS], loc="lower right", fontsize="small")
+    ax.legend(
+        handles,
+        [s.value for s in _COLOURS],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize="small",
+        frameon=False,
+    )
     if title:
         ax.set_title(title)
     fig.tight_layout()
