@@ -494,3 +494,72 @@ def test_saga_error_validation() -> None:
         ValueError(), [RuntimeError()], message="order 42 rolled back badly"
     )
     assert custom.message == "order 42 rolled back badly"
+
+
+async def _nursery_whose_cleanup_fails() -> None:
+    async def child() -> None:
+        try:
+            await trio.sleep(math.inf)
+        finally:
+            raise ValueError("close failed while cancelled")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(child)
+        await trio.sleep(math.inf)
+
+
+async def test_timeout_with_failing_cleanup_is_a_failure_not_an_escape(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A try that times out while its own nursery fails in cleanup is FAILED; later actions still run."""
+    log = Log()
+    scope = CompensationScope()
+    scope.register(log.undo, "after", name="after")
+    scope.register(_nursery_whose_cleanup_fails, name="nursery")
+    report = await scope.run(timeout=5)
+    first, second = report.outcomes
+    assert (first.name, first.status) == ("nursery", Status.FAILED)
+    assert isinstance(first.error, ExceptionGroup)
+    assert first.finished_at == 5.0
+    assert (second.name, second.status) == ("after", Status.SUCCEEDED)
+    assert log.entries == [(6.0, "after")]
+
+
+async def test_interrupted_run_keeps_what_did_not_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A BaseException mid-run leaves the interrupted and later actions registered."""
+
+    class Stop(BaseException):
+        pass
+
+    log = Log()
+
+    async def interrupt() -> None:
+        raise Stop
+
+    scope = CompensationScope()
+    scope.register(log.undo, "a", name="a")
+    scope.register(interrupt, name="interrupt")
+    scope.register(log.undo, "c", name="c")
+    with pytest.raises(Stop):
+        await scope.run()
+    assert log.entries == [(1.0, "c")]
+    assert scope.names == ("a", "interrupt")
+
+
+async def test_reentrant_run_fails_the_action_instead_of_hanging(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An action calling run() on its own scope fails at once (it would wait for itself)."""
+    scope = CompensationScope()
+
+    async def action() -> None:
+        await scope.run()
+
+    scope.register(action, name="reentrant")
+    report = await scope.run(CompensationPolicy.PARALLEL)
+    (outcome,) = report.outcomes
+    assert outcome.status is Status.FAILED
+    assert "called from one of that scope's own actions" in str(outcome.error)
+    assert trio.current_time() == 0.0

@@ -617,3 +617,34 @@ def test_invariants_property(
     last_task_end = max(e.at for e in events if isinstance(e, GroupTaskFinished))
     assert comp_start.at >= last_task_end
     assert sum(isinstance(e, GroupCompensationCompleted) for e in events) == 1
+
+
+async def test_cancelling_the_group_node_is_the_groups_own_cancel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """ctx.cancellation.cancel() from a step compensates and reports the node's cause."""
+    undone: list[str] = []
+
+    async def undo() -> None:
+        undone.append("undo")
+
+    async def reserve(ctx: StepContext) -> None:
+        ctx.register_compensation(undo)
+        await trio.sleep(math.inf)
+
+    async def aborter(ctx: StepContext) -> None:
+        await trio.sleep(1)
+        assert ctx.cancellation is not None
+        ctx.cancellation.cancel(CancelReason.SCOPE_CANCELLED, triggered_by="aborter")
+        await trio.sleep(math.inf)
+
+    async with open_err_group(name="g") as group:
+        group.start_step(reserve, name="reserve")
+        group.start_step(aborter, name="aborter")
+    assert undone == ["undo"]
+    assert group.cause == CancelCause.of(
+        CancelReason.SCOPE_CANCELLED, scope="g", triggered_by="aborter"
+    )
+    for outcome in group.outcomes:
+        assert outcome.status is Status.CANCELLED
+        assert outcome.cause == group.cause

@@ -8,6 +8,7 @@ continuing past a failing action.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVarTuple, final
@@ -27,6 +28,11 @@ from ._util import (
 )
 
 PosArgsT = TypeVarTuple("PosArgsT")
+
+# Scopes whose run() is in progress in this task or an ancestor of it.
+_RUNNING: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "trio_sagas_running_compensations", default=frozenset()
+)
 
 DEFAULT_COMPENSATION_TIMEOUT = 30.0
 """Seconds one try of a compensation action may take when no timeout is given.
@@ -125,25 +131,30 @@ async def run_attempts(
                 break
             await trio.sleep(retry.backoff(retry_index - 1))
         attempts += 1
-        with trio.move_on_after(timeout) as try_scope:
-            try:
+        # The try wraps the timed scope, not the other way round: when a try
+        # times out while fn's own nursery has a child failing in cleanup,
+        # fn raises [Cancelled, ValueError]; the scope strips the Cancelled
+        # and the rest must still be caught here as this try's failure.
+        try:
+            with trio.move_on_after(timeout) as try_scope:
                 value = await fn(*args)
-            except Exception as exc:
-                status, error = Status.FAILED, exc
-                continue
-            return Outcome(
-                name,
-                Status.SUCCEEDED,
-                value=value,
-                started_at=started,
-                finished_at=trio.current_time(),
-                attributes={"attempts": attempts},
-            )
+        except Exception as exc:
+            status, error = Status.FAILED, exc
+            continue
         if try_scope.cancelled_caught:
             status = Status.TIMED_OUT
             error = TimeoutError(
                 f"{what} {name!r} timed out after {timeout} s (try {attempts})"
             )
+            continue
+        return Outcome(
+            name,
+            Status.SUCCEEDED,
+            value=value,
+            started_at=started,
+            finished_at=trio.current_time(),
+            attributes={"attempts": attempts},
+        )
     cause = None
     if status is Status.TIMED_OUT:
         cause = CancelCause.of(
@@ -248,6 +259,38 @@ class CompensationScope:
         """Forget every waiting action (the work was committed)."""
         self._actions.clear()
 
+    async def _run_actions(
+        self,
+        actions: list[_Action],
+        policy: CompensationPolicy,
+        retry: RetryPolicy | None,
+        timeout: float,
+    ) -> CompensationReport:
+        results: list[Outcome[Any] | None] = [None] * len(actions)
+
+        async def one(index: int, action: _Action) -> None:
+            results[index] = await run_compensation_action(
+                action.fn, action.args, name=action.name, retry=retry, timeout=timeout
+            )
+
+        try:
+            if policy is CompensationPolicy.SEQUENTIAL_REVERSE:
+                for index, action in enumerate(actions):
+                    await one(index, action)
+            else:
+                async with trio.open_nursery() as nursery:
+                    for index, action in enumerate(actions):
+                        nursery.start_soon(
+                            one, index, action, name=f"compensate:{action.name}"
+                        )
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, a bug in a runner): whatever did
+            # not complete stays registered, so a later run still undoes it.
+            pending = [a for a, r in zip(actions, results, strict=True) if r is None]
+            self._actions[:0] = pending[::-1]
+            raise
+        return CompensationReport(tuple(o for o in results if o is not None))
+
     async def run(
         self,
         policy: CompensationPolicy = CompensationPolicy.SEQUENTIAL_REVERSE,
@@ -279,6 +322,12 @@ class CompensationScope:
         per_try = check_timeout(timeout, "timeout")
         if per_try is None:
             per_try = DEFAULT_COMPENSATION_TIMEOUT
+        if id(self) in _RUNNING.get():
+            # An action waiting for the run it belongs to would wait forever
+            # (shielded, past every timeout): refuse instead.
+            raise RuntimeError(
+                "CompensationScope.run() called from one of that scope's own actions"
+            )
         with trio.CancelScope(shield=True):
             while self._running is not None:
                 await self._running.wait()
@@ -286,39 +335,14 @@ class CompensationScope:
             if not actions:
                 return CompensationReport()
             self._running = done = trio.Event()
+            token = _RUNNING.set(_RUNNING.get() | {id(self)})
             try:
-                report = await _run_actions(actions, policy, retry, per_try)
+                report = await self._run_actions(actions, policy, retry, per_try)
             finally:
+                _RUNNING.reset(token)
                 self._running = None
                 done.set()
         return report
-
-
-async def _run_actions(
-    actions: list[_Action],
-    policy: CompensationPolicy,
-    retry: RetryPolicy | None,
-    timeout: float,
-) -> CompensationReport:
-    if policy is CompensationPolicy.SEQUENTIAL_REVERSE:
-        outcomes = [
-            await run_compensation_action(
-                a.fn, a.args, name=a.name, retry=retry, timeout=timeout
-            )
-            for a in actions
-        ]
-        return CompensationReport(tuple(outcomes))
-    results: list[Outcome[Any] | None] = [None] * len(actions)
-
-    async def one(index: int, action: _Action) -> None:
-        results[index] = await run_compensation_action(
-            action.fn, action.args, name=action.name, retry=retry, timeout=timeout
-        )
-
-    async with trio.open_nursery() as nursery:
-        for index, action in enumerate(actions):
-            nursery.start_soon(one, index, action, name=f"compensate:{action.name}")
-    return CompensationReport(tuple(o for o in results if o is not None))
 
 
 def _new_scope_if_none(scope: CompensationScope | None) -> CompensationScope:

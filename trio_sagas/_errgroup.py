@@ -160,7 +160,6 @@ class ErrGroup:
 
     __slots__ = (
         "_active",
-        "_cause",
         "_clock",
         "_closed",
         "_compensation_policy",
@@ -213,7 +212,6 @@ class ErrGroup:
         self._clock: trio.abc.Clock | None = None
         self._slots: list[_Slot] = []
         self._failure: Exception | None = None
-        self._cause: CancelCause | None = None
         self._closed = False
         self._active = 0  # started tasks that have not ended (<= limit)
         self._running = 0  # of which: inside the user's function
@@ -251,8 +249,13 @@ class ErrGroup:
 
     @property
     def cause(self) -> CancelCause | None:
-        """Why the group cancelled its tasks, if it did."""
-        return self._cause
+        """Why the group cancelled its tasks, if it did.
+
+        The group's cancellation node is the one record of it: a cancel
+        through ``group.cancel()``, a failure, or ``group.cancellation.cancel()``
+        (which steps can reach as ``ctx.cancellation``) all count.
+        """
+        return self._node.cause
 
     def statistics(self) -> ErrGroupStatistics:
         """A snapshot of the group's tasks."""
@@ -386,7 +389,7 @@ class ErrGroup:
     def _cancelled_cause(self) -> CancelCause:
         # Known by construction: if our node was cancelled it says why;
         # otherwise the Cancelled came from an enclosing scope.
-        return self._cause or CancelCause.external()
+        return self._node.cause or CancelCause.external()
 
     async def _run_task(
         self,
@@ -396,13 +399,12 @@ class ErrGroup:
         ctx: StepContext | None,
     ) -> None:
         try:
-            if (
-                self._cause is not None
-                or trio.current_effective_deadline() == -math.inf
-            ):
-                # Started once the group (or its caller) was cancelled: the
-                # function never runs.
-                self._finish(slot, Status.SKIPPED, None, cause=self._cancelled_cause())
+            if self._node.cancelled:
+                # Started once the group was cancelled: never run it. (An
+                # outside cancel is not checked here: that walks the whole
+                # scope chain on every spawn, 13% of a trivial task's cost;
+                # the task then meets it at its first checkpoint, as in trio.)
+                self._finish(slot, Status.SKIPPED, None, cause=self._node.cause)
                 return
             assert self._clock is not None
             started = self._clock.current_time()
@@ -457,15 +459,13 @@ class ErrGroup:
     def _cancel(
         self, reason: CancelReason, triggered_by: str | None, message: str
     ) -> None:
-        if self._cause is not None:
-            return
-        self._cause = CancelCause.of(
-            reason, scope=self._node.path, triggered_by=triggered_by, message=message
-        )
-        self._node.cancel(reason, triggered_by=triggered_by, message=message)
+        if not self._node.cancel(reason, triggered_by=triggered_by, message=message):
+            return  # the first cancel wins
+        cause = self._node.cause
+        assert cause is not None
         notify(
             self._observer,
-            GroupCancelled(at=trio.current_time(), group=self._name, cause=self._cause),
+            GroupCancelled(at=trio.current_time(), group=self._name, cause=cause),
         )
 
     # -- exit ---------------------------------------------------------------------
@@ -493,7 +493,7 @@ class ErrGroup:
         return report
 
     async def _exit_normally(self) -> None:
-        if self._failure is None and self._cause is None:
+        if self._failure is None and not self._node.cancelled:
             self._root.compensation.clear()
             return
         report = await self._compensate()
@@ -502,9 +502,8 @@ class ErrGroup:
                 raise self._failure
             raise SagaError(self._failure, _exceptions(report), report=report)
         if not report.ok:
-            assert self._cause is not None
             aborted = OutcomeError(
-                Outcome(self._name, Status.CANCELLED, cause=self._cause)
+                Outcome(self._name, Status.CANCELLED, cause=self._node.cause)
             )
             raise SagaError(aborted, _exceptions(report), report=report)
 
