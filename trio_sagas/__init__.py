@@ -31,6 +31,7 @@ from ._fanin import MergedReceiveChannel as MergedReceiveChannel
 from ._fanin import MergeStatistics as MergeStatistics
 from ._fanin import fan_in as fan_in
 from ._fanin import open_merge as open_merge
+from ._journal import SQLiteJournal as SQLiteJournal
 from ._outcome import CancelCause as CancelCause
 from ._outcome import CancelOrigin as CancelOrigin
 from ._outcome import CancelReason as CancelReason
@@ -55,17 +56,33 @@ from ._saga import ChorusCompleted as ChorusCompleted
 from ._saga import ChorusFailed as ChorusFailed
 from ._saga import ChorusMode as ChorusMode
 from ._saga import ChorusStarted as ChorusStarted
+from ._saga import Codec as Codec
 from ._saga import CompensationCompleted as CompensationCompleted
 from ._saga import CompensationStarted as CompensationStarted
 from ._saga import CompensationStepCompleted as CompensationStepCompleted
 from ._saga import CompensationStepFailed as CompensationStepFailed
 from ._saga import CompensationStepStarted as CompensationStepStarted
+from ._saga import Journal as Journal
+from ._saga import JournalEntry as JournalEntry
+from ._saga import JournalError as JournalError
+from ._saga import JournalSchemaError as JournalSchemaError
+from ._saga import JSONCodec as JSONCodec
+from ._saga import RecordedFailure as RecordedFailure
+from ._saga import RecoveryReport as RecoveryReport
+from ._saga import RunClaimedError as RunClaimedError
+from ._saga import RunIdInUseError as RunIdInUseError
+from ._saga import RunNotFoundError as RunNotFoundError
+from ._saga import RunRecord as RunRecord
+from ._saga import RunStatus as RunStatus
 from ._saga import SagaEvent as SagaEvent
 from ._saga import SagaResult as SagaResult
 from ._saga import Scene as Scene
 from ._saga import SceneCompleted as SceneCompleted
 from ._saga import SceneFailed as SceneFailed
 from ._saga import SceneStarted as SceneStarted
+from ._saga import SkippedRun as SkippedRun
+from ._saga import compensate_run as compensate_run
+from ._saga import recover as recover
 from ._saga import run_scene as run_scene
 from ._util import fixup_module_metadata as _fixup_module_metadata
 
@@ -96,6 +113,7 @@ __all__ = (
     "ChorusStarted",
     "Classification",
     "Classified",
+    "Codec",
     "CompensationCompleted",
     "CompensationPolicy",
     "CompensationReport",
@@ -112,13 +130,26 @@ __all__ = (
     "GroupCompensationStarted",
     "GroupTaskFinished",
     "HedgePolicy",
+    "JSONCodec",
+    "Journal",
+    "JournalEntry",
+    "JournalError",
+    "JournalSchemaError",
     "MergeStatistics",
     "MergedReceiveChannel",
     "MissingTrigger",
     "Observer",
     "Outcome",
     "OutcomeError",
+    "RecordedFailure",
+    "RecoveryReport",
     "RetryPolicy",
+    "RunClaimedError",
+    "RunIdInUseError",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStatus",
+    "SQLiteJournal",
     "SagaError",
     "SagaEvent",
     "SagaResult",
@@ -126,11 +157,14 @@ __all__ = (
     "SceneCompleted",
     "SceneFailed",
     "SceneStarted",
+    "SkippedRun",
     "Status",
     "StepContext",
+    "compensate_run",
     "fan_in",
     "open_err_group",
     "open_merge",
+    "recover",
     "run_scene",
 )
 
