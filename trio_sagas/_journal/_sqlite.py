@@ -97,7 +97,7 @@ class SQLiteJournal:
     """A saga journal in one SQLite file.
 
     The file is opened (and created, with its schema) on first use, in a
-    worker thread. Use ``async with`` or :meth:`close` to close it.
+    worker thread. ``with``/``async with`` or :meth:`close` closes it.
 
     Args:
         path: The database file (``str`` or :class:`os.PathLike`).
@@ -179,6 +179,12 @@ class SQLiteJournal:
     def codec(self) -> Codec:
         """Encodes states and act results."""
         return self._codec
+
+    def __enter__(self) -> SQLiteJournal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     async def __aenter__(self) -> SQLiteJournal:
         return self

@@ -177,6 +177,7 @@ class JSONCodec:
         return self._decoder.decode(data.decode())
 
 
+@runtime_checkable
 class Journal(Protocol):
     """What the saga runner needs from a durable store.
 
