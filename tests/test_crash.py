@@ -4,7 +4,6 @@ process (a new one) recovers it from the SQLite file."""
 from __future__ import annotations
 
 import pathlib
-import subprocess
 import sys
 from collections import Counter
 
