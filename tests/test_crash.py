@@ -11,7 +11,7 @@ import pytest
 import trio
 
 import trio_sagas
-from trio_sagas import JournalEntry, RunStatus
+from trio_sagas import CompensationStepStarted, JournalEntry, RunStatus
 
 from .crash_child import STEPS, build_scene
 
@@ -179,9 +179,7 @@ async def test_kill_at_every_journal_write(tmp_path: pathlib.Path) -> None:
         assert all(count == 1 for count in Counter(undone).values()), n
         # Recovery ran exactly the undos the journal had not recorded as done.
         recovered = [] if not report.results else report.results[0].events
-        ran = [
-            e.step for e in recovered if type(e).__name__ == "CompensationStepStarted"
-        ]  # type: ignore[attr-defined]
+        ran = [e.step for e in recovered if isinstance(e, CompensationStepStarted)]
         assert sorted(ran) == sorted(
             s for s in [*uncertain, *completed] if s not in compensated_before
         ), n
