@@ -348,6 +348,7 @@ class SQLiteJournal:
         Raises:
             RunClaimedError: *owner* does not own the RUNNING run.
         """
+        # Encoded here, on the trio thread: the entries are the caller's.
         rows = [
             (
                 run_id,
@@ -355,7 +356,6 @@ class SQLiteJournal:
                 e.kind,
                 e.step,
                 e.at,
-                e.written_at,
                 json.dumps(e.data, separators=(",", ":")),
                 e.value,
             )
@@ -393,7 +393,7 @@ class SQLiteJournal:
                 conn.executemany(
                     "INSERT INTO events (run_id, seq, kind, step, at, written_at, "
                     "data, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
+                    [(*row[:5], now, *row[5:]) for row in rows],
                 )
             conn.execute("COMMIT")
 

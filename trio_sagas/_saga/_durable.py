@@ -20,7 +20,6 @@ again later (at-least-once compensation).
 from __future__ import annotations
 
 import enum
-import time
 import uuid
 from typing import Any
 
@@ -109,7 +108,7 @@ class _DurableRun(_Run):
             raise self.journal_error
         return True
 
-    def entry(self, event: SagaEvent, written_at: float) -> JournalEntry:
+    def entry(self, event: SagaEvent) -> JournalEntry:
         fields = vars(event)
         step = fields.get("scene") if "scene" in fields else fields.get("step")
         data = {k: _jsonable(v) for k, v in fields.items() if k not in _NOT_DATA}
@@ -126,7 +125,6 @@ class _DurableRun(_Run):
             at=event.at,
             data=data,
             value=value,
-            written_at=written_at,
         )
 
     async def flush(
@@ -141,8 +139,7 @@ class _DurableRun(_Run):
             batch, self.pending = self.pending, []
             try:
                 try:
-                    now = time.time()
-                    entries = [self.entry(e, now) for e in batch]
+                    entries = [self.entry(e) for e in batch]
                     state = self.codec.encode(self.state)
                 except Exception as exc:
                     raise JournalError(

@@ -87,7 +87,8 @@ class JournalEntry:
             ``{"type": ..., "message": ...}``, causes their description).
         value: For ``ActCompleted``: what ``run`` returned, encoded by the
             journal's codec; else None.
-        written_at: Wall-clock time (:func:`time.time`) of the write.
+        written_at: Wall-clock time (:func:`time.time`) of the write, set
+            by the journal when it stores the entry.
     """
 
     run_id: str
