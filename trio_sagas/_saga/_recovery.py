@@ -321,7 +321,7 @@ def _check_journal(journal: object) -> Journal:
 
 async def _roll_back(
     journal: Journal,
-    record: RunRecord,
+    run_id: str,
     scene: Scene,
     *,
     deps: Any,
@@ -331,7 +331,11 @@ async def _roll_back(
 ) -> SagaResult:
     """Roll back one claimed run; write its final status."""
     codec = journal.codec
-    entries = await journal.events(record.run_id)
+    # Read after the claim: nobody else writes to the run now.
+    record = await journal.get_run(run_id)
+    if record is None:
+        raise RunNotFoundError(f"no run {run_id!r} in journal {journal!r}")
+    entries = await journal.events(run_id)
     replay = _Replay(
         record,
         scene,
@@ -351,7 +355,7 @@ async def _roll_back(
         owner=owner,
         first_seq=first_seq,
     )
-    interrupted = record.status is RunStatus.RUNNING and not manual
+    interrupted = not manual
     for group in replay.close_crashed(uncertain=True):
         await run.roll_back(group)
     top = replay.top
@@ -453,7 +457,7 @@ async def recover(
             results.append(
                 await _roll_back(
                     journal,
-                    record,
+                    record.run_id,
                     scene,
                     deps=deps,
                     observer=observer,
@@ -555,13 +559,15 @@ async def compensate_run(
             f"run {run_id!r} changed while being claimed (another compensate_run "
             "or recovery is at work on it)"
         )
-    # _roll_back reads the entries again: they are the claimed run's now.
-    return await _roll_back(
-        journal,
-        record,
-        scene,
-        deps=deps,
-        observer=observer,
-        owner=owner,
-        manual=True,
-    )
+    try:
+        return await _roll_back(
+            journal,
+            run_id,
+            scene,
+            deps=deps,
+            observer=observer,
+            owner=owner,
+            manual=True,
+        )
+    except _Mismatch as exc:  # the run changed between the check and the claim
+        raise ValueError(f"run {run_id!r}: {exc}") from None
