@@ -380,3 +380,25 @@ async def test_recovery_events_go_to_the_observer(
     assert isinstance(events[1], CompensationStepStarted)
     assert events[1].step == "s/b"
     assert events[0].seq == (await crashed.events("r"))[-len(events) - 1].seq + 1  # type: ignore[attr-defined]
+
+
+async def test_undecodable_or_inconsistent_journal_is_reported(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A result the codec cannot decode, or an entry without its start, is reported."""
+    shop = Shop()
+    scene = Scene("s", [shop.act("a"), shop.act("b")], saga=True)
+    crashed, _ = await crash_after(scene, 3)
+    entries = crashed.entries["r"]
+    index = next(i for i, e in enumerate(entries) if e.kind == "ActCompleted")
+    good = entries[index]
+    entries[index] = JournalEntry(
+        run_id="r", seq=good.seq, kind=good.kind, step=good.step, at=0.0, value=b"{"
+    )
+    (skipped,) = (await recover(crashed, [scene])).skipped
+    assert "cannot decode a journaled value" in skipped.reason
+    entries[index] = good
+    del entries[:index]  # SceneStarted and ActStarted(a): a completes unstarted
+    (skipped,) = (await recover(crashed, [scene])).skipped
+    assert "the journal is inconsistent" in skipped.reason
+    assert shop.log == ["run r/s/a", "run r/s/b"]

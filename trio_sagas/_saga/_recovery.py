@@ -120,7 +120,7 @@ class RecoveryReport:
 
 
 class _Mismatch(Exception):
-    """The journal names a step the scene definition does not have."""
+    """The journal and the definitions (or the codec) do not fit together."""
 
 
 def _index(scene: Scene) -> dict[str, Step]:
@@ -170,7 +170,19 @@ class _Replay:
         self.failed_step: str | None = None
         self.error: dict[str, Any] | None = None
         for entry in entries:
-            self.apply(entry)
+            try:
+                self.apply(entry)
+            except KeyError as exc:
+                raise _Mismatch(
+                    f"entry {entry.seq} ({entry.kind} {entry.step!r}) refers to "
+                    f"{exc} the journal never started; the journal is inconsistent"
+                ) from None
+
+    def decoded(self, data: bytes) -> Any:
+        try:
+            return self.decode(data)
+        except Exception as exc:
+            raise _Mismatch(f"cannot decode a journaled value: {exc!r}") from exc
 
     def step(self, path: str, kind: type[Any]) -> Any:
         step = self.steps.get(path)
@@ -206,7 +218,7 @@ class _Replay:
             self.open_acts.pop(path, None)
             record = self.acts[path]
             record.done = True
-            record.value = None if e.value is None else self.decode(e.value)
+            record.value = None if e.value is None else self.decoded(e.value)
             self.attach(record)
         elif kind in ("ActFailed", "ActCancelled"):
             self.open_acts.pop(path, None)
@@ -344,7 +356,7 @@ async def _roll_back(
         deps=deps,
         retry_failed=manual,
     )
-    state = None if record.state is None else codec.decode(record.state)
+    state = None if record.state is None else replay.decoded(record.state)
     first_seq = entries[-1].seq + 1 if entries else 0
     run = _DurableRun(
         record.run_id,
