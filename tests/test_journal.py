@@ -555,3 +555,63 @@ def test_act_uncertain_option() -> None:
         ValueError, match="uncertain must be 'compensate' or 'skip', got 'maybe'"
     ):
         Act("a", ok, uncertain="maybe")  # type: ignore[arg-type]
+
+
+async def test_journal_failure_inside_a_chorus(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A branch whose intent cannot be written fails the chorus and the run;
+    the branch that completed is undone in memory."""
+    calls: list[str] = []
+
+    async def step(ctx: StepContext, state: object) -> None:
+        calls.append(ctx.name)
+        if ctx.name == "slow":
+            await trio.sleep(1)
+
+    async def back(ctx: StepContext, state: object) -> None:
+        calls.append(f"undo {ctx.name}")
+
+    journal = MemoryJournal()
+    journal.fail_at = 4  # create, intent a, intent fast; intent slow fails
+    scene = Scene(
+        "s",
+        [
+            Act("a", step, compensate=back),
+            Chorus(
+                "c",
+                [Act("fast", step, compensate=back), Act("slow", step)],
+            ),
+            Act("after", step),
+        ],
+        saga=True,
+    )
+    with pytest.raises(JournalError, match="disk full"):
+        await run_scene(scene, {}, journal=journal, run_id="r")
+    assert calls == ["a", "fast", "undo fast", "undo a"]
+
+
+async def test_cancelled_during_the_final_write(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The final record is written shielded: a cancel then still leaves a final status."""
+    journal = MemoryJournal()
+
+    async def last(ctx: StepContext, state: object) -> None:
+        journal.gate = trio.Event()  # from here on, writes wait
+
+    scene = Scene("s", [Act("last", last)])
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            with trio.move_on_after(1) as scope:
+                result = await run_scene(scene, {}, journal=journal, run_id="r")
+                assert result.ok  # it had finished; only its record was pending
+            assert scope.cancel_called
+
+        nursery.start_soon(run)
+        await trio.sleep(2)  # the cancel came at 1.0, during the final write
+        assert journal.gate is not None
+        journal.gate.set()
+    assert trio.current_time() == 2.0
+    assert journal.records["r"].status is RunStatus.SUCCEEDED
