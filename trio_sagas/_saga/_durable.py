@@ -213,9 +213,9 @@ async def run_durable(
     try:
         try:
             result = await run.scene(scene, scene.name, leftover)
-        except BaseException:
+        except BaseException as exc:
             await run.finish(final_status(run, None, bool(leftover)))
-            if run.journal_error is not None:
+            if run.journal_error is not None and exc is not run.journal_error:
                 logger.error(
                     "run %r: the journal failed (%r); it still says RUNNING",
                     run_id,
