@@ -622,3 +622,9 @@ async def test_cancelled_during_the_final_write(
         journal.gate.set()
     assert trio.current_time() == 2.0
     assert journal.records["r"].status is RunStatus.SUCCEEDED
+
+
+async def test_run_scene_refuses_a_non_journal() -> None:
+    """journal= must implement the Journal protocol."""
+    with pytest.raises(TypeError, match=r"journal must implement trio_sagas\.Journal"):
+        await run_scene(Scene("s"), {}, journal="sagas.db")  # type: ignore[arg-type]

@@ -660,6 +660,11 @@ async def run_scene(
     check_sync_observer(observer)
     run_id = uuid.uuid4().hex if run_id is None else check_label(run_id, "run_id")
     if journal is not None:
+        if not isinstance(journal, Journal):
+            raise TypeError(
+                f"journal must implement trio_sagas.Journal (e.g. a "
+                f"SQLiteJournal), got {journal!r}"
+            )
         # Imported here: _durable builds on this module.
         from ._durable import run_durable
 
