@@ -402,3 +402,26 @@ async def test_undecodable_or_inconsistent_journal_is_reported(
     (skipped,) = (await recover(crashed, [scene])).skipped
     assert "the journal is inconsistent" in skipped.reason
     assert shop.log == ["run r/s/a", "run r/s/b"]
+
+
+async def test_concurrent_recoveries_do_not_share_a_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two recover() calls at once in one process: each run is rolled back once."""
+    shop = Shop()
+    scene = Scene("s", [shop.act("a"), shop.act("b")], saga=True)
+    crashed, _ = await crash_after(scene, 3)
+    shop.log.clear()
+    reports: list[trio_sagas.RecoveryReport] = []
+
+    async def one() -> None:
+        reports.append(await recover(crashed, [scene]))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one)
+        nursery.start_soon(one)
+    assert sorted(len(r.results) for r in reports) == [0, 1]
+    assert shop.log == [
+        "undo r/s/b#compensate result=None",
+        "undo r/s/a#compensate result=a-receipt",
+    ]

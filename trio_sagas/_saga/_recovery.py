@@ -449,23 +449,27 @@ async def recover(
                 )
             )
             continue
-        if (id(journal), record.run_id) in _LIVE:
+        key = (id(journal), record.run_id)
+        if key in _LIVE:
             skipped.append(
                 SkippedRun(record.run_id, record.scene, "running in this process")
             )
             continue
-        owner = new_owner()
-        if not await journal.claim(record.run_id, owner=owner, stale_after=stale_after):
-            skipped.append(
-                SkippedRun(
-                    record.run_id,
-                    record.scene,
-                    f"written to less than {stale_after} s ago, or claimed by "
-                    "another recovery",
-                )
-            )
-            continue
+        _LIVE.add(key)  # before the claim: a concurrent recover() skips it
         try:
+            owner = new_owner()
+            if not await journal.claim(
+                record.run_id, owner=owner, stale_after=stale_after
+            ):
+                skipped.append(
+                    SkippedRun(
+                        record.run_id,
+                        record.scene,
+                        f"written to less than {stale_after} s ago, or claimed "
+                        "by another recovery",
+                    )
+                )
+                continue
             results.append(
                 await _roll_back(
                     journal,
@@ -479,6 +483,8 @@ async def recover(
             )
         except _Mismatch as exc:
             skipped.append(SkippedRun(record.run_id, record.scene, str(exc)))
+        finally:
+            _LIVE.discard(key)
     return RecoveryReport(tuple(results), tuple(skipped))
 
 
@@ -560,18 +566,22 @@ async def compensate_run(
             failed_step=failure.step,
             compensation=CompensationReport(),
         )
-    owner = new_owner()
-    claimed = await journal.claim(
-        run_id,
-        owner=owner,
-        statuses=(RunStatus.FAILED, RunStatus.NEEDS_INTERVENTION),
-    )
-    if not claimed:
-        raise JournalError(
-            f"run {run_id!r} changed while being claimed (another compensate_run "
-            "or recovery is at work on it)"
-        )
+    key = (id(journal), run_id)
+    if key in _LIVE:
+        raise JournalError(f"run {run_id!r} is being compensated in this process")
+    _LIVE.add(key)
     try:
+        owner = new_owner()
+        claimed = await journal.claim(
+            run_id,
+            owner=owner,
+            statuses=(RunStatus.FAILED, RunStatus.NEEDS_INTERVENTION),
+        )
+        if not claimed:
+            raise JournalError(
+                f"run {run_id!r} changed while being claimed (another "
+                "compensate_run or recovery is at work on it)"
+            )
         return await _roll_back(
             journal,
             run_id,
@@ -583,3 +593,5 @@ async def compensate_run(
         )
     except _Mismatch as exc:  # the run changed between the check and the claim
         raise ValueError(f"run {run_id!r}: {exc}") from None
+    finally:
+        _LIVE.discard(key)
