@@ -198,7 +198,8 @@ async def test_recover_reports_runs_it_does_not_touch(
     (run,) = await crashed.runs()
     assert run.status is RunStatus.RUNNING
     report = await recover(crashed, [scene])  # the right definition still works
-    assert len(report.results) == 1
+    assert len(report) == 1
+    assert list(report) == list(report.results)
 
 
 async def test_recover_leaves_runs_live_in_this_process(

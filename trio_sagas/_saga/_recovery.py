@@ -31,7 +31,7 @@ way (``CompensationStarted`` without ``CompensationCompleted``) is resumed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, final
 
 import attrs
@@ -117,6 +117,14 @@ class RecoveryReport:
 
     results: tuple[SagaResult, ...] = ()
     skipped: tuple[SkippedRun, ...] = ()
+
+    def __iter__(self) -> Iterator[SagaResult]:
+        """Iterate over :attr:`results` (``for result in await recover(...)``)."""
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        """How many runs were rolled back."""
+        return len(self.results)
 
 
 class _Mismatch(Exception):
