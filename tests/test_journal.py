@@ -628,3 +628,36 @@ async def test_run_scene_refuses_a_non_journal() -> None:
     """journal= must implement the Journal protocol."""
     with pytest.raises(TypeError, match=r"journal must implement trio_sagas\.Journal"):
         await run_scene(Scene("s"), {}, journal="sagas.db")  # type: ignore[arg-type]
+
+
+async def test_recover_stale_after_spares_recently_written_runs(
+    tmp_path: pathlib.Path,
+) -> None:
+    """With stale_after, a run written to recently (maybe alive elsewhere) is left alone."""
+    undone: list[str] = []
+
+    async def back(ctx: StepContext, state: object) -> None:
+        undone.append(ctx.path)
+
+    scene = Scene("s", [Act("a", ok, compensate=back)], saga=True)
+    async with SQLiteJournal(tmp_path / "j.db") as journal:
+        # What a process that died inside a's run leaves behind.
+        await journal.create_run("r", scene="s", owner="dead", state=b"{}")
+        await journal.append(
+            "r",
+            [
+                JournalEntry(run_id="r", seq=0, kind="SceneStarted", step="s", at=0),
+                JournalEntry(run_id="r", seq=1, kind="ActStarted", step="s/a", at=0),
+            ],
+            owner="dead",
+        )
+        report = await trio_sagas.recover(journal, [scene], stale_after=3600)
+        (skipped,) = report.skipped
+        assert "written to less than 3600 s ago" in skipped.reason
+        assert undone == []
+        report = await trio_sagas.recover(journal, [scene])
+        assert [r.run_id for r in report] == ["r"]
+        assert undone == ["s/a"]
+        run = await journal.get_run("r")
+        assert run is not None
+        assert (run.status, run.owner) == (RunStatus.COMPENSATED, None)
