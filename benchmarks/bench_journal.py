@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 import trio
 from _harness import compare, report
@@ -51,11 +51,8 @@ _ids = itertools.count()
 
 
 def durable(
-    directory: pathlib.Path, synchronous: Literal["FULL", "NORMAL"]
+    journal: trio_sagas.SQLiteJournal,
 ) -> Callable[[], None]:
-    journal = trio_sagas.SQLiteJournal(
-        directory / f"{synchronous}.db", synchronous=synchronous
-    )
 
     async def runs() -> None:
         for _ in range(DURABLE_RUNS):
@@ -121,8 +118,14 @@ def main() -> None:
     rounds = 3 if "--quick" in sys.argv else 7
     with tempfile.TemporaryDirectory() as tmp:
         directory = pathlib.Path(tmp)
-        full = durable(directory, "FULL")
-        normal = durable(directory, "NORMAL")
+        stack = contextlib.ExitStack()
+        full_journal = stack.enter_context(
+            trio_sagas.SQLiteJournal(directory / "full.db", synchronous="FULL")
+        )
+        normal_journal = stack.enter_context(
+            trio_sagas.SQLiteJournal(directory / "normal.db", synchronous="NORMAL")
+        )
+        full, normal = durable(full_journal), durable(normal_journal)
         rows = [
             compare(
                 f"{STEPS}-step saga: SQLite FULL / in memory",
@@ -161,6 +164,7 @@ def main() -> None:
                 extra["steps_per_s_dbos_sqlite"] = round(
                     steps_per_second(dbos, DURABLE_RUNS)
                 )
+        stack.close()
     report("journal", rows, extra)
 
 
