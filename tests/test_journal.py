@@ -3,6 +3,7 @@ batched completions, run ids unique, journal failures, cancellation)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import pathlib
 import sqlite3
@@ -40,7 +41,7 @@ def entry(seq: int, kind: str = "ActStarted", **data: Any) -> JournalEntry:
 
 def durable_kinds(db: pathlib.Path, run_id: str) -> list[tuple[str, str]]:
     """What another connection (another process) sees committed right now."""
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         rows = conn.execute(
             "SELECT kind, step FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
         ).fetchall()
@@ -211,14 +212,14 @@ async def test_sqlite_corrupt_file(tmp_path: pathlib.Path) -> None:
 async def test_sqlite_foreign_and_newer_schemas(tmp_path: pathlib.Path) -> None:
     """Another application's database, or a newer journal schema, is refused."""
     foreign = tmp_path / "foreign.db"
-    with sqlite3.connect(foreign) as conn:
+    with contextlib.closing(sqlite3.connect(foreign)) as conn, conn:
         conn.execute("CREATE TABLE users (name TEXT)")
     with pytest.raises(JournalSchemaError, match="another application"):
         await SQLiteJournal(foreign).runs()
     newer = tmp_path / "newer.db"
     async with SQLiteJournal(newer) as journal:
         await journal.create_run("r", scene="s", owner="a", state=b"1")
-    with sqlite3.connect(newer) as conn:
+    with contextlib.closing(sqlite3.connect(newer)) as conn, conn:
         conn.execute("PRAGMA user_version = 99")
     with pytest.raises(JournalSchemaError, match="schema version 99, newer than"):
         await SQLiteJournal(newer).runs()
