@@ -62,6 +62,7 @@ from ._ignition import SignalStarted as SignalStarted
 from ._ignition import StagePolicy as StagePolicy
 from ._ignition import StageResult as StageResult
 from ._ignition import StageStarted as StageStarted
+from ._journal import SQLiteJournal as SQLiteJournal
 from ._outcome import CancelCause as CancelCause
 from ._outcome import CancelOrigin as CancelOrigin
 from ._outcome import CancelReason as CancelReason
@@ -86,17 +87,33 @@ from ._saga import ChorusCompleted as ChorusCompleted
 from ._saga import ChorusFailed as ChorusFailed
 from ._saga import ChorusMode as ChorusMode
 from ._saga import ChorusStarted as ChorusStarted
+from ._saga import Codec as Codec
 from ._saga import CompensationCompleted as CompensationCompleted
 from ._saga import CompensationStarted as CompensationStarted
 from ._saga import CompensationStepCompleted as CompensationStepCompleted
 from ._saga import CompensationStepFailed as CompensationStepFailed
 from ._saga import CompensationStepStarted as CompensationStepStarted
+from ._saga import Journal as Journal
+from ._saga import JournalEntry as JournalEntry
+from ._saga import JournalError as JournalError
+from ._saga import JournalSchemaError as JournalSchemaError
+from ._saga import JSONCodec as JSONCodec
+from ._saga import RecordedFailure as RecordedFailure
+from ._saga import RecoveryReport as RecoveryReport
+from ._saga import RunClaimedError as RunClaimedError
+from ._saga import RunIdInUseError as RunIdInUseError
+from ._saga import RunNotFoundError as RunNotFoundError
+from ._saga import RunRecord as RunRecord
+from ._saga import RunStatus as RunStatus
 from ._saga import SagaEvent as SagaEvent
 from ._saga import SagaResult as SagaResult
 from ._saga import Scene as Scene
 from ._saga import SceneCompleted as SceneCompleted
 from ._saga import SceneFailed as SceneFailed
 from ._saga import SceneStarted as SceneStarted
+from ._saga import SkippedRun as SkippedRun
+from ._saga import compensate_run as compensate_run
+from ._saga import recover as recover
 from ._saga import run_scene as run_scene
 from ._timeline import Span as Span
 from ._timeline import plot_timeline as plot_timeline
@@ -137,6 +154,7 @@ __all__ = (
     "Classification",
     "Classified",
     "Classifier",
+    "Codec",
     "CompensationCompleted",
     "CompensationPolicy",
     "CompensationReport",
@@ -165,6 +183,11 @@ __all__ = (
     "IgnitionCompleted",
     "IgnitionPolicy",
     "IgnitionResult",
+    "JSONCodec",
+    "Journal",
+    "JournalEntry",
+    "JournalError",
+    "JournalSchemaError",
     "LatencyTrigger",
     "LatencyWindow",
     "MergeStatistics",
@@ -173,8 +196,16 @@ __all__ = (
     "Observer",
     "Outcome",
     "OutcomeError",
+    "RecordedFailure",
+    "RecoveryReport",
     "RetryPolicy",
     "RetryScheduled",
+    "RunClaimedError",
+    "RunIdInUseError",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStatus",
+    "SQLiteJournal",
     "SagaError",
     "SagaEvent",
     "SagaResult",
@@ -184,6 +215,7 @@ __all__ = (
     "SceneStarted",
     "SignalCompleted",
     "SignalStarted",
+    "SkippedRun",
     "Span",
     "StagePolicy",
     "StageResult",
@@ -195,10 +227,12 @@ __all__ = (
     "TriggerDecision",
     "TriggerMissing",
     "TriggerRegistry",
+    "compensate_run",
     "fan_in",
     "open_err_group",
     "open_merge",
     "plot_timeline",
+    "recover",
     "render_timeline",
     "run_scene",
     "timeline_spans",

@@ -20,7 +20,27 @@ from ._events import (
     SceneFailed,
     SceneStarted,
 )
+from ._journal import (
+    Codec,
+    Journal,
+    JournalEntry,
+    JournalError,
+    JournalSchemaError,
+    JSONCodec,
+    RunClaimedError,
+    RunIdInUseError,
+    RunNotFoundError,
+    RunRecord,
+    RunStatus,
+)
 from ._model import DEFAULT_COMPENSATION_RETRY, Act, Chorus, ChorusMode, Scene
+from ._recovery import (
+    RecordedFailure,
+    RecoveryReport,
+    SkippedRun,
+    compensate_run,
+    recover,
+)
 from ._runner import SagaResult, run_scene
 
 __all__ = [
@@ -35,16 +55,32 @@ __all__ = [
     "ChorusFailed",
     "ChorusMode",
     "ChorusStarted",
+    "Codec",
     "CompensationCompleted",
     "CompensationStarted",
     "CompensationStepCompleted",
     "CompensationStepFailed",
     "CompensationStepStarted",
+    "JSONCodec",
+    "Journal",
+    "JournalEntry",
+    "JournalError",
+    "JournalSchemaError",
+    "RecordedFailure",
+    "RecoveryReport",
+    "RunClaimedError",
+    "RunIdInUseError",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStatus",
     "SagaEvent",
     "SagaResult",
     "Scene",
     "SceneCompleted",
     "SceneFailed",
     "SceneStarted",
+    "SkippedRun",
+    "compensate_run",
+    "recover",
     "run_scene",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeAlias, final
+from typing import Any, Literal, TypeAlias, final
 
 import attrs
 
@@ -62,10 +62,17 @@ class Act:
             act's ``timeout``, else 30 s.
         compensation_retry: Retry policy for the undo; default
             :data:`DEFAULT_COMPENSATION_RETRY` (three tries).
+        uncertain: What :func:`recover` does when the journal says ``run``
+            started but not how it ended (the process died meanwhile):
+            ``"compensate"`` (default: call ``compensate`` with
+            ``ctx.result`` None, so it must cope with work that may not have
+            happened) or ``"skip"`` (leave it: ``run`` has no lasting effect
+            unless it completed, e.g. it commits atomically at its very end).
 
     Raises:
         TypeError: a sync ``run``/``compensate``, wrong argument types.
-        ValueError: a bad name, a non-positive timeout, a hedged retry.
+        ValueError: a bad name, a non-positive timeout, a hedged retry, an
+            unknown ``uncertain``.
     """
 
     name: str
@@ -75,6 +82,7 @@ class Act:
     retry: RetryPolicy | None
     compensation_timeout: float | None
     compensation_retry: RetryPolicy | None
+    uncertain: Literal["compensate", "skip"]
 
     def __init__(
         self,
@@ -86,6 +94,7 @@ class Act:
         retry: RetryPolicy | None = None,
         compensation_timeout: float | None = None,
         compensation_retry: RetryPolicy | None = None,
+        uncertain: Literal["compensate", "skip"] = "compensate",
     ) -> None:
         check_name(name)
         if run is None:
@@ -99,6 +108,10 @@ class Act:
         )
         _check_retry(retry, "retry")
         _check_retry(compensation_retry, "compensation_retry")
+        if uncertain not in ("compensate", "skip"):
+            raise ValueError(
+                f"Act {name!r}: uncertain must be 'compensate' or 'skip', got {uncertain!r}"
+            )
         self.__attrs_init__(
             name,
             run,
@@ -107,6 +120,7 @@ class Act:
             retry,
             compensation_timeout,
             compensation_retry,
+            uncertain,
         )
 
     @property

@@ -6,6 +6,15 @@ failing or cancelled sub-step, as it ends with partial progress). The list
 is in the parent's hands before the sub-step starts, so whatever way a step
 ends — a failure returned as a value, or trio.Cancelled propagating — the
 enclosing saga holds exactly the completed work, in completion order.
+
+With a journal (``_durable.py``), the same code runs on a ``_DurableRun``:
+``emit`` also queues each event for the journal, and the runner awaits
+``flush()`` at the points where the journal must have caught up — before an
+act's ``run`` or an undo runs (the intent is durable before the code it
+announces), when a Chorus branch ends (its completion must not wait for a
+slow sibling), and when the run ends. Every other event rides along with
+the next flush, in the same transaction. Without a journal each of those
+points costs one attribute test.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from ._events import (
     SceneFailed,
     SceneStarted,
 )
+from ._journal import Journal
 from ._model import Act, Chorus, ChorusMode, Scene, Step
 
 
@@ -184,6 +194,8 @@ class _Run:
         self.events: list[SagaEvent] = []
         self.undo_outcomes: list[Outcome[Any]] = []
         self.rolled_back = False
+        self.journal: Any = None  # set by _DurableRun
+        self.last_value: object = None
         # The clock's own method: trio.current_time() goes through a
         # KI-protection wrapper that costs as much again on this hot path.
         self.now = trio.lowlevel.current_clock().current_time
@@ -197,6 +209,17 @@ class _Run:
         self.events.append(event)
         if self.observer is not None:
             notify(self.observer, event)
+
+    async def flush(self, *, check: bool = True) -> None:
+        """Make every event so far durable (only a ``_DurableRun`` has a journal).
+
+        Args:
+            check: Raise if the journal failed (on the forward path, no more
+                user code may run); on rollback paths the undo goes on.
+        """
+
+    def check_journal(self) -> None:
+        """Raise the journal's failure, if it failed (a ``_DurableRun``)."""
 
     def cancel_cause(self) -> CancelCause:
         for frame in reversed(_CHORUSES.get()):
@@ -216,6 +239,19 @@ class _Run:
                 return
             frame.fail(result)
 
+    def result(self, result: _Result) -> SagaResult:
+        return SagaResult(
+            run_id=self.run_id,
+            status=result.status,
+            state=self.state,
+            error=result.error,
+            failed_step=result.failed_step,
+            compensation=CompensationReport(tuple(self.undo_outcomes))
+            if self.rolled_back
+            else None,
+            events=tuple(self.events),
+        )
+
     # -- forward ------------------------------------------------------------------
 
     async def step(self, step: Step, path: str, sink: list[_Record]) -> _Result:
@@ -233,6 +269,8 @@ class _Run:
         started = self.now()
         self.emit(ActStarted, started, step=path)
         try:
+            if self.journal is not None:
+                await self.flush()  # the intent is durable before run runs
             if act.retry is None and act.timeout is None:
                 # The common case, without the per-try cancel scope and record.
                 attempts = 1
@@ -278,6 +316,8 @@ class _Run:
             record.done = True
             record.value = value
             sink.append(record)
+            if self.journal is not None:
+                self.last_value = value  # journaled with ActCompleted
             self.emit(
                 ActCompleted, ended, step=path, duration=duration, attempts=attempts
             )
@@ -391,6 +431,9 @@ class _Run:
             result = await self.step(step, f"{path}/{step.name}", record.children)
             results[step.name] = result
             finished.append(step.name)
+            if self.journal is not None:
+                # Durable now, not when a slow sibling next writes.
+                await self.flush(check=False)
             if not result.ok and fail_fast:
                 assert result.error is not None
                 fail(result)
@@ -423,6 +466,8 @@ class _Run:
                             group.start_soon(branch, step, name=step.name)
                 except Exception:
                     pass  # every branch's result, failures included, is in results
+                if self.journal is not None:
+                    self.check_journal()
         except BaseException as exc:
             cancelled = is_cancellation(exc)
             end_failed(
@@ -506,6 +551,9 @@ class _Run:
         act = record.act
         timeout = act.undo_timeout or DEFAULT_COMPENSATION_TIMEOUT
         self.emit(CompensationStepStarted, step=record.path)
+        if self.journal is not None:
+            # Shielded by roll_back; a broken journal does not stop the undo.
+            await self.flush(check=False)
         started = self.now()
         outcomes: list[Outcome[Any]] = []
         registered = record.ctx.compensation
@@ -560,6 +608,7 @@ async def run_scene(
     deps: Any = None,
     observer: Observer | None = None,
     run_id: str | None = None,
+    journal: Journal | None = None,
 ) -> SagaResult:
     """Run *scene* with *state*; never raises for a step failure.
 
@@ -574,7 +623,10 @@ async def run_scene(
         deps: Passed to every step as ``ctx.deps``.
         observer: Receives every event as it happens.
         run_id: The run's id (default: a random hex string); appears in
-            events and idempotency keys.
+            events and idempotency keys. With a journal it must be new.
+        journal: Make the run durable (see :doc:`durable`): every event is
+            journaled, intents before the code they announce runs, with the
+            state; :func:`recover` rolls the run back if this process dies.
 
     Returns:
         A :class:`SagaResult`.
@@ -582,21 +634,27 @@ async def run_scene(
     Raises:
         trio.Cancelled: cancelled from outside — after the completed steps of
             every enclosing saga scene were compensated.
+        RunIdInUseError: *run_id* is already in *journal* (nothing ran).
+        TypeError: the journal's codec cannot encode *state* (nothing ran).
+        JournalError: the journal failed during the run. No step runs after
+            that; the run's sagas were rolled back in memory, and the journal
+            still says RUNNING, so :func:`recover` will roll it back again
+            (compensation is at-least-once: use ``ctx.idempotency_key``).
     """
     if not isinstance(scene, Scene):
         raise TypeError(f"scene must be a Scene, got {scene!r}")
     check_sync_observer(observer)
     run_id = uuid.uuid4().hex if run_id is None else check_label(run_id, "run_id")
+    if journal is not None:
+        if not isinstance(journal, Journal):
+            raise TypeError(
+                f"journal must implement trio_sagas.Journal (e.g. a "
+                f"SQLiteJournal), got {journal!r}"
+            )
+        # Imported here: _durable builds on this module.
+        from ._durable import run_durable
+
+        return await run_durable(scene, state, deps, observer, run_id, journal)
     run = _Run(run_id, state, deps, observer)
     result = await run.scene(scene, scene.name, [])
-    return SagaResult(
-        run_id=run_id,
-        status=result.status,
-        state=state,
-        error=result.error,
-        failed_step=result.failed_step,
-        compensation=CompensationReport(tuple(run.undo_outcomes))
-        if run.rolled_back
-        else None,
-        events=tuple(run.events),
-    )
+    return run.result(result)

@@ -1,0 +1,172 @@
+"""Durable saga benchmark (issue 8).
+
+A 10-step saga on the success path, journaled to SQLite (WAL) with
+``synchronous=FULL`` (the default: every commit synced) and ``NORMAL``
+(synced at checkpoints: safe against process crashes, not power loss),
+against the same saga in memory, and against DBOS's step checkpointing on
+SQLite when ``dbos`` is installed. Wall time (``time.perf_counter``): the
+durable cases wait on the disk.
+
+The runner writes 12 transactions per 10-step run: create, one per act
+intent (carrying the previous act's completion) and the final record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import pathlib
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import trio
+from _harness import compare, report
+
+import trio_sagas
+
+STEPS = 10
+DURABLE_RUNS = 20
+MEMORY_RUNS = 20
+
+
+async def do(ctx: trio_sagas.StepContext, state: dict[str, int]) -> int:
+    state["n"] += 1
+    return state["n"]
+
+
+async def undo(ctx: trio_sagas.StepContext, state: dict[str, int]) -> None:
+    state["n"] -= 1
+
+
+SCENE = trio_sagas.Scene(
+    "bench",
+    [trio_sagas.Act(f"step{i}", do, compensate=undo) for i in range(STEPS)],
+    saga=True,
+)
+_ids = itertools.count()
+
+
+def durable(
+    journal: trio_sagas.SQLiteJournal,
+) -> Callable[[], None]:
+
+    async def runs() -> None:
+        for _ in range(DURABLE_RUNS):
+            result = await trio_sagas.run_scene(
+                SCENE, {"n": 0}, journal=journal, run_id=f"r{next(_ids)}"
+            )
+            assert result.ok
+
+    return lambda: trio.run(runs)
+
+
+def in_memory() -> None:
+    async def runs() -> None:
+        for _ in range(MEMORY_RUNS):
+            result = await trio_sagas.run_scene(SCENE, {"n": 0})
+            assert result.ok
+
+    trio.run(runs)
+
+
+@contextlib.contextmanager
+def dbos_saga(directory: pathlib.Path) -> Iterator[Callable[[], None] | None]:
+    """DBOS: a workflow of 10 steps, each step's output checkpointed to SQLite."""
+    try:
+        from dbos import DBOS
+    except ImportError:
+        yield None
+        return
+    logging.getLogger("dbos").setLevel(logging.WARNING)
+    DBOS(
+        config={
+            "name": "bench",
+            "system_database_url": f"sqlite:///{directory}/dbos.sqlite",
+        }
+    )
+
+    @DBOS.step()
+    def step(state: dict[str, int]) -> int:
+        state["n"] += 1
+        return state["n"]
+
+    @DBOS.workflow()
+    def saga() -> int:
+        state = {"n": 0}
+        for _ in range(STEPS):
+            step(state)
+        return state["n"]
+
+    DBOS.launch()
+    try:
+        yield lambda: [saga() for _ in range(DURABLE_RUNS)] and None
+    finally:
+        DBOS.destroy()
+
+
+def steps_per_second(fn: Callable[[], object], runs: int) -> float:
+    start = time.perf_counter()
+    fn()
+    return runs * STEPS / (time.perf_counter() - start)
+
+
+def main() -> None:
+    rounds = 3 if "--quick" in sys.argv else 7
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = pathlib.Path(tmp)
+        stack = contextlib.ExitStack()
+        full_journal = stack.enter_context(
+            trio_sagas.SQLiteJournal(directory / "full.db", synchronous="FULL")
+        )
+        normal_journal = stack.enter_context(
+            trio_sagas.SQLiteJournal(directory / "normal.db", synchronous="NORMAL")
+        )
+        full, normal = durable(full_journal), durable(normal_journal)
+        rows = [
+            compare(
+                f"{STEPS}-step saga: SQLite FULL / in memory",
+                full,
+                in_memory,
+                rounds=rounds,
+                timer=time.perf_counter,
+            ),
+            compare(
+                f"{STEPS}-step saga: SQLite NORMAL / in memory",
+                normal,
+                in_memory,
+                rounds=rounds,
+                timer=time.perf_counter,
+            ),
+        ]
+        extra: dict[str, Any] = {
+            "transactions_per_run": 12,
+            "steps_per_s_sqlite_full": round(steps_per_second(full, DURABLE_RUNS)),
+            "steps_per_s_sqlite_normal": round(steps_per_second(normal, DURABLE_RUNS)),
+            "steps_per_s_in_memory": round(steps_per_second(in_memory, MEMORY_RUNS)),
+        }
+        with dbos_saga(directory) as dbos:
+            if dbos is None:
+                extra["dbos"] = "not installed"
+            else:
+                rows.append(
+                    compare(
+                        f"{STEPS}-step saga: SQLite FULL / DBOS on SQLite",
+                        full,
+                        dbos,
+                        rounds=rounds,
+                        timer=time.perf_counter,
+                    )
+                )
+                extra["steps_per_s_dbos_sqlite"] = round(
+                    steps_per_second(dbos, DURABLE_RUNS)
+                )
+        stack.close()
+    report("journal", rows, extra)
+
+
+if __name__ == "__main__":
+    main()

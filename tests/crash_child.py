@@ -1,0 +1,151 @@
+"""A child process for the crash tests: runs a journaled saga and kills itself.
+
+``python tests/crash_child.py DB LOG MODE N`` runs the five-step saga below
+(the last step fails) on ``SQLiteJournal(DB)``; every ``run`` and undo
+appends ``"run KEY"``/``"undo KEY"`` (its idempotency key) to LOG first.
+MODE says where the process SIGKILLs itself:
+
+* ``write`` — right after the N-th journal write (create_run or append)
+  returned (0: never; the total number of writes is printed at the end);
+* ``step`` — inside step N's ``run``, after its log line;
+* ``undo`` — inside step N's undo, after its log line.
+
+The tests import :func:`build_scene` to recover with the same definitions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import trio
+
+import trio_sagas
+from trio_sagas import Act, Scene, StepContext
+
+STEPS = 5
+
+
+def _log(path: str, line: str) -> None:
+    with open(path, "a") as file:
+        file.write(line + "\n")
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def build_scene(log: str, *, kill_step: int = 0, kill_undo: int = 0) -> Scene:
+    """Five steps ``s1``…``s5``; ``s5`` fails; each logs its key first."""
+
+    def act(index: int) -> Act:
+        async def run(ctx: StepContext, state: dict[str, Any]) -> str:
+            assert ctx.idempotency_key is not None
+            _log(log, f"run {ctx.idempotency_key}")
+            if index == kill_step:
+                _die()
+            if index == STEPS:
+                raise ValueError(f"s{index} declined")
+            state[f"s{index}"] = True
+            return f"s{index}-receipt"
+
+        async def compensate(ctx: StepContext, state: dict[str, Any]) -> None:
+            assert ctx.idempotency_key is not None
+            _log(log, f"undo {ctx.idempotency_key} result={ctx.result}")
+            if index == kill_undo:
+                _die()
+            state.pop(f"s{index}", None)
+
+        return Act(f"s{index}", run, compensate=compensate)
+
+    return Scene("order", [act(i) for i in range(1, STEPS + 1)], saga=True)
+
+
+class KillAfterWrites:
+    """A journal wrapper that SIGKILLs the process after its N-th write."""
+
+    def __init__(self, inner: trio_sagas.SQLiteJournal, kill_at: int) -> None:
+        self.inner = inner
+        self.kill_at = kill_at
+        self.writes = 0
+
+    @property
+    def codec(self) -> trio_sagas.Codec:
+        return self.inner.codec
+
+    def _wrote(self) -> None:
+        self.writes += 1
+        if self.writes == self.kill_at:
+            _die()
+
+    async def create_run(
+        self, run_id: str, *, scene: str, owner: str, state: bytes
+    ) -> None:
+        await self.inner.create_run(run_id, scene=scene, owner=owner, state=state)
+        self._wrote()
+
+    async def append(
+        self,
+        run_id: str,
+        entries: Sequence[trio_sagas.JournalEntry],
+        *,
+        owner: str,
+        state: bytes | None = None,
+        status: trio_sagas.RunStatus | None = None,
+    ) -> None:
+        await self.inner.append(
+            run_id, entries, owner=owner, state=state, status=status
+        )
+        self._wrote()
+
+    async def claim(
+        self,
+        run_id: str,
+        *,
+        owner: str,
+        stale_after: float = 0.0,
+        statuses: Iterable[trio_sagas.RunStatus] = (trio_sagas.RunStatus.RUNNING,),
+    ) -> bool:
+        return await self.inner.claim(
+            run_id, owner=owner, stale_after=stale_after, statuses=statuses
+        )
+
+    async def get_run(self, run_id: str) -> trio_sagas.RunRecord | None:
+        return await self.inner.get_run(run_id)
+
+    async def runs(
+        self,
+        *,
+        status: trio_sagas.RunStatus | Iterable[trio_sagas.RunStatus] | None = None,
+    ) -> tuple[trio_sagas.RunRecord, ...]:
+        return await self.inner.runs(status=status)
+
+    async def events(self, run_id: str) -> tuple[trio_sagas.JournalEntry, ...]:
+        return await self.inner.events(run_id)
+
+
+def main(argv: list[str]) -> None:
+    db, log, mode, number = argv[1], argv[2], argv[3], int(argv[4])
+    scene = build_scene(
+        log,
+        kill_step=number if mode == "step" else 0,
+        kill_undo=number if mode == "undo" else 0,
+    )
+
+    async def run() -> None:
+        with trio_sagas.SQLiteJournal(db) as sqlite:
+            journal = KillAfterWrites(sqlite, number if mode == "write" else 0)
+            result = await trio_sagas.run_scene(
+                scene, {}, journal=journal, run_id="order-1"
+            )
+            assert result.failed_step == f"order/s{STEPS}", result
+            print(journal.writes)
+
+    trio.run(run)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
