@@ -688,3 +688,74 @@ async def test_run_scene_validation() -> None:
 def test_result_unwrap_ok() -> None:
     """A succeeded result unwraps to its state."""
     assert SagaResult("r", Status.SUCCEEDED, state=[1]).unwrap() == [1]
+
+
+# -- regressions from the cancellation review -------------------------------------
+
+
+async def test_nested_run_does_not_touch_the_enclosing_chorus(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A run_scene inside a chorus branch is independent: its failure cancels no outer sibling."""
+    shop = Shop()
+    inner = Scene("inner", [shop.act("x"), shop.act("y", fail=True)], saga=True)
+
+    async def nested(ctx: StepContext, state: dict[str, Any]) -> str:
+        result = await run_scene(inner, {})
+        return result.status.value  # handled: this act succeeds
+
+    chorus = Chorus("c", [Act("a", nested), shop.act("b", seconds=10)])
+    result = await run_scene(Scene("outer", [chorus], saga=True), {})
+    assert result.ok
+    assert not any(isinstance(e, ActCancelled) for e in result.events)
+    assert trio.current_time() == 10.0
+
+
+async def test_concurrent_rollbacks_report_their_own_ok(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two saga branches rolling back at once each report ok for their own undos only."""
+    shop = Shop()
+    once = RetryPolicy(max_attempts=1)
+    s1 = Scene(
+        "s1",
+        [
+            shop.act("a", undo_fails=True, compensation_retry=once),
+            shop.act("f1", fail=True),
+        ],
+        saga=True,
+    )
+    s2 = Scene("s2", [shop.act("b"), shop.act("f2", fail=True)], saga=True)
+    chorus = Chorus("c", [s1, s2], mode=ChorusMode.FAIL_AFTER_ALL)
+    result = await run_scene(Scene("top", [chorus], saga=True), {})
+    oks = {e.scene: e.ok for e in result.events if isinstance(e, CompensationCompleted)}
+    assert oks == {"top/c/s1": False, "top/c/s2": True, "top": True}
+
+
+async def test_mixed_cancel_and_cleanup_failure_keeps_the_internal_cause(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An act cancelled by a failing sibling, whose cleanup also fails, reports STEP_FAILED."""
+
+    async def cleanup_fails(ctx: StepContext, state: object) -> None:
+        async def child() -> None:
+            try:
+                await trio.sleep(math.inf)
+            finally:
+                raise OSError("cleanup failed")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(child)
+            await trio.sleep(math.inf)
+
+    async def fails(ctx: StepContext, state: object) -> None:
+        await trio.sleep(1)
+        raise Declined
+
+    chorus = Chorus("c", [Act("a", cleanup_fails), Act("b", fails)])
+    result = await run_scene(Scene("s", [chorus]), None)
+    assert result.failed_step == "s/c/b"
+    cancelled = [e for e in result.events if isinstance(e, ActCancelled)]
+    assert [(e.step, e.cause.reason, e.cause.origin) for e in cancelled] == [
+        ("s/c/a", CancelReason.STEP_FAILED, CancelOrigin.INTERNAL)
+    ]

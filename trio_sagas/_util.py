@@ -135,6 +135,15 @@ def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:
             fix_one(objname, objname, obj)
 
 
+def contains_cancellation(exc: BaseException) -> bool:
+    """Whether *exc* is, or is a group holding, a :exc:`trio.Cancelled`."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[0] is not None
+    return False
+
+
 def is_cancellation(exc: BaseException) -> bool:
     """Whether *exc* is :exc:`trio.Cancelled` or a group of nothing else."""
     if isinstance(exc, trio.Cancelled):

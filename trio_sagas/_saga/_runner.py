@@ -39,7 +39,12 @@ from .._compensation import (
 from .._errgroup import ErrGroup, open_err_group
 from .._events import Observer, notify
 from .._outcome import CancelCause, CancelReason, Outcome, Status
-from .._util import check_label, check_sync_observer, is_cancellation
+from .._util import (
+    check_label,
+    check_sync_observer,
+    contains_cancellation,
+    is_cancellation,
+)
 from ._events import (
     ActCancelled,
     ActCompleted,
@@ -299,9 +304,11 @@ class _Run:
                 )
                 attempts = int(outcome.attributes["attempts"])  # type: ignore[call-overload]
         except BaseException as exc:
+            # A cleanup failure racing the cancel makes a mixed group: the
+            # act was still cancelled, for the reason its context knows.
             cause = (
                 self.cancel_cause()
-                if is_cancellation(exc)
+                if contains_cancellation(exc)
                 else CancelCause.external(repr(exc))
             )
             self.emit(
@@ -428,7 +435,13 @@ class _Run:
         fail_fast = chorus.mode is ChorusMode.FAIL_FAST
 
         async def branch(step: Step) -> None:
-            result = await self.step(step, f"{path}/{step.name}", record.children)
+            branch_path = f"{path}/{step.name}"
+            try:
+                result = await self.step(step, branch_path, record.children)
+            except Exception as exc:
+                # Steps report failures as values; one that raises still
+                # fails only its branch, never the chorus's bookkeeping.
+                result = _Result(Status.FAILED, exc, None, branch_path)
             results[step.name] = result
             finished.append(step.name)
             if self.journal is not None:
@@ -502,14 +515,28 @@ class _Run:
                 duration=self.now() - started,
             )
             return _OK
-        first = results[next(n for n in finished if not results[n].ok)]
+        failing = next((n for n in finished if not results[n].ok), None)
+        if failing is None:
+            # Branches that never finished, without a failing one: the group
+            # was cancelled by something else. Report it, never crash.
+            missing = [n for n in names if n not in results]
+            stray = RuntimeError(f"chorus {path!r}: branches {missing} did not finish")
+            end_failed(Status.FAILED, stray)
+            return _Result(Status.FAILED, stray, why(), path)
+        first = results[failing]
         end_failed(Status.FAILED, first.error)
         return _Result(Status.FAILED, first.error, first.cause, first.failed_step)
 
     # -- backward -----------------------------------------------------------------
 
-    async def roll_back(self, record: _GroupRecord) -> None:
-        """Compensate a saga scene's completed steps, in reverse, as one unit."""
+    async def roll_back(self, record: _GroupRecord) -> int:
+        """Compensate a saga scene's completed steps, in reverse, as one unit.
+
+        Returns:
+            How many undo actions failed in this unit (nested units included);
+            counted here, not from the run's shared list, which concurrent
+            rollbacks of other branches also append to.
+        """
         with trio.CancelScope(shield=True):
             self.rolled_back = True
             targets = [c for c in reversed(record.children) if c.has_undo()]
@@ -519,35 +546,43 @@ class _Run:
                 steps_to_undo=tuple(c.path for c in targets),
             )
             started = self.now()
-            failures_before = sum(1 for o in self.undo_outcomes if not o.ok)
+            failures = 0
             for child in targets:
-                await self.undo(child)
+                failures += await self.undo(child)
             record.compensated = True
-            failures = sum(1 for o in self.undo_outcomes if not o.ok) - failures_before
             self.emit(
                 CompensationCompleted,
                 scene=record.path,
                 ok=failures == 0,
                 duration=self.now() - started,
             )
+        return failures
 
-    async def undo(self, record: _Record) -> None:
+    async def undo(self, record: _Record) -> int:
+        """Undo one record; return how many of its undo actions failed."""
         if isinstance(record, _ActRecord):
-            await self.undo_act(record)
-        elif isinstance(record.step, Chorus):
+            return await self.undo_act(record)
+        if isinstance(record.step, Chorus):
             # Branches ran in parallel; they are undone in parallel.
+            failures = [0]
+
+            async def branch(child: _Record) -> None:
+                failures[0] += await self.undo(child)
+
             async with trio.open_nursery() as nursery:
                 for child in record.children:
                     if child.has_undo():
-                        nursery.start_soon(self.undo, child)
-        elif record.step.saga:
-            await self.roll_back(record)  # a nested saga, undone as a unit
-        else:
-            for child in reversed(record.children):
-                if child.has_undo():
-                    await self.undo(child)
+                        nursery.start_soon(branch, child)
+            return failures[0]
+        if record.step.saga:
+            return await self.roll_back(record)  # a nested saga, undone as a unit
+        total = 0
+        for child in reversed(record.children):
+            if child.has_undo():
+                total += await self.undo(child)
+        return total
 
-    async def undo_act(self, record: _ActRecord) -> None:
+    async def undo_act(self, record: _ActRecord) -> int:
         act = record.act
         timeout = act.undo_timeout or DEFAULT_COMPENSATION_TIMEOUT
         self.emit(CompensationStepStarted, step=record.path)
@@ -599,6 +634,7 @@ class _Run:
                 duration=duration,
                 attempts=attempts,
             )
+        return len(failed)
 
 
 async def run_scene(
@@ -645,16 +681,22 @@ async def run_scene(
         raise TypeError(f"scene must be a Scene, got {scene!r}")
     check_sync_observer(observer)
     run_id = uuid.uuid4().hex if run_id is None else check_label(run_id, "run_id")
-    if journal is not None:
-        if not isinstance(journal, Journal):
-            raise TypeError(
-                f"journal must implement trio_sagas.Journal (e.g. a "
-                f"SQLiteJournal), got {journal!r}"
-            )
-        # Imported here: _durable builds on this module.
-        from ._durable import run_durable
+    if journal is not None and not isinstance(journal, Journal):
+        raise TypeError(
+            f"journal must implement trio_sagas.Journal (e.g. a "
+            f"SQLiteJournal), got {journal!r}"
+        )
+    # A run is independent of any run it is called from (an act may call
+    # run_scene): the enclosing run's choruses must not see its failures.
+    token = _CHORUSES.set(())
+    try:
+        if journal is not None:
+            # Imported here: _durable builds on this module.
+            from ._durable import run_durable
 
-        return await run_durable(scene, state, deps, observer, run_id, journal)
-    run = _Run(run_id, state, deps, observer)
-    result = await run.scene(scene, scene.name, [])
-    return run.result(result)
+            return await run_durable(scene, state, deps, observer, run_id, journal)
+        run = _Run(run_id, state, deps, observer)
+        result = await run.scene(scene, scene.name, [])
+        return run.result(result)
+    finally:
+        _CHORUSES.reset(token)
