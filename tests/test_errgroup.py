@@ -648,3 +648,19 @@ async def test_cancelling_the_group_node_is_the_groups_own_cancel(
     for outcome in group.outcomes:
         assert outcome.status is Status.CANCELLED
         assert outcome.cause == group.cause
+
+
+async def test_outside_cancel_propagates_a_plain_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An outside cancel leaves the block as trio.Cancelled itself, not a group of them."""
+    seen: list[type[BaseException]] = []
+    with trio.move_on_after(1):
+        try:
+            async with open_err_group(name="g") as group:
+                group.start_soon(sleeper, name="a")
+                group.start_soon(sleeper, name="b")
+        except trio.Cancelled as cancelled:
+            seen.append(type(cancelled))
+            raise
+    assert seen == [trio.Cancelled]

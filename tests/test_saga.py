@@ -759,3 +759,26 @@ async def test_mixed_cancel_and_cleanup_failure_keeps_the_internal_cause(
     assert [(e.step, e.cause.reason, e.cause.origin) for e in cancelled] == [
         ("s/c/a", CancelReason.STEP_FAILED, CancelOrigin.INTERNAL)
     ]
+
+
+async def test_fail_fast_reason_names_the_failed_branch(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The trio reason a cancelled sibling sees names the branch that failed."""
+    reasons: list[str | None] = []
+
+    async def waits(ctx: StepContext, state: object) -> None:
+        try:
+            await trio.sleep(math.inf)
+        except trio.Cancelled as cancelled:
+            reasons.append(cancelled.reason)
+            raise
+
+    async def fails(ctx: StepContext, state: object) -> None:
+        await trio.sleep(1)
+        raise Declined("no")
+
+    await run_scene(Scene("s", [Chorus("c", [Act("a", waits), Act("b", fails)])]), None)
+    assert reasons == [
+        "step_failed (internal) in scope 'c', triggered by 's/c/b': Declined: no"
+    ]

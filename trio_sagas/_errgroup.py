@@ -312,15 +312,27 @@ class ErrGroup:
         self.start_soon(fn, *args, name=name)
         return True
 
-    def cancel(self, reason: CancelReason = CancelReason.MANUAL) -> None:
+    def cancel(
+        self,
+        reason: CancelReason = CancelReason.MANUAL,
+        *,
+        triggered_by: str | None = None,
+        message: str | None = None,
+    ) -> None:
         """Abort the group: running tasks end CANCELLED, compensation runs.
 
         With the default ``MANUAL`` reason the block then exits normally. Does
         nothing if the group was already cancelled (the first cause wins).
+
+        Args:
+            reason: Why (its origin follows from it, as for
+                :meth:`CancellationScope.cancel`).
+            triggered_by: What caused it, for the cause and trio's reason text.
+            message: Extra text for humans.
         """
         if not isinstance(reason, CancelReason):
             raise TypeError(f"reason must be a CancelReason, got {reason!r}")
-        self._cancel(reason, None, f"group {self._name!r} cancelled")
+        self._cancel(reason, triggered_by, message or f"group {self._name!r} cancelled")
 
     def _spawn(
         self,
@@ -518,6 +530,11 @@ class ErrGroup:
             )
 
 
+def _first_cancelled(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_cancelled(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 def _exceptions(report: CompensationReport) -> list[Exception]:
     return [
         e if isinstance(e, Exception) else RuntimeError(repr(e)) for e in report.errors
@@ -584,9 +601,14 @@ async def open_err_group(
                     group._slots.append(body)
                     group._finish(body, Status.FAILED, None, error=exc)
                     group._fail(BODY, exc)
-    except BaseException:
+    except BaseException as exc:
         group._closed = True
         await group._exit_on_base_exception()
+        if isinstance(exc, BaseExceptionGroup) and is_cancellation(exc):
+            # trio's strict nursery wraps an outside cancel in a group of
+            # Cancelled; callers get the plain trio.Cancelled, as from
+            # run_scene and Executor.run.
+            raise _first_cancelled(exc) from None
         raise
     group._closed = True
     await group._exit_normally()

@@ -430,7 +430,12 @@ class _Run:
                 )
             )
             if groups:
-                groups[0].cancel(CancelReason.STEP_FAILED)
+                cause = group_cause[0]
+                groups[0].cancel(
+                    CancelReason.STEP_FAILED,
+                    triggered_by=cause.triggered_by,
+                    message=cause.message,
+                )
 
         fail_fast = chorus.mode is ChorusMode.FAIL_FAST
 
