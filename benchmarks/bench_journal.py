@@ -26,27 +26,13 @@ from typing import Any
 import trio
 from _harness import compare, report
 
+# The same 10-step scene as the in-memory saga benchmark, so the two compare.
+from bench_saga import SCENE, STEPS
+
 import trio_sagas
 
-STEPS = 10
 DURABLE_RUNS = 20
 MEMORY_RUNS = 20
-
-
-async def do(ctx: trio_sagas.StepContext, state: dict[str, int]) -> int:
-    state["n"] += 1
-    return state["n"]
-
-
-async def undo(ctx: trio_sagas.StepContext, state: dict[str, int]) -> None:
-    state["n"] -= 1
-
-
-SCENE = trio_sagas.Scene(
-    "bench",
-    [trio_sagas.Act(f"step{i}", do, compensate=undo) for i in range(STEPS)],
-    saga=True,
-)
 _ids = itertools.count()
 
 
