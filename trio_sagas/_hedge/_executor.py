@@ -19,7 +19,7 @@ import attrs
 import outcome
 import trio
 
-from .._events import Observer, notify
+from .._events import Event, Observer, notify
 from .._outcome import CancelCause, CancelReason, Outcome, Status
 from .._retry import (
     Budget,
@@ -377,6 +377,14 @@ class _Call:
             if self.trigger is not None:
                 self.hedge = hedge
 
+    def _emit(
+        self, event_type: Callable[..., Event], at: float | None = None, **fields: Any
+    ) -> None:
+        """Deliver an event about this call, if anyone listens (else build nothing)."""
+        if self.observer is not None:
+            when = trio.current_time() if at is None else at
+            notify(self.observer, event_type(at=when, name=self.name, **fields))
+
     def _resolve_trigger(self, hedge: HedgePolicy) -> HedgeTrigger | None:
         if hedge.trigger is not None:
             found = self.executor._triggers.get(hedge.trigger)
@@ -384,16 +392,11 @@ class _Call:
                 self.trigger_label = hedge.trigger
                 return found
             self.missing = hedge.missing_trigger
-            if self.observer is not None:
-                notify(
-                    self.observer,
-                    TriggerMissing(
-                        at=trio.current_time(),
-                        name=self.name,
-                        trigger=hedge.trigger,
-                        action=self.missing.value,
-                    ),
-                )
+            self._emit(
+                TriggerMissing,
+                trigger=hedge.trigger,
+                action=self.missing.value,
+            )
             if self.missing is MissingTrigger.DISABLE:
                 return None
         return FixedDelayTrigger(hedge.delay)
@@ -442,18 +445,13 @@ class _Call:
         if budget is None:
             return True
         granted, self.retry_budget_error = _acquire(budget, BudgetKind.RETRY, self.name)
-        if self.observer is not None:
-            notify(
-                self.observer,
-                BudgetDecision(
-                    at=trio.current_time(),
-                    name=self.name,
-                    kind=BudgetKind.RETRY,
-                    retry_index=retry_index,
-                    hedge_index=0,
-                    granted=granted,
-                ),
-            )
+        self._emit(
+            BudgetDecision,
+            kind=BudgetKind.RETRY,
+            retry_index=retry_index,
+            hedge_index=0,
+            granted=granted,
+        )
         return granted
 
     def _backoff(self, group: _Group, retry_index: int) -> float:
@@ -464,17 +462,12 @@ class _Call:
             delay = self.policy.cap(max(overrides))
         else:
             delay = self.policy.backoff(group.retry_index, rng=self.executor._rng)
-        if self.observer is not None:
-            notify(
-                self.observer,
-                RetryScheduled(
-                    at=trio.current_time(),
-                    name=self.name,
-                    retry_index=retry_index,
-                    backoff=delay,
-                    override=bool(overrides),
-                ),
-            )
+        self._emit(
+            RetryScheduled,
+            retry_index=retry_index,
+            backoff=delay,
+            override=bool(overrides),
+        )
         return delay
 
     @staticmethod
@@ -583,33 +576,26 @@ class _Call:
         return _Result(record, value)
 
     def _report(self, record: AttemptRecord, *, hedged: bool = False) -> None:
-        observer = self.observer
-        notify(
-            observer,
-            AttemptFinished(
+        self._emit(
+            AttemptFinished,
+            at=record.finished_at,
+            retry_index=record.retry_index,
+            hedge_index=record.hedge_index,
+            attempt=record.attempt,
+            status=record.status,
+            classification=record.classification,
+            cause=record.cause,
+            duration=record.duration,
+        )
+        if record.cause is not None and hedged:
+            self._emit(
+                HedgeCancelled,
                 at=record.finished_at,
-                name=self.name,
                 retry_index=record.retry_index,
                 hedge_index=record.hedge_index,
                 attempt=record.attempt,
-                status=record.status,
-                classification=record.classification,
+                reason=record.cause.reason,
                 cause=record.cause,
-                duration=record.duration,
-            ),
-        )
-        if record.cause is not None and hedged:
-            notify(
-                observer,
-                HedgeCancelled(
-                    at=record.finished_at,
-                    name=self.name,
-                    retry_index=record.retry_index,
-                    hedge_index=record.hedge_index,
-                    attempt=record.attempt,
-                    reason=record.cause.reason,
-                    cause=record.cause,
-                ),
             )
 
     def _report_external(
@@ -692,18 +678,14 @@ class _Call:
             except Exception as exc:
                 self._trigger_raised(group, exc)
                 return
-            if self.observer is not None:
-                notify(
-                    self.observer,
-                    TriggerDecision(
-                        at=now,
-                        name=self.name,
-                        retry_index=group.retry_index,
-                        trigger=self.trigger_label,
-                        spawn=spawn,
-                        next_check_in=next_check_in,
-                    ),
-                )
+            self._emit(
+                TriggerDecision,
+                at=now,
+                retry_index=group.retry_index,
+                trigger=self.trigger_label,
+                spawn=spawn,
+                next_check_in=next_check_in,
+            )
             if spawn:
                 self._try_hedge(nursery, group, hedge)
             if group.hedges_used >= max_hedges:
@@ -712,19 +694,14 @@ class _Call:
 
     def _trigger_raised(self, group: _Group, exc: Exception) -> None:
         group.trigger_error = exc
-        if self.observer is not None:
-            notify(
-                self.observer,
-                TriggerDecision(
-                    at=trio.current_time(),
-                    name=self.name,
-                    retry_index=group.retry_index,
-                    trigger=self.trigger_label,
-                    spawn=False,
-                    next_check_in=None,
-                    error=exc,
-                ),
-            )
+        self._emit(
+            TriggerDecision,
+            retry_index=group.retry_index,
+            trigger=self.trigger_label,
+            spawn=False,
+            next_check_in=None,
+            error=exc,
+        )
         self._stop(
             group,
             CancelCause.of(
@@ -741,18 +718,13 @@ class _Call:
         budget = hedge.budget
         if budget is not None:
             granted, error = _acquire(budget, BudgetKind.HEDGE, self.name)
-            if self.observer is not None:
-                notify(
-                    self.observer,
-                    BudgetDecision(
-                        at=trio.current_time(),
-                        name=self.name,
-                        kind=BudgetKind.HEDGE,
-                        retry_index=group.retry_index,
-                        hedge_index=hedge_index,
-                        granted=granted,
-                    ),
-                )
+            self._emit(
+                BudgetDecision,
+                kind=BudgetKind.HEDGE,
+                retry_index=group.retry_index,
+                hedge_index=hedge_index,
+                granted=granted,
+            )
             if not granted:
                 group.hedges_used += 1
                 info = self._new_attempt(group, hedge_index)
@@ -772,18 +744,13 @@ class _Call:
                     self._report(record)
                 return
         info = self._launch(nursery, group, hedge_index)
-        if self.observer is not None:
-            notify(
-                self.observer,
-                HedgeSpawned(
-                    at=trio.current_time(),
-                    name=self.name,
-                    retry_index=group.retry_index,
-                    hedge_index=hedge_index,
-                    attempt=info.attempt,
-                    trigger=self.trigger_label,
-                ),
-            )
+        self._emit(
+            HedgeSpawned,
+            retry_index=group.retry_index,
+            hedge_index=hedge_index,
+            attempt=info.attempt,
+            trigger=self.trigger_label,
+        )
 
     def _launch(
         self, nursery: trio.Nursery, group: _Group, hedge_index: int
