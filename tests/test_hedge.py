@@ -1313,3 +1313,23 @@ async def test_raising_budget_fails_closed(
     records = result.attributes["attempts"]
     assert [r.reason for r in records] == [None, "budget_error"]  # type: ignore[attr-defined]
     assert len(caplog.records) == 2
+
+
+async def test_a_hedge_due_when_an_attempt_succeeds_is_not_launched(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Ties go to the result: a hedge due at a success's instant never launches (20 tries)."""
+
+    async def op(attempt: trio_sagas.AttemptInfo) -> str:
+        await trio.sleep(5.0 if attempt.hedge_index == 0 else 1.0)
+        return "ok"
+
+    policy = trio_sagas.RetryPolicy(
+        hedge=trio_sagas.HedgePolicy(max_hedges=3, delay=1.0)
+    )
+    for _ in range(20):
+        result = await trio_sagas.Executor().run(op, policy=policy, name="fetch")
+        records = result.attributes["attempts"]
+        assert [r.hedge_index for r in records] == [0, 1]  # type: ignore[attr-defined]
+        assert result.finished_at is not None
+        assert result.duration == 2.0

@@ -656,6 +656,11 @@ class _Call:
     ) -> None:
         max_hedges = hedge.max_hedges
         while group.hedges_used < max_hedges:
+            # Attempts finishing at this same instant run first: trio wakes
+            # same-instant sleepers in random order, and a hedge launched
+            # just before a success lands is pure waste (an attempt and a
+            # budget token). Zero virtual time; a cancel here ends the loop.
+            await trio.lowlevel.checkpoint()
             # The group may have ended (or stopped hedging) in the same
             # scheduling turn that woke us, before our scope's cancel lands.
             if group.hedger.cancel_called:
