@@ -563,3 +563,22 @@ async def test_reentrant_run_fails_the_action_instead_of_hanging(
     assert outcome.status is Status.FAILED
     assert "called from one of that scope's own actions" in str(outcome.error)
     assert trio.current_time() == 0.0
+
+
+def test_trusted_context_sets_every_field() -> None:
+    """The hot-path constructor writes every StepContext field (and nothing else)."""
+    import attrs
+
+    from trio_sagas._compensation import _CONTEXT_FIELDS
+
+    assert set(_CONTEXT_FIELDS) == {f.name for f in attrs.fields(StepContext)}
+    ctx = StepContext._trusted("a", path="p/a", deps=1, idempotency_key="k")
+    assert (ctx.name, ctx.path, ctx.deps, ctx.idempotency_key, ctx.result) == (
+        "a",
+        "p/a",
+        1,
+        "k",
+        None,
+    )
+    assert isinstance(ctx.compensation, CompensationScope)
+    assert ctx.cancellation is None

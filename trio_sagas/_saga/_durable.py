@@ -72,6 +72,7 @@ class _DurableRun(_Run):
         first_seq: int = 0,
     ) -> None:
         super().__init__(run_id, state, deps, observer)
+        self.raw_events = None  # every event is journaled: build each one now
         self.journal = journal
         self.codec = journal.codec
         self.owner = owner

@@ -87,6 +87,37 @@ _CHORUSES: contextvars.ContextVar[tuple[_ChorusFrame, ...]] = contextvars.Contex
 )
 
 
+class _EventLog:
+    """A run's events, recorded as (type, time, fields) and built on first read.
+
+    Building an attrs record costs as much as the rest of a step's
+    bookkeeping; a run nobody observed need not pay for records nobody reads.
+    """
+
+    __slots__ = ("_built", "_raw", "_run_id")
+
+    def __init__(
+        self, run_id: str, raw: list[tuple[type[SagaEvent], float, dict[str, Any]]]
+    ) -> None:
+        self._run_id = run_id
+        self._raw = raw
+        self._built: tuple[SagaEvent, ...] | None = None
+
+    def build(self) -> tuple[SagaEvent, ...]:
+        if self._built is None:
+            run_id = self._run_id
+            self._built = tuple(
+                event_type(run_id=run_id, seq=seq, at=at, **fields)
+                for seq, (event_type, at, fields) in enumerate(self._raw)
+            )
+            self._raw = []
+        return self._built
+
+
+def _as_tuple(log: tuple[SagaEvent, ...] | _EventLog) -> tuple[SagaEvent, ...]:
+    return log.build() if isinstance(log, _EventLog) else log
+
+
 @final
 @attrs.frozen
 class SagaResult:
@@ -99,7 +130,8 @@ class SagaResult:
         error: The failing step's error (a :exc:`TimeoutError` if it timed out).
         failed_step: Path of the innermost failing step.
         compensation: Every undo action's outcome, if a rollback ran.
-        events: The run's events, in order.
+        events: The run's events, in order (a tuple, built on first access
+            when nobody observed the run: most callers never read it).
     """
 
     run_id: str
@@ -108,7 +140,17 @@ class SagaResult:
     error: BaseException | None = None
     failed_step: str | None = None
     compensation: CompensationReport | None = None
-    events: tuple[SagaEvent, ...] = ()
+    _events: tuple[SagaEvent, ...] | _EventLog = attrs.field(
+        default=(),
+        alias="events",
+        eq=lambda log: _as_tuple(log),
+        repr=lambda log: repr(_as_tuple(log)),
+    )
+
+    @property
+    def events(self) -> tuple[SagaEvent, ...]:
+        """The run's events, in order."""
+        return _as_tuple(self._events)
 
     @property
     def ok(self) -> bool:
@@ -197,6 +239,10 @@ class _Run:
         self.deps = deps
         self.observer = observer
         self.events: list[SagaEvent] = []
+        # Without an observer, events are recorded raw and built on first read.
+        self.raw_events: list[tuple[type[SagaEvent], float, dict[str, Any]]] | None = (
+            [] if observer is None else None
+        )
         self.undo_outcomes: list[Outcome[Any]] = []
         self.rolled_back = False
         self.journal: Any = None  # set by _DurableRun
@@ -210,6 +256,9 @@ class _Run:
     ) -> None:
         if at is None:
             at = self.now()
+        if self.raw_events is not None:
+            self.raw_events.append((event_type, at, fields))
+            return
         event = event_type(run_id=self.run_id, seq=len(self.events), at=at, **fields)
         self.events.append(event)
         if self.observer is not None:
@@ -254,7 +303,9 @@ class _Run:
             compensation=CompensationReport(tuple(self.undo_outcomes))
             if self.rolled_back
             else None,
-            events=tuple(self.events),
+            events=tuple(self.events)
+            if self.raw_events is None
+            else _EventLog(self.run_id, self.raw_events),
         )
 
     # -- forward ------------------------------------------------------------------
@@ -272,7 +323,11 @@ class _Run:
         )
         record = _ActRecord(act, path, ctx)
         started = self.now()
-        self.emit(ActStarted, started, step=path)
+        raw = self.raw_events
+        if raw is not None:
+            raw.append((ActStarted, started, {"step": path}))  # emit(), inlined
+        else:
+            self.emit(ActStarted, started, step=path)
         try:
             if self.journal is not None:
                 await self.flush()  # the intent is durable before run runs
@@ -323,6 +378,15 @@ class _Run:
             record.done = True
             record.value = value
             sink.append(record)
+            if raw is not None:
+                raw.append(
+                    (
+                        ActCompleted,
+                        ended,
+                        {"step": path, "duration": duration, "attempts": attempts},
+                    )
+                )
+                return _OK
             if self.journal is not None:
                 self.last_value = value  # journaled with ActCompleted
             self.emit(
@@ -367,7 +431,7 @@ class _Run:
                 )
                 await self.end_failed_scene(record, sink)
                 raise
-            if not result.ok:
+            if result is not _OK and not result.ok:
                 if scene.saga:
                     self.announce_failure(result)
                 self.emit(
