@@ -42,6 +42,7 @@ from ._util import (
     check_timeout,
     describe_callable,
     is_cancellation,
+    lone_cancelled,
 )
 
 PosArgsT = TypeVarTuple("PosArgsT")
@@ -530,11 +531,6 @@ class ErrGroup:
             )
 
 
-def _first_cancelled(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return _first_cancelled(first) if isinstance(first, BaseExceptionGroup) else first
-
-
 def _exceptions(report: CompensationReport) -> list[Exception]:
     return [
         e if isinstance(e, Exception) else RuntimeError(repr(e)) for e in report.errors
@@ -604,11 +600,12 @@ async def open_err_group(
     except BaseException as exc:
         group._closed = True
         await group._exit_on_base_exception()
-        if isinstance(exc, BaseExceptionGroup) and is_cancellation(exc):
+        cancelled = lone_cancelled(exc)
+        if cancelled is not None and cancelled is not exc:
             # trio's strict nursery wraps an outside cancel in a group of
             # Cancelled; callers get the plain trio.Cancelled, as from
             # run_scene and Executor.run.
-            raise _first_cancelled(exc) from None
+            raise cancelled from None
         raise
     group._closed = True
     await group._exit_normally()

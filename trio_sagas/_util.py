@@ -144,10 +144,25 @@ def contains_cancellation(exc: BaseException) -> bool:
     return False
 
 
+def lone_cancelled(exc: BaseException) -> trio.Cancelled | None:
+    """The first :exc:`trio.Cancelled` in *exc* if it holds nothing else.
+
+    That is the exception to re-raise when trio's strict nurseries wrapped an
+    outside cancel in a group: callers get a plain ``trio.Cancelled``.
+    """
+    if isinstance(exc, trio.Cancelled):
+        return exc
+    if not isinstance(exc, BaseExceptionGroup):
+        return None
+    first: trio.Cancelled | None = None
+    for inner in exc.exceptions:
+        cancelled = lone_cancelled(inner)
+        if cancelled is None:
+            return None
+        first = first or cancelled
+    return first
+
+
 def is_cancellation(exc: BaseException) -> bool:
     """Whether *exc* is :exc:`trio.Cancelled` or a group of nothing else."""
-    if isinstance(exc, trio.Cancelled):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return all(is_cancellation(e) for e in exc.exceptions)
-    return False
+    return lone_cancelled(exc) is not None

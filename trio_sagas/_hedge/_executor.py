@@ -30,7 +30,13 @@ from .._retry import (
     MissingTrigger,
     RetryPolicy,
 )
-from .._util import check_async, check_sync_observer, describe_callable
+from .._util import (
+    check_async,
+    check_sync_observer,
+    describe_callable,
+    is_cancellation,
+    lone_cancelled,
+)
 from ._events import (
     AttemptFinished,
     BudgetDecision,
@@ -183,33 +189,10 @@ def _default_classifier(result: outcome.Outcome[Any]) -> Classification:
     return _SUCCESS if isinstance(result, outcome.Value) else _RETRYABLE
 
 
-def _only_cancelled(group: BaseExceptionGroup[BaseException]) -> trio.Cancelled | None:
-    """The first :exc:`trio.Cancelled` of *group* if that is all it holds."""
-    first: trio.Cancelled | None = None
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            inner = _only_cancelled(exc)
-            if inner is None:
-                return None
-            first = first or inner
-        elif isinstance(exc, trio.Cancelled):
-            first = first or exc
-        else:
-            return None
-    return first
-
-
 def _external_cause(exc: BaseException) -> CancelCause:
-    if isinstance(exc, BaseExceptionGroup):
-        exc = _only_cancelled(exc) or exc
+    exc = lone_cancelled(exc) or exc
     reason = getattr(exc, "reason", None)
     return CancelCause.external(str(reason) if reason else "cancelled from outside")
-
-
-def _is_cancellation(exc: BaseException) -> bool:
-    if isinstance(exc, trio.Cancelled):
-        return True
-    return isinstance(exc, BaseExceptionGroup) and _only_cancelled(exc) is not None
 
 
 @final
@@ -601,7 +584,7 @@ class _Call:
     def _report_external(
         self, info: AttemptInfo, started: float, exc: BaseException, *, hedged: bool
     ) -> None:
-        if self.observer is None or not _is_cancellation(exc):
+        if self.observer is None or not is_cancellation(exc):
             return
         record = AttemptRecord(
             retry_index=info.retry_index,
@@ -642,7 +625,7 @@ class _Call:
         except BaseExceptionGroup as exc:
             # Only the caller's cancellation reaches here as a group of
             # Cancelled (one per attempt); let it propagate as trio.Cancelled.
-            cancelled = _only_cancelled(exc)
+            cancelled = lone_cancelled(exc)
             if cancelled is None:
                 raise
             raise cancelled from None
