@@ -9,7 +9,7 @@ import pytest
 
 from trio_sagas import Event
 from trio_sagas._events import notify
-from trio_sagas._util import check_sync_observer
+from trio_sagas._validate import check_sync_observer
 
 
 @attrs.frozen(kw_only=True)

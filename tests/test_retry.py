@@ -45,12 +45,12 @@ def test_defaults() -> None:
         ({"max_attempts": 0}, ValueError, "max_attempts must be an int >= 1, got 0"),
         (
             {"max_attempts": 1.5},
-            ValueError,
+            TypeError,
             "max_attempts must be an int >= 1, got 1.5",
         ),
         (
             {"max_attempts": True},
-            ValueError,
+            TypeError,
             "max_attempts must be an int >= 1, got True",
         ),
         (

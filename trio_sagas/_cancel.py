@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from ._outcome import CancelCause, CancelReason
-from ._util import check_name
+from ._validate import check_name
 
 
 @final

@@ -19,7 +19,7 @@ import trio
 from ._cancel import CancellationScope
 from ._outcome import CancelCause, CancelReason, Outcome, Status
 from ._retry import BudgetKind, RetryPolicy
-from ._util import (
+from ._validate import (
     check_async,
     check_label,
     check_name,

@@ -33,7 +33,8 @@ from ._compensation import (
 from ._events import Event, Observer, notify
 from ._outcome import CancelCause, CancelReason, Outcome, OutcomeError, Status
 from ._retry import RetryPolicy
-from ._util import (
+from ._util import is_cancellation, lone_cancelled
+from ._validate import (
     check_async,
     check_int,
     check_label,
@@ -41,8 +42,6 @@ from ._util import (
     check_sync_observer,
     check_timeout,
     describe_callable,
-    is_cancellation,
-    lone_cancelled,
 )
 
 PosArgsT = TypeVarTuple("PosArgsT")

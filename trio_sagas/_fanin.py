@@ -24,7 +24,7 @@ import trio
 
 from ._compensation import CompensationScope, StepContext
 from ._outcome import CancelCause, CancelReason, Outcome, Status
-from ._util import check_async, check_timeout
+from ._validate import check_async, check_timeout
 
 T = TypeVar("T")
 

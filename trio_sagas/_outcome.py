@@ -103,6 +103,18 @@ class CancelCause:
         """The cause of a cancellation none of the toolkit's scopes started."""
         return cls.of(CancelReason.EXTERNAL, message=message)
 
+    @classmethod
+    def from_cancelled(cls, exc: BaseException | None) -> CancelCause:
+        """The external cause of a :exc:`trio.Cancelled` no scope of ours started.
+
+        Keeps trio's own reason text (``Cancelled.reason``, e.g. the string a
+        caller passed to ``cancel(reason=...)``) as the message, so the cause
+        says as much as the traceback would. This is the one place an
+        "external cancel" cause is built from an exception.
+        """
+        reason = getattr(exc, "reason", None)
+        return cls.external(str(reason) if reason else "cancelled from outside")
+
     def describe(self) -> str:
         """One readable line; also the reason string passed to trio."""
         text = f"{self.reason.value} ({self.origin.value})"
@@ -116,6 +128,13 @@ class CancelCause:
 
     def __str__(self) -> str:
         return self.describe()
+
+
+def describe_error(error: BaseException) -> str:
+    """``"ValueError: card declined"``: the one way errors are put in words."""
+    text = str(error)
+    name = type(error).__name__
+    return f"{name}: {text}" if text else name
 
 
 def _freeze(mapping: Mapping[str, object] | None) -> Mapping[str, object]:
@@ -233,7 +252,7 @@ class Outcome(Generic[T]):
         if isinstance(result, outcome.Error):
             error = result.error
             if isinstance(error, trio.Cancelled):
-                cause = CancelCause.external(error.reason or "cancelled from outside")
+                cause = CancelCause.from_cancelled(error)
                 return cls(name, Status.CANCELLED, cause=cause, **common)
             return cls(name, Status.FAILED, error=error, **common)
         raise TypeError(

@@ -13,7 +13,7 @@ from typing import Protocol, final, runtime_checkable
 
 import attrs
 
-from ._util import check_int, check_timeout
+from ._validate import check_int, check_timeout
 
 
 @final

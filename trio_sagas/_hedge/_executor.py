@@ -30,13 +30,8 @@ from .._retry import (
     MissingTrigger,
     RetryPolicy,
 )
-from .._util import (
-    check_async,
-    check_sync_observer,
-    describe_callable,
-    is_cancellation,
-    lone_cancelled,
-)
+from .._util import is_cancellation, lone_cancelled
+from .._validate import check_async, check_sync_observer, describe_callable
 from ._events import (
     AttemptFinished,
     BudgetDecision,

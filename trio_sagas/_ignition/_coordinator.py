@@ -14,12 +14,7 @@ import trio
 
 from .._cancel import CancellationScope
 from .._events import Observer
-from .._util import (
-    check_async,
-    check_name,
-    check_sync_observer,
-    check_timeout,
-)
+from .._validate import check_async, check_name, check_sync_observer, check_timeout
 from ._records import (
     ExecutionMode,
     IgnitionPolicy,

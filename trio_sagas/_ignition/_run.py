@@ -22,7 +22,7 @@ import trio
 from .._cancel import CancellationScope
 from .._events import notify
 from .._outcome import CancelCause, CancelReason, Outcome, Status
-from .._util import describe_callable
+from .._validate import describe_callable
 from ._records import (
     ExecutionMode,
     GlobalTimeoutReached,
@@ -682,7 +682,7 @@ class Run:
                 # None of our scopes did it: the outside world is tearing
                 # down. Record it and stop the run, so that nothing new
                 # starts (dependents of this signal would otherwise run).
-                cause = CancelCause.external(exc.reason or "cancelled from outside")
+                cause = CancelCause.from_cancelled(exc)
                 self._record(sig, self._outcome(sig, Status.CANCELLED, cause=cause))
                 if self.stopped is None and not self.closed:
                     self._stop(cause)

@@ -38,7 +38,7 @@ from .._saga._journal import (
     RunRecord,
     RunStatus,
 )
-from .._util import check_timeout
+from .._validate import check_timeout
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ import attrs
 
 from .._compensation import StepContext
 from .._retry import RetryPolicy
-from .._util import check_async, check_int, check_name, check_timeout
+from .._validate import check_async, check_int, check_name, check_timeout
 
 StepFn: TypeAlias = Callable[[StepContext, Any], Awaitable[Any]]
 """``async def fn(ctx, state)``: an act's ``run`` or ``compensate``."""

@@ -39,7 +39,7 @@ import attrs
 from .._compensation import CompensationReport
 from .._events import Observer
 from .._outcome import Status
-from .._util import check_label, check_sync_observer
+from .._validate import check_label, check_sync_observer
 from ._durable import _LIVE, _DurableRun, new_owner, step_context
 from ._journal import (
     Journal,

@@ -39,12 +39,8 @@ from .._compensation import (
 from .._errgroup import ErrGroup, open_err_group
 from .._events import Observer, notify
 from .._outcome import CancelCause, CancelReason, Outcome, Status
-from .._util import (
-    check_label,
-    check_sync_observer,
-    contains_cancellation,
-    is_cancellation,
-)
+from .._util import contains_cancellation, is_cancellation
+from .._validate import check_label, check_sync_observer
 from ._events import (
     ActCancelled,
     ActCompleted,

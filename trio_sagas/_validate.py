@@ -1,0 +1,256 @@
+"""Argument checks shared by every public constructor and function.
+
+One rule everywhere, as trio's ``open_memory_channel`` does it: a wrong
+*type* is a :exc:`TypeError`, a wrong *value* a :exc:`ValueError`, and the
+message names the argument and shows the value
+(``max_attempts must be >= 1, got 0``). Durations are finite unless the
+caller documents ``math.inf`` as "no limit" (``allow_inf=True``).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import math
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def is_async_callable(fn: object) -> bool:
+    """Whether calling *fn* returns an awaitable we can drive with trio.
+
+    Looks through :func:`functools.partial` and callable objects whose
+    ``__call__`` is a coroutine function.
+    """
+    # Fast path for plain functions and bound methods (which forward
+    # attribute access to their function): this runs once per task spawn.
+    code = getattr(fn, "__code__", None)
+    if code is not None and code.co_flags & inspect.CO_COROUTINE:
+        return True
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(type(fn), "__call__", None)  # noqa: B004
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def describe_callable(fn: object) -> str:
+    """A short readable name for *fn*, for error messages and default names."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        # A callable object: name its class.
+        name = type(fn).__qualname__
+    return str(name)
+
+
+def check_async(fn: object, argument: str) -> None:
+    """Raise :exc:`TypeError` unless *fn* is an async callable."""
+    if not callable(fn):
+        raise TypeError(f"{argument} must be an async callable, got {fn!r}")
+    if not is_async_callable(fn):
+        raise TypeError(
+            f"{argument} must be an async function, got the sync callable "
+            f"{describe_callable(fn)!r}"
+        )
+
+
+def check_optional_async(fn: object, argument: str) -> None:
+    """Like :func:`check_async`, None allowed."""
+    if fn is not None:
+        check_async(fn, argument)
+
+
+def check_sync_callable(fn: object, argument: str) -> None:
+    """Raise :exc:`TypeError` unless *fn* is a sync (non-async) callable."""
+    if not callable(fn):
+        raise TypeError(f"{argument} must be a callable, got {fn!r}")
+    if is_async_callable(fn):
+        raise TypeError(
+            f"{argument} must be a sync callable, got the async function "
+            f"{describe_callable(fn)!r}"
+        )
+
+
+def check_sync_observer(observer: object, argument: str = "observer") -> None:
+    """Raise :exc:`TypeError` unless *observer* is None or a sync callable.
+
+    A sequence of observers is accepted too (see :func:`trio_sagas.observers`);
+    each member is checked.
+    """
+    if observer is None:
+        return
+    if isinstance(observer, (list, tuple)):
+        for index, member in enumerate(observer):
+            check_sync_observer(member, f"{argument}[{index}]")
+        return
+    if not callable(observer):
+        raise TypeError(f"{argument} must be a callable or None, got {observer!r}")
+    if is_async_callable(observer):
+        raise TypeError(
+            f"{argument} must be a sync callable (it must not block), got the "
+            f"async function {describe_callable(observer)!r}"
+        )
+
+
+def check_type(value: object, types: type | tuple[type, ...], argument: str) -> None:
+    """Raise :exc:`TypeError` unless *value* is an instance of *types*."""
+    if not isinstance(value, types) or (
+        isinstance(value, bool) and bool not in _as_tuple(types)
+    ):
+        names = " or ".join(t.__name__ for t in _as_tuple(types))
+        raise TypeError(f"{argument} must be a {names}, got {value!r}")
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def check_str(value: object, argument: str, *, allow_empty: bool = False) -> str:
+    """A string, non-empty unless *allow_empty*; no lone surrogates."""
+    if not isinstance(value, str):
+        raise TypeError(f"{argument} must be a str, got {value!r}")
+    if not value and not allow_empty:
+        raise ValueError(f"{argument} must be a non-empty str, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{argument} must be valid text (no lone surrogates), got {value!r}"
+        ) from None
+    return value
+
+
+def check_name(name: object, argument: str = "name") -> str:
+    """Validate a component name: a non-empty string without ``/``."""
+    if not isinstance(name, str):
+        raise TypeError(f"{argument} must be a str, got {name!r}")
+    if not name or "/" in name:
+        raise ValueError(
+            f"{argument} must be non-empty and contain no '/', got {name!r}"
+        )
+    return check_str(name, argument)
+
+
+def check_label(value: object, argument: str) -> str:
+    """Validate a free-form label: a non-empty string (``/`` allowed)."""
+    return check_str(value, argument)
+
+
+def check_unique(names: Iterable[str], argument: str) -> None:
+    """Raise :exc:`ValueError` naming the first name that appears twice."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{argument} has the name {name!r} twice")
+        seen.add(name)
+
+
+def check_number(value: object, argument: str) -> float:
+    """A real number (int or float, not bool); returned as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{argument} must be a number, got {value!r}")
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError(f"{argument} must be a number, got {value!r}")
+    return number
+
+
+def check_timeout(
+    value: object,
+    argument: str,
+    *,
+    allow_none: bool = True,
+    allow_zero: bool = True,
+    allow_inf: bool = True,
+) -> float | None:
+    """Validate a duration in seconds.
+
+    A non-negative real; NaN is refused, zero unless *allow_zero*, infinity
+    unless *allow_inf* (where it is documented as "no limit").
+    """
+    if value is None:
+        if allow_none:
+            return None
+        raise TypeError(f"{argument} must be a number of seconds, got None")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{argument} must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{argument} must be {bound} seconds, got {value!r}")
+    if math.isinf(seconds) and not allow_inf:
+        raise ValueError(
+            f"{argument} must be a finite number of seconds, got {value!r}"
+        )
+    return seconds
+
+
+def check_duration(
+    value: object, argument: str, *, allow_zero: bool = True, allow_inf: bool = False
+) -> float:
+    """A required, finite (unless *allow_inf*) duration in seconds."""
+    seconds = check_timeout(
+        value,
+        argument,
+        allow_none=False,
+        allow_zero=allow_zero,
+        allow_inf=allow_inf,
+    )
+    assert seconds is not None
+    return seconds
+
+
+def check_int(value: object, argument: str, *, minimum: int) -> int:
+    """An int (not a bool) that is at least *minimum*."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argument} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{argument} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_optional_int(value: object, argument: str, *, minimum: int) -> int | None:
+    """Like :func:`check_int`, None allowed."""
+    return None if value is None else check_int(value, argument, minimum=minimum)
+
+
+def check_fraction(value: object, argument: str, *, allow_zero: bool = True) -> float:
+    """A real number in [0, 1] (or (0, 1] without *allow_zero*)."""
+    number = check_number(value, argument)
+    if number > 1 or number < 0 or (number == 0 and not allow_zero):
+        low = "0 <=" if allow_zero else "0 <"
+        raise ValueError(f"{argument} must be {low} x <= 1, got {value!r}")
+    return number
+
+
+def check_enum(value: object, enum_type: type[E], argument: str) -> E:
+    """A member of *enum_type* (its value is not accepted in its place)."""
+    if not isinstance(value, enum_type):
+        choices = ", ".join(f"{enum_type.__name__}.{m.name}" for m in enum_type)
+        raise TypeError(f"{argument} must be one of {choices}; got {value!r}")
+    return value
+
+
+def check_bool(value: object, argument: str) -> bool:
+    """A real bool (not 1/0 or a truthy object)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{argument} must be a bool, got {value!r}")
+    return value
+
+
+def attrs_validator(check: Any, **options: Any) -> Any:
+    """Wrap a ``check_*(value, argument)`` function as an attrs validator.
+
+    The attribute's name becomes the argument name in the message.
+    """
+
+    def validator(instance: object, attribute: Any, value: object) -> None:
+        check(value, attribute.name, **options)
+
+    return validator
