@@ -250,3 +250,68 @@ class Journal(Protocol):
     async def events(self, run_id: str) -> tuple[JournalEntry, ...]:
         """The run's entries in ``seq`` order (empty if there is no such run)."""
         ...
+
+
+# --- Worker leases and epoch fencing (DESIGN section 10) -------------------
+#
+# The contract every backend implements and the runner relies on; it replaces
+# the per-call owner tokens and ``stale_after`` of the first journal version.
+
+
+@final
+class LeaseLostError(RunClaimedError):
+    """This worker's lease lapsed: it may no longer write to any of its runs.
+
+    The runs it held are taken over by another worker (or by the next
+    :func:`recover`); the journal registers a fresh worker for new runs.
+    """
+
+
+@final
+@attrs.frozen
+class Fence:
+    """The right to write to one run: which worker holds it, under which epoch.
+
+    Returned by :meth:`LeasedJournal.create_run` and :meth:`LeasedJournal.claim`;
+    every :meth:`LeasedJournal.append` presents it. A claim bumps the run's
+    epoch, so a fence from before the claim is refused.
+
+    Attributes:
+        run_id: The run.
+        worker: The worker id holding the run.
+        epoch: The run's epoch when this fence was issued.
+    """
+
+    run_id: str
+    worker: str
+    epoch: int
+
+
+@final
+@attrs.frozen
+class WorkerRecord:
+    """One worker (an open journal in one process) and its lease.
+
+    Attributes:
+        worker_id: Unique per registration; a worker whose lease lapsed
+            re-registers under a new id.
+        host: Host name of the process.
+        pid: Process id.
+        started_at: Journal-clock time the worker registered.
+        renewed_at: Journal-clock time of the latest renewal.
+        expires_at: Journal-clock time the lease lapses unless renewed.
+    """
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: float
+    renewed_at: float
+    expires_at: float
+
+
+DEFAULT_LEASE = 15.0
+"""Seconds a worker's lease lasts; it is renewed every third of that."""
+
+DEFAULT_MAX_CLAIMS = 10
+"""A run claimed this many times goes to NEEDS_INTERVENTION instead."""
