@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import glob
+import os
 import pathlib
+import shutil
+import subprocess
 
 import nox
 
@@ -13,6 +17,39 @@ nox.options.sessions = ["tests", "lint", "typing"]
 
 ROOT = pathlib.Path(__file__).parent
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+SUPPORTED = ("3.11", "3.12", "3.13")
+
+
+def _pythons() -> list[str]:
+    """The supported interpreters this machine has (nox never downloads one).
+
+    pyenv installs are added to PYENV_VERSION, since its shims only answer
+    for the selected versions.
+    """
+    pyenv = pathlib.Path(os.environ.get("PYENV_ROOT", "~/.pyenv")).expanduser()
+    if (pyenv / "versions").is_dir():
+        selected = [v for v in os.environ.get("PYENV_VERSION", "").split(":") if v]
+        for version in SUPPORTED:
+            for path in sorted(glob.glob(str(pyenv / "versions" / f"{version}.*"))):
+                if pathlib.Path(path).name not in selected:
+                    selected.append(pathlib.Path(path).name)
+        if selected:
+            os.environ["PYENV_VERSION"] = ":".join(selected)
+    found = []
+    for version in SUPPORTED:
+        exe = shutil.which(f"python{version}")
+        if exe is None:
+            continue
+        ran = subprocess.run([exe, "-c", "pass"], capture_output=True, check=False)
+        if ran.returncode == 0:
+            found.append(version)
+    return found
+
+
+PYTHONS = _pythons()
+MISSING = [version for version in SUPPORTED if version not in PYTHONS]
+if MISSING and __name__ != "__main__":
+    print(f"nox: no Python {', '.join(MISSING)} on this machine; sessions skip it")
 
 
 def _install(session: nox.Session, *groups: str, project: bool = True) -> None:
@@ -25,9 +62,9 @@ def _install(session: nox.Session, *groups: str, project: bool = True) -> None:
         session.install("-e", ".")
 
 
-@nox.session
+@nox.session(python=PYTHONS or None)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (virtual time; a few minutes at most)."""
+    """Run the test suite on every supported Python this machine has."""
     _install(session, "tests")
     session.run("pytest", *session.posargs)
 
@@ -81,3 +118,25 @@ def bench(session: nox.Session) -> None:
         session.run(
             "python", str(ROOT / "examples" / "timelines.py"), "--png", "docs/_static"
         )
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build the wheel and sdist into dist/, then install the wheel in a fresh venv."""
+    session.install("build>=1.2")
+    shutil.rmtree(ROOT / "dist", ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", "dist", str(ROOT))
+    wheels = sorted((ROOT / "dist").glob("trio_sagas-*.whl"))
+    if len(wheels) != 1:
+        session.error(f"expected one wheel in dist/, found {wheels}")
+    check = pathlib.Path(session.create_tmp()) / "wheel-check"
+    shutil.rmtree(check, ignore_errors=True)
+    session.run("python", "-m", "venv", str(check))
+    python = str(check / "bin" / "python")
+    session.run(python, "-m", "pip", "install", "--quiet", str(wheels[0]))
+    session.run(
+        python,
+        "-c",
+        "import trio_sagas, trio; print('installed trio-sagas', trio_sagas.__version__)",
+        external=True,
+    )

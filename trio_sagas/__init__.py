@@ -98,6 +98,7 @@ from ._saga import JournalEntry as JournalEntry
 from ._saga import JournalError as JournalError
 from ._saga import JournalSchemaError as JournalSchemaError
 from ._saga import JSONCodec as JSONCodec
+from ._saga import LeaseLostError as LeaseLostError
 from ._saga import RecordedFailure as RecordedFailure
 from ._saga import RecoveryReport as RecoveryReport
 from ._saga import RunClaimedError as RunClaimedError
@@ -190,6 +191,7 @@ __all__ = (
     "JournalSchemaError",
     "LatencyTrigger",
     "LatencyWindow",
+    "LeaseLostError",
     "MergeStatistics",
     "MergedReceiveChannel",
     "MissingTrigger",
