@@ -83,7 +83,6 @@ async def main() -> None:
     assert replica.cause is not None
     assert replica.cause.scope == "app/cache"
     assert replica.cause.triggered_by == "primary"
-    print(f"\n(trio-sagas {trio_sagas.__version__})")
 
 
 if __name__ == "__main__":
