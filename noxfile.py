@@ -104,20 +104,33 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks in benchmarks/ (ratios against baselines, same run)."""
+    """Run the benchmarks (ratios against baselines, measured in the same run).
+
+    ``nox -s bench`` refreshes benchmarks/results/ and every figure the README
+    and docs quote; ``nox -s bench -- --quick`` is a smoke run (under a minute)
+    writing to benchmarks/scratch/ only. Other arguments pick scripts by name
+    (``nox -s bench -- saga journal``).
+    """
     _install(session, "bench")
-    scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
-    if not scripts:
-        session.log("no benchmarks yet")
+    quick = "--quick" in session.posargs
+    names = [arg for arg in session.posargs if not arg.startswith("-")]
+    scripts = [
+        script
+        for script in sorted((ROOT / "benchmarks").glob("bench_*.py"))
+        if not names or any(name in script.stem for name in names)
+    ]
     for script in scripts:
         session.log(f"--- {script.name}")
-        session.run("python", str(script), *session.posargs)
-    if scripts:
-        session.run("python", str(ROOT / "benchmarks" / "make_report.py"))
-        # The timeline pictures of the docs (matplotlib is in this group).
-        session.run(
-            "python", str(ROOT / "examples" / "timelines.py"), "--png", "docs/_static"
-        )
+        session.run("python", str(script), *(["--quick"] if quick else []))
+    if quick or not scripts:
+        session.log("smoke run: results in benchmarks/scratch/, no figure changed")
+        return
+    session.run("python", str(ROOT / "benchmarks" / "make_report.py"))
+    session.run("python", str(ROOT / "benchmarks" / "figures.py"))
+    # The timeline pictures of the docs (matplotlib is in this group).
+    session.run(
+        "python", str(ROOT / "examples" / "timelines.py"), "--png", "docs/_static"
+    )
 
 
 @nox.session
