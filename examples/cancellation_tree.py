@@ -23,7 +23,6 @@ import math
 import trio
 import trio.testing
 
-import trio_sagas
 from trio_sagas import CancellationScope, CancelReason
 
 
