@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001, RUF002  (the pages use × and – on purpose)
+# ruff: noqa: RUF001, RUF002  (the pages quote figures with the multiplication sign)
 """Every figure quoted in README.md and docs/ comes from benchmarks/results/.
 
 A page never types a measured number. It names it:
