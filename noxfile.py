@@ -153,3 +153,14 @@ def build(session: nox.Session) -> None:
         "import trio_sagas, trio; print('installed trio-sagas', trio_sagas.__version__)",
         external=True,
     )
+
+
+@nox.session
+def mutate(session: nox.Session) -> None:
+    """Mutation testing of the critical modules (not in CI: minutes, not seconds).
+
+    Prints the kill rate and every surviving mutant; arguments go to
+    tools/mutate.py (``nox -s mutate -- compensation --all``).
+    """
+    _install(session, "tests")
+    session.run("python", str(ROOT / "tools" / "mutate.py"), *session.posargs)
