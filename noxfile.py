@@ -91,6 +91,34 @@ def docs(session: nox.Session) -> None:
     session.run(
         "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
     )
+    # Screenshots of the pages people look at first, to be looked at (the
+    # text timelines must keep their columns in a real browser).
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        session.log("no chromium: no screenshots (apt-get install chromium)")
+        return
+    shots = ROOT / "docs" / "_build" / "screenshots"
+    shots.mkdir(exist_ok=True)
+    for page in ("index", "timelines", "performance"):
+        html = ROOT / "docs" / "_build" / "html" / f"{page}.html"
+        session.run(
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={session.create_tmp()}/chromium",
+            "--window-size=1300,2600",
+            f"--screenshot={shots / page}.png",
+            html.as_uri(),
+            external=True,
+            silent=True,
+        )
+    session.log(f"screenshots in {shots.relative_to(ROOT)}")
 
 
 @nox.session
