@@ -40,7 +40,10 @@ async def test_every_event_is_logged_with_fields(
     caplog.set_level(logging.DEBUG, logger="trio_sagas.events")
     seen: list[trio_sagas.Event] = []
     result = await run_scene(
-        SCENE, {}, run_id="r1", observer=trio_sagas.observers(LoggingObserver(), seen.append)
+        SCENE,
+        {},
+        run_id="r1",
+        observer=trio_sagas.observers(LoggingObserver(), seen.append),
     )
     assert not result.ok
     records = [r for r in caplog.records if r.name == "trio_sagas.events"]
@@ -118,7 +121,9 @@ def test_repr_and_logger() -> None:
         ({"failure_level": 1.5}, TypeError, "failure_level must be an int >= 0"),
     ],
 )
-def test_bad_arguments(kwargs: dict[str, object], error: type[Exception], text: str) -> None:
+def test_bad_arguments(
+    kwargs: dict[str, object], error: type[Exception], text: str
+) -> None:
     """Bad arguments raise TypeError/ValueError naming the argument and value."""
     with pytest.raises(error, match=text.replace("(", r"\(")):
         LoggingObserver(**kwargs)  # type: ignore[arg-type]

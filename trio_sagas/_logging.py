@@ -107,7 +107,9 @@ class LoggingObserver:
     ) -> None:
         if logger is not None:
             check_type(logger, logging.Logger, "logger")
-        self._logger = logging.getLogger("trio_sagas.events") if logger is None else logger
+        self._logger = (
+            logging.getLogger("trio_sagas.events") if logger is None else logger
+        )
         self._level = check_int(level, "level", minimum=0)
         self._failure_level = check_int(failure_level, "failure_level", minimum=0)
 
@@ -130,4 +132,3 @@ class LoggingObserver:
         extra = {_PREFIX + key: value for key, value in fields.items()}
         extra[_PREFIX + "event"] = name
         self._logger.log(level, "%s", describe_event(event, fields), extra=extra)
-
