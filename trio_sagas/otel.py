@@ -1,0 +1,577 @@
+"""OpenTelemetry spans from trio-sagas events (the ``otel`` extra).
+
+``pip install 'trio-sagas[otel]'`` brings ``opentelemetry-api`` only; the
+application configures the SDK and exporter as usual and passes a tracer::
+
+    from trio_sagas.otel import SpanObserver
+
+    observer = SpanObserver(trace.get_tracer("shop"))
+    await trio_sagas.run_scene(scene, state, observer=observer)
+
+Parentage comes from the event stream, never from a "current span": a step's
+parent is the span of its enclosing scene or chorus (by step path and run
+id), an undo's the rollback of its scene, a hedge attempt's its retry group.
+So concurrent Chorus branches, concurrent runs and retroactive events nest
+correctly. Only a *root* (a saga run, a hedged call, an ignition) joins the
+trace that is current where it starts, e.g. the request being served.
+
+Span times come from the events' trio-clock ``at`` (mapped once per
+``trio.run`` onto the wall clock), so an attempt reported when it ends still
+gets its real start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, final
+
+import trio
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from ._events import Event
+from ._outcome import CancelCause, Status, describe_error
+from ._validate import check_type
+
+__all__ = ["SpanObserver"]
+
+_PREFIX = "trio_sagas."
+
+_STATUS = {
+    Status.SUCCEEDED: trace.StatusCode.OK,
+    Status.FAILED: trace.StatusCode.ERROR,
+    Status.TIMED_OUT: trace.StatusCode.ERROR,
+    Status.CANCELLED: trace.StatusCode.UNSET,
+    Status.SKIPPED: trace.StatusCode.UNSET,
+}
+
+
+def _parent_path(path: str) -> str | None:
+    head, sep, _ = path.rpartition("/")
+    return head if sep else None
+
+
+def _cause_attributes(cause: CancelCause | None) -> dict[str, Any]:
+    if cause is None:
+        return {}
+    out: dict[str, Any] = {
+        _PREFIX + "cancel.origin": cause.origin.value,
+        _PREFIX + "cancel.reason": cause.reason.value,
+    }
+    if cause.triggered_by is not None:
+        out[_PREFIX + "cancel.triggered_by"] = cause.triggered_by
+    if cause.scope is not None:
+        out[_PREFIX + "cancel.scope"] = cause.scope
+    if cause.message:
+        out[_PREFIX + "cancel.message"] = cause.message
+    return out
+
+
+# -- where each event's fields are read (adapt here when events change) --------
+
+
+def _attempt_of(event: Any) -> tuple[str, int, int, int]:
+    """(call name, retry_index, hedge_index, attempt) of a hedge event."""
+    info = getattr(event, "info", None)
+    source = event if info is None else info
+    return source.name, source.retry_index, source.hedge_index, source.attempt
+
+
+@final
+class SpanObserver:
+    """An observer turning saga, hedge and ignition events into OpenTelemetry spans.
+
+    Spans (names, then the attributes besides ``trio_sagas.run_id`` /
+    ``trio_sagas.step``):
+
+    * ``saga run <run id>`` — a whole run, rollback included; a recovery or
+      :func:`~trio_sagas.compensate_run` of a run is one too
+      (``trio_sagas.recovery``);
+    * ``scene <path>``, ``chorus <path>``, ``act <path>``
+      (``trio_sagas.attempts``, ``trio_sagas.idempotency_key``);
+    * ``compensation <scene path>`` and ``undo <step path>`` under it;
+    * ``hedged call <name>`` > ``retry group <n>`` > ``attempt <n>``
+      (``trio_sagas.hedge.*``: retry/hedge index, attempt, classification,
+      trigger);
+    * ``ignition`` > ``signal <name>`` (``trio_sagas.stage``).
+
+    Status: OK for succeeded, ERROR (with the error's description, and the
+    exception recorded) for failed or timed out, UNSET for cancelled or
+    skipped; ``trio_sagas.status`` always says which. A cancellation's cause
+    is in ``trio_sagas.cancel.origin`` / ``.reason`` / ``.triggered_by`` /
+    ``.message``.
+
+    A hedged call has no "call finished" event: its span ends when a group
+    succeeds or fails without a retry, else (retries exhausted, budget denied)
+    at the end of its last group once the next call of that name starts or
+    :meth:`close` runs. Concurrent hedged calls (and ignitions) need distinct
+    names to be told apart.
+
+    Args:
+        tracer: An :class:`opentelemetry.trace.Tracer`.
+    """
+
+    __slots__ = (
+        "_calls",
+        "_ignitions",
+        "_offset",
+        "_root",
+        "_runs",
+        "_spans",
+        "_tracer",
+    )
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        check_type(tracer, trace.Tracer, "tracer")
+        self._tracer = tracer
+        # (run_id, path) -> span; (run_id, None) is the run.
+        self._spans: dict[tuple[str, str | None], Any] = {}
+        self._runs: dict[str, dict[str, Any]] = {}
+        self._calls: dict[str, _Call] = {}
+        self._ignitions: dict[str, int] = {}
+        self._root: object = None
+        self._offset = 0
+
+    def __repr__(self) -> str:
+        return f"trio_sagas.otel.SpanObserver({self._tracer!r})"
+
+    # -- time --------------------------------------------------------------
+
+    def _ns(self, at: float) -> int:
+        try:
+            root: object = trio.lowlevel.current_root_task()
+            now = trio.current_time()
+        except RuntimeError:  # outside trio.run: `at` is on no trio clock
+            root, now = None, 0.0
+        if root is not self._root or self._root is None:
+            self._root = root
+            self._offset = time.time_ns() - round(now * 1e9)
+        return self._offset + round(at * 1e9)
+
+    # -- spans -------------------------------------------------------------
+
+    def _start(
+        self, name: str, parent: Any, at: float, attributes: Mapping[str, Any]
+    ) -> Any:
+        ctx = (
+            otel_context.get_current()
+            if parent is None
+            else trace.set_span_in_context(parent)
+        )
+        return self._tracer.start_span(
+            name, context=ctx, start_time=self._ns(at), attributes=dict(attributes)
+        )
+
+    def _end(
+        self,
+        span: Any,
+        at: float,
+        status: Status,
+        *,
+        error: BaseException | None = None,
+        cause: CancelCause | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        span.set_attribute(_PREFIX + "status", status.value)
+        for key, value in {**_cause_attributes(cause), **(attributes or {})}.items():
+            span.set_attribute(key, value)
+        code = _STATUS[status]
+        if code is trace.StatusCode.ERROR:
+            description = describe_error(error) if error is not None else status.value
+            if error is not None:
+                span.record_exception(error, timestamp=self._ns(at))
+            span.set_status(trace.Status(code, description))
+        elif code is trace.StatusCode.OK:
+            span.set_status(trace.Status(code))
+        span.end(end_time=self._ns(at))
+
+    def __call__(self, event: Event) -> None:
+        """Turn *event* into span starts and ends."""
+        handler = _HANDLERS.get(type(event).__name__)
+        if handler is not None:
+            handler(self, event)
+
+    def close(self) -> None:
+        """End every span still open (runs, calls and groups cut short)."""
+        for call in list(self._calls.values()):
+            for retry_index, group in list(call.pending.items()):
+                if group.attempts:
+                    call.group_done(self, retry_index, group)
+            call.finish(self)
+        self._calls.clear()
+        for key, span in list(self._spans.items()):
+            if span.is_recording():
+                span.end()
+            del self._spans[key]
+        self._runs.clear()
+
+    # -- sagas -------------------------------------------------------------
+
+    def _run_span(self, event: Any, path: str) -> Any:
+        run_id = event.run_id
+        span = self._spans.get((run_id, None))
+        if span is None:
+            recovery = type(event).__name__ != "SceneStarted"
+            span = self._start(
+                f"saga run {run_id}",
+                None,
+                event.at,
+                {
+                    _PREFIX + "run_id": run_id,
+                    _PREFIX + "scene": path.split("/", 1)[0],
+                    _PREFIX + "recovery": recovery,
+                },
+            )
+            self._spans[(run_id, None)] = span
+            self._runs[run_id] = {"saga": False, "failed": None}
+        return span
+
+    def _step_start(self, event: Any, kind: str, path: str) -> None:
+        parent_path = _parent_path(path)
+        if parent_path is None:
+            parent = self._run_span(event, path)
+        else:
+            parent = self._spans.get((event.run_id, parent_path)) or self._run_span(
+                event, path
+            )
+        attributes = {_PREFIX + "run_id": event.run_id, _PREFIX + "step": path}
+        if kind == "act":
+            attributes[_PREFIX + "idempotency_key"] = f"{event.run_id}/{path}"
+        self._spans[(event.run_id, path)] = self._start(
+            f"{kind} {path}", parent, event.at, attributes
+        )
+
+    def _step_end(self, event: Any, path: str, status: Status, **options: Any) -> None:
+        span = self._spans.pop((event.run_id, path), None)
+        if span is not None:
+            self._end(span, event.at, status, **options)
+
+    def _finish_run(
+        self, event: Any, status: Status, error: BaseException | None = None
+    ) -> None:
+        span = self._spans.pop((event.run_id, None), None)
+        run = self._runs.pop(event.run_id, None)
+        if span is None or run is None:
+            return
+        if run["failed"] is not None:
+            status, error = run["failed"]
+        self._end(span, event.at, status, error=error)
+
+    def _scene_started(self, event: Any) -> None:
+        if _parent_path(event.scene) is None:
+            self._run_span(event, event.scene)
+            self._runs[event.run_id]["saga"] = event.saga
+        self._step_start(event, "scene", event.scene)
+
+    def _scene_completed(self, event: Any) -> None:
+        self._step_end(event, event.scene, Status.SUCCEEDED)
+        if _parent_path(event.scene) is None:
+            self._finish_run(event, Status.SUCCEEDED)
+
+    def _scene_failed(self, event: Any) -> None:
+        self._step_end(
+            event,
+            event.scene,
+            event.status,
+            error=event.error,
+            cause=event.cause,
+            attributes={_PREFIX + "failed_step": event.step},
+        )
+        if _parent_path(event.scene) is None:
+            run = self._runs.get(event.run_id)
+            if run is not None:
+                run["failed"] = (event.status, event.error)
+                if not run["saga"]:
+                    self._finish_run(event, event.status)
+
+    def _act_completed(self, event: Any) -> None:
+        self._step_end(
+            event,
+            event.step,
+            Status.SUCCEEDED,
+            attributes={_PREFIX + "attempts": event.attempts},
+        )
+
+    def _act_failed(self, event: Any) -> None:
+        self._step_end(
+            event,
+            event.step,
+            event.status,
+            error=event.error,
+            attributes={_PREFIX + "attempts": event.attempts},
+        )
+
+    def _act_cancelled(self, event: Any) -> None:
+        self._step_end(event, event.step, Status.CANCELLED, cause=event.cause)
+
+    def _chorus_completed(self, event: Any) -> None:
+        self._step_end(
+            event,
+            event.step,
+            Status.SUCCEEDED,
+            attributes={_PREFIX + "failed_branches": list(event.failed)},
+        )
+
+    def _chorus_failed(self, event: Any) -> None:
+        self._step_end(
+            event,
+            event.step,
+            event.status,
+            error=event.error,
+            attributes={_PREFIX + "failed_branches": list(event.failed)},
+        )
+
+    def _compensation_started(self, event: Any) -> None:
+        parent_path = _parent_path(event.scene)
+        parent = (
+            self._run_span(event, event.scene)
+            if parent_path is None
+            else self._spans.get((event.run_id, parent_path))
+            or self._run_span(event, event.scene)
+        )
+        key = (event.run_id, "#compensation " + event.scene)
+        self._spans[key] = self._start(
+            f"compensation {event.scene}",
+            parent,
+            event.at,
+            {
+                _PREFIX + "run_id": event.run_id,
+                _PREFIX + "scene": event.scene,
+                _PREFIX + "steps_to_undo": list(event.steps_to_undo),
+            },
+        )
+        for step in event.steps_to_undo:
+            self._runs.setdefault(event.run_id, {"saga": True, "failed": None})
+            self._runs[event.run_id].setdefault("undo_parent", {})[step] = key
+
+    def _compensation_completed(self, event: Any) -> None:
+        span = self._spans.pop((event.run_id, "#compensation " + event.scene), None)
+        if span is not None:
+            self._end(
+                span,
+                event.at,
+                Status.SUCCEEDED if event.ok else Status.FAILED,
+                attributes={_PREFIX + "ok": event.ok},
+            )
+        if _parent_path(event.scene) is None:
+            self._finish_run(event, Status.FAILED)
+
+    def _undo_started(self, event: Any) -> None:
+        run = self._runs.get(event.run_id, {})
+        key = run.get("undo_parent", {}).get(event.step)
+        parent = self._spans.get(key) if key is not None else None
+        if parent is None:
+            parent = self._run_span(event, event.step)
+        self._spans[(event.run_id, "#undo " + event.step)] = self._start(
+            f"undo {event.step}",
+            parent,
+            event.at,
+            {
+                _PREFIX + "run_id": event.run_id,
+                _PREFIX + "step": event.step,
+                _PREFIX + "idempotency_key": f"{event.run_id}/{event.step}#compensate",
+            },
+        )
+
+    def _undo_completed(self, event: Any) -> None:
+        self._step_end(
+            event,
+            "#undo " + event.step,
+            Status.SUCCEEDED,
+            attributes={_PREFIX + "attempts": event.attempts},
+        )
+
+    def _undo_failed(self, event: Any) -> None:
+        self._step_end(
+            event,
+            "#undo " + event.step,
+            Status.FAILED,
+            error=event.error,
+            attributes={_PREFIX + "attempts": event.attempts},
+        )
+
+    # -- hedged calls ------------------------------------------------------
+    #
+    # An attempt is reported once, when it ends, and a hedge is announced
+    # before its group's primary has ended, so a group is buffered until every
+    # attempt it launched has ended; then its spans are made, with their real
+    # start and end times, under the call's span.
+
+    def _call(self, name: str, retry_index: int) -> _Call:
+        call = self._calls.get(name)
+        if call is not None and retry_index == 0 and 0 in call.done:
+            call.finish(self)  # a new call of the same name
+            call = None
+        if call is None:
+            call = self._calls[name] = _Call(name)
+        return call
+
+    def _attempt_finished(self, event: Any) -> None:
+        name, retry_index, hedge_index, attempt = _attempt_of(event)
+        call = self._call(name, retry_index)
+        group = call.pending.setdefault(retry_index, _Group())
+        if event.status is Status.SKIPPED:
+            group.launched += 1  # a hedge the budget denied: never spawned
+        attributes: dict[str, Any] = {
+            _PREFIX + "hedge.name": name,
+            _PREFIX + "hedge.retry_index": retry_index,
+            _PREFIX + "hedge.hedge_index": hedge_index,
+            _PREFIX + "hedge.attempt": attempt,
+        }
+        trigger = group.triggers.get(hedge_index)
+        if trigger is not None:
+            attributes[_PREFIX + "hedge.trigger"] = trigger
+        if event.classification is not None:
+            attributes[_PREFIX + "hedge.classification"] = event.classification.value
+        group.attempts.append((attempt, event, attributes))
+        if len(group.attempts) >= group.launched:
+            call.group_done(self, retry_index, group)
+
+    def _hedge_spawned(self, event: Any) -> None:
+        name, retry_index, hedge_index, _ = _attempt_of(event)
+        group = self._call(name, retry_index).pending.setdefault(retry_index, _Group())
+        group.launched += 1
+        group.triggers[hedge_index] = event.trigger
+
+    # -- ignition ----------------------------------------------------------
+
+    def _ignition_completed(self, event: Any) -> None:
+        result = event.result
+        failed = [n for n, o in result.outcomes.items() if not o.ok]
+        root = self._start(
+            "ignition",
+            None,
+            result.started_at,
+            {
+                _PREFIX + "signals": list(result.outcomes),
+                _PREFIX + "timed_out": result.timed_out,
+            },
+        )
+        stages = {n: s for n, s in self._ignitions.items()}
+        self._ignitions.clear()
+        for name, outcome in result.outcomes.items():
+            started = outcome.started_at
+            finished = (
+                outcome.finished_at
+                if outcome.finished_at is not None
+                else result.finished_at
+            )
+            span = self._start(
+                f"signal {name}",
+                root,
+                finished if started is None else started,
+                {_PREFIX + "signal": name, _PREFIX + "stage": stages.get(name, 0)},
+            )
+            self._end(
+                span, finished, outcome.status, error=outcome.error, cause=outcome.cause
+            )
+        self._end(
+            root,
+            result.finished_at,
+            Status.FAILED if failed else Status.SUCCEEDED,
+            attributes={_PREFIX + "failed_signals": failed},
+        )
+
+    def _signal_started(self, event: Any) -> None:
+        self._ignitions[event.name] = event.stage
+
+
+@final
+class _Group:
+    """A retry group's attempts, buffered until all it launched have ended."""
+
+    __slots__ = ("attempts", "launched", "triggers")
+
+    def __init__(self) -> None:
+        self.launched = 1  # the primary
+        self.attempts: list[tuple[int, Any, dict[str, Any]]] = []
+        self.triggers: dict[int, str] = {}
+
+
+@final
+class _Call:
+    """A hedged call's span, opened with its first group's spans."""
+
+    __slots__ = ("done", "ended_at", "name", "pending", "span", "status")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.span: Any = None
+        self.pending: dict[int, _Group] = {}
+        self.done: set[int] = set()
+        self.ended_at = 0.0
+        self.status = Status.FAILED
+
+    def group_done(
+        self, observer: SpanObserver, retry_index: int, group: _Group
+    ) -> None:
+        from ._retry import Classification
+
+        del self.pending[retry_index]
+        self.done.add(retry_index)
+        events = [event for _, event, _ in group.attempts]
+        start = min(e.at - e.duration for e in events)
+        end = max(e.at for e in events)
+        if self.span is None:
+            self.span = observer._start(
+                f"hedged call {self.name}",
+                None,
+                start,
+                {_PREFIX + "hedge.name": self.name},
+            )
+        group_span = observer._start(
+            f"retry group {retry_index}",
+            self.span,
+            start,
+            {
+                _PREFIX + "hedge.name": self.name,
+                _PREFIX + "hedge.retry_index": retry_index,
+            },
+        )
+        for attempt, event, attributes in sorted(group.attempts, key=lambda a: a[0]):
+            span = observer._start(
+                f"attempt {attempt}", group_span, event.at - event.duration, attributes
+            )
+            observer._end(span, event.at, event.status, cause=event.cause)
+        succeeded = any(e.status is Status.SUCCEEDED for e in events)
+        self.status = Status.SUCCEEDED if succeeded else Status.FAILED
+        self.ended_at = end
+        observer._end(group_span, end, self.status)
+        retryable = any(e.classification is Classification.RETRYABLE for e in events)
+        if succeeded or not retryable:
+            self.finish(observer)
+            observer._calls.pop(self.name, None)
+
+    def finish(self, observer: SpanObserver) -> None:
+        if self.span is not None and self.span.is_recording():
+            observer._end(
+                self.span,
+                self.ended_at,
+                self.status,
+                attributes={_PREFIX + "hedge.retry_groups": len(self.done)},
+            )
+
+
+_HANDLERS: dict[str, Any] = {
+    "SceneStarted": SpanObserver._scene_started,
+    "SceneCompleted": SpanObserver._scene_completed,
+    "SceneFailed": SpanObserver._scene_failed,
+    "ActStarted": lambda self, e: self._step_start(e, "act", e.step),
+    "ActCompleted": SpanObserver._act_completed,
+    "ActFailed": SpanObserver._act_failed,
+    "ActCancelled": SpanObserver._act_cancelled,
+    "ChorusStarted": lambda self, e: self._step_start(e, "chorus", e.step),
+    "ChorusCompleted": SpanObserver._chorus_completed,
+    "ChorusFailed": SpanObserver._chorus_failed,
+    "CompensationStarted": SpanObserver._compensation_started,
+    "CompensationCompleted": SpanObserver._compensation_completed,
+    "CompensationStepStarted": SpanObserver._undo_started,
+    "CompensationStepCompleted": SpanObserver._undo_completed,
+    "CompensationStepFailed": SpanObserver._undo_failed,
+    "AttemptFinished": SpanObserver._attempt_finished,
+    "HedgeSpawned": SpanObserver._hedge_spawned,
+    "SignalStarted": SpanObserver._signal_started,
+    "IgnitionCompleted": SpanObserver._ignition_completed,
+}
+"""Event type name -> handler: the one table to adapt when events change."""
