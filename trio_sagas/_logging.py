@@ -30,7 +30,7 @@ _SKIPPED_FIELDS = frozenset({"result", "outcome"})
 
 # The fields that name what an event is about, in the order tried: the
 # message reads "<EventType> <subject>: <detail>".
-_SUBJECT_FIELDS = ("step", "scene", "name")
+_SUBJECT_FIELDS = ("scene", "step", "name")
 
 _FAILURE_NAMES = ("Failed", "Cancelled", "TimeoutReached", "Missing")
 
