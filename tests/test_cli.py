@@ -269,6 +269,14 @@ def test_check_healthy_then_damaged(fresh: pathlib.Path) -> None:
     assert lines[1].startswith("  ok-1: entry 2 (ActCompleted): data is not JSON")
     assert lines[2] == "  refund-1: entry 3 missing (next is 4)"
     assert lines[3].startswith("  plain-1: state does not decode: UnicodeDecodeError")
+    # The other commands still work around the damaged run.
+    runs = _cli(fresh, "runs", "--fields", "run_id,last_step")
+    assert runs.returncode == 0, runs.stderr
+    assert "ok-1      (entries unreadable: run `trio-sagas check`)" in runs.stdout
+    show = _cli(fresh, "show", "ok-1")
+    assert show.returncode == 1
+    assert show.stderr.startswith("trio-sagas: run 'ok-1': its entries do not decode")
+    assert len(show.stderr.splitlines()) == 1
 
 
 def test_check_a_file_that_is_not_sqlite(tmp_path: pathlib.Path) -> None:

@@ -300,3 +300,32 @@ async def test_concurrent_runs_and_retries(
         "  retry group 1 [OK] 3..4",
         "    attempt 2 [OK] 3..4",
     ]
+
+
+async def test_recovery_is_a_run_of_its_own(
+    exporter: InMemorySpanExporter, tmp_path: Any
+) -> None:
+    """compensate_run of a failed durable run: a recovery span with its undos."""
+
+    async def instant(ctx: StepContext, state: Any) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def declined(ctx: StepContext, state: Any) -> None:
+        raise ValueError("card declined")
+
+    scene = Scene(
+        "plain", [Act("reserve", instant, compensate=instant), Act("charge", declined)]
+    )
+    # Real clock: the journal works in threads, which a mock clock jumps past.
+    with trio_sagas.SQLiteJournal(tmp_path / "j.db") as journal, trio.fail_after(60):
+        await trio_sagas.run_scene(scene, {}, run_id="p-1", journal=journal)
+        await trio_sagas.compensate_run(
+            journal, "p-1", [scene], observer=_observer(exporter)
+        )
+    spans = exporter.get_finished_spans()
+    assert [line.split(" ..")[0].rsplit(" ", 1)[0] for line in tree(spans)] == [
+        "saga run p-1 [OK]",
+        "  compensation plain [OK]",
+        "    undo plain/reserve [OK]",
+    ]
+    assert _attrs(spans, "saga run p-1")["trio_sagas.recovery"] is True

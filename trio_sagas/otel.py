@@ -27,8 +27,14 @@ from collections.abc import Mapping
 from typing import Any, final
 
 import trio
-from opentelemetry import context as otel_context
-from opentelemetry import trace
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+except ModuleNotFoundError as _error:  # pragma: no cover - the extra is missing
+    raise ModuleNotFoundError(
+        "trio_sagas.otel needs opentelemetry-api: pip install 'trio-sagas[otel]'"
+    ) from _error
 
 from ._events import Event
 from ._outcome import CancelCause, Status, describe_error
@@ -139,13 +145,14 @@ class SpanObserver:
     # -- time --------------------------------------------------------------
 
     def _ns(self, at: float) -> int:
+        # One offset per trio.run: each run's clock has its own origin.
         try:
             root: object = trio.lowlevel.current_root_task()
-            now = trio.current_time()
         except RuntimeError:  # outside trio.run: `at` is on no trio clock
-            root, now = None, 0.0
-        if root is not self._root or self._root is None:
+            root = None
+        if root is not self._root or root is None:
             self._root = root
+            now = 0.0 if root is None else trio.current_time()
             self._offset = time.time_ns() - round(now * 1e9)
         return self._offset + round(at * 1e9)
 
@@ -173,9 +180,12 @@ class SpanObserver:
         cause: CancelCause | None = None,
         attributes: Mapping[str, Any] | None = None,
     ) -> None:
-        span.set_attribute(_PREFIX + "status", status.value)
-        for key, value in {**_cause_attributes(cause), **(attributes or {})}.items():
-            span.set_attribute(key, value)
+        final = {_PREFIX + "status": status.value}
+        if cause is not None:
+            final.update(_cause_attributes(cause))
+        if attributes:
+            final.update(attributes)
+        span.set_attributes(final)
         code = _STATUS[status]
         if code is trace.StatusCode.ERROR:
             description = describe_error(error) if error is not None else status.value
@@ -224,7 +234,7 @@ class SpanObserver:
                 },
             )
             self._spans[(run_id, None)] = span
-            self._runs[run_id] = {"saga": False, "failed": None}
+            self._runs[run_id] = {"saga": False, "failed": None, "recovery": recovery}
         return span
 
     def _step_start(self, event: Any, kind: str, path: str) -> None:
@@ -342,8 +352,8 @@ class SpanObserver:
             },
         )
         for step in event.steps_to_undo:
-            self._runs.setdefault(event.run_id, {"saga": True, "failed": None})
-            self._runs[event.run_id].setdefault("undo_parent", {})[step] = key
+            run = self._runs.setdefault(event.run_id, {"saga": True, "failed": None})
+            run.setdefault("undo_parent", {})[step] = key
 
     def _compensation_completed(self, event: Any) -> None:
         span = self._spans.pop((event.run_id, "#compensation " + event.scene), None)
@@ -355,7 +365,11 @@ class SpanObserver:
                 attributes={_PREFIX + "ok": event.ok},
             )
         if _parent_path(event.scene) is None:
-            self._finish_run(event, Status.FAILED)
+            run = self._runs.get(event.run_id, {})
+            # A recovery succeeds when its rollback does; a run that rolled
+            # back still failed.
+            ok = run.get("recovery", False) and event.ok
+            self._finish_run(event, Status.SUCCEEDED if ok else Status.FAILED)
 
     def _undo_started(self, event: Any) -> None:
         run = self._runs.get(event.run_id, {})

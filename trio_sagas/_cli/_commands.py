@@ -148,8 +148,11 @@ def cmd_runs(url: str, args: argparse.Namespace) -> int:
                 continue
             if older is not None and now - info["updated_at"] < older:
                 continue
-            events = await journal.events(record.run_id)
-            out.append((info, _last_step(events)))
+            try:
+                last = _last_step(await journal.events(record.run_id))
+            except Exception:  # one damaged run must not hide the others
+                last = "(entries unreadable: run `trio-sagas check`)"
+            out.append((info, last))
         return out
 
     rows = _with_journal(url, args, body)
@@ -192,7 +195,13 @@ def cmd_show(url: str, args: argparse.Namespace) -> int:
         record = await journal.get_run(args.run_id)
         if record is None:
             return None, ()
-        return record, await journal.events(args.run_id)
+        try:
+            return record, await journal.events(args.run_id)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"run {args.run_id!r}: its entries do not decode ({exc}); "
+                "run `trio-sagas check`"
+            ) from exc
 
     record, entries = _with_journal(url, args, body)
     if record is None:
