@@ -121,6 +121,8 @@ class SpanObserver:
     __slots__ = (
         "_calls",
         "_ignitions",
+        "_last_context",
+        "_last_parent",
         "_offset",
         "_root",
         "_runs",
@@ -138,6 +140,8 @@ class SpanObserver:
         self._ignitions: dict[str, int] = {}
         self._root: object = None
         self._offset = 0
+        self._last_parent: Any = None
+        self._last_context: Any = None
 
     def __repr__(self) -> str:
         return f"trio_sagas.otel.SpanObserver({self._tracer!r})"
@@ -161,11 +165,13 @@ class SpanObserver:
     def _start(
         self, name: str, parent: Any, at: float, attributes: Mapping[str, Any]
     ) -> Any:
-        ctx = (
-            otel_context.get_current()
-            if parent is None
-            else trace.set_span_in_context(parent)
-        )
+        if parent is None:
+            ctx = otel_context.get_current()
+        elif parent is self._last_parent:
+            ctx = self._last_context  # siblings in a row: one Context for all
+        else:
+            ctx = trace.set_span_in_context(parent)
+            self._last_parent, self._last_context = parent, ctx
         return self._tracer.start_span(
             name, context=ctx, start_time=self._ns(at), attributes=dict(attributes)
         )
