@@ -403,3 +403,77 @@ def test_main_returns_usage_status(capsys: pytest.CaptureFixture[str]) -> None:
     """main() returns 2 for a bad command line instead of exiting."""
     assert main(["frobnicate"]) == 2
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+class _LeasedJournal:
+    """Stands in for a journal with worker leases (not on this branch yet)."""
+
+    def __init__(self, path: object, codec: object = None) -> None:
+        self.expired: list[str] = []
+
+    async def workers(self) -> tuple[object, ...]:
+        from trio_sagas._saga._journal import WorkerRecord
+
+        return (
+            WorkerRecord("w-1", "web-1", 41, 1000.0, 1990.0, 2005.0),
+            WorkerRecord("w-2", "web-2", 42, 100.0, 1400.0, 1415.0),
+        )
+
+    async def expire_worker(self, worker_id: str) -> bool:
+        self.expired.append(worker_id)
+        return worker_id == "w-1"
+
+    def close(self) -> None:
+        pass
+
+
+def test_workers_with_leases(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`workers` lists each lease live or lapsed; --expire declares one dead."""
+    from trio_sagas._cli import _commands
+
+    monkeypatch.setattr(_commands, "open_journal", _LeasedJournal)
+    monkeypatch.setenv("TRIO_SAGAS_NOW", "2000")
+    assert main(["--journal", "sqlite:///x.db", "workers"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "WORKER  HOST   PID  UP   RENEWED  LEASE",
+        "w-1     web-1  41   16m  10s ago  live, 5s left",
+        "w-2     web-2  42   31m  10m ago  lapsed 9m ago",
+    ]
+    assert main(["--journal", "sqlite:///x.db", "workers", "--expire", "w-1"]) == 0
+    assert capsys.readouterr().out == (
+        "worker w-1: lease expired; its runs can be claimed now\n"
+    )
+    assert main(["--journal", "sqlite:///x.db", "workers", "--expire", "w-9"]) == 1
+    assert capsys.readouterr().err == "trio-sagas: no worker 'w-9' in the journal\n"
+
+
+def test_timeline_from_entries_across_processes() -> None:
+    """Entries of two processes (unrelated trio clocks) land on one time axis."""
+    from trio_sagas import JournalEntry, render_timeline
+    from trio_sagas._cli._entries import segments, timeline_from_entries
+
+    def entry(seq: int, kind: str, step: str, at: float, wall: float) -> JournalEntry:
+        return JournalEntry("r", seq, kind, step, at, {}, None, wall)
+
+    entries = [
+        entry(0, "SceneStarted", "s", 5000.0, 100.0),
+        entry(1, "ActStarted", "s/a", 5000.0, 100.0),
+        entry(2, "ActCompleted", "s/a", 5002.0, 102.0),
+        entry(3, "ActStarted", "s/b", 5002.0, 102.0),
+        # the process dies; another recovers 8 s later, its clock at 70000
+        entry(4, "CompensationStarted", "s", 70000.0, 110.0),
+        entry(5, "CompensationStepStarted", "s/a", 70000.0, 110.0),
+        entry(6, "CompensationStepCompleted", "s/a", 70001.0, 111.0),
+    ]
+    assert segments(entries) == [0, 0, 0, 0, 1, 1, 1]
+    spans = timeline_from_entries(entries)
+    assert [(s.name, s.status.value, s.started_at, s.finished_at) for s in spans] == [
+        ("s/a", "succeeded", 0.0, 2.0),
+        ("s/b (interrupted)", "cancelled", 2.0, 2.0),
+        ("s/a (undo)", "succeeded", 10.0, 11.0),
+    ]
+    assert render_timeline(spans, width=11, ascii_only=True).splitlines()[0] == (
+        "s/a               |##         | 0..2 succeeded"
+    )
