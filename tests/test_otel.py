@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -329,3 +331,87 @@ async def test_recovery_is_a_run_of_its_own(
         "    undo plain/reserve [OK]",
     ]
     assert _attrs(spans, "saga run p-1")["trio_sagas.recovery"] is True
+
+
+# Random scene trees: ("act", fails) | ("scene", saga, children) | ("chorus", children)
+_act_spec = st.tuples(st.just("act"), st.integers(0, 4).map(lambda n: n == 0))
+
+
+def _spec(depth: int) -> st.SearchStrategy[tuple[Any, ...]]:
+    if depth == 0:
+        return _act_spec
+    children = st.lists(_spec(depth - 1), min_size=1, max_size=3)
+    return st.one_of(
+        _act_spec,
+        st.tuples(st.just("scene"), st.booleans(), children),
+        st.tuples(st.just("chorus"), children),
+    )
+
+
+def _build(spec: tuple[Any, ...], name: str) -> Act | Scene | Chorus:
+    if spec[0] == "act":
+        return Act(name, _declined if spec[1] else _ok, compensate=_ok)
+    children = [_build(child, f"n{i}") for i, child in enumerate(spec[-1])]
+    if spec[0] == "scene":
+        return Scene(name, children, saga=spec[1])
+    return Chorus(name, children)
+
+
+@given(
+    top_saga=st.booleans(),
+    steps=st.lists(_spec(2), min_size=1, max_size=3),
+)
+def test_span_tree_mirrors_the_event_stream(
+    top_saga: bool, steps: list[tuple[Any, ...]]
+) -> None:
+    """Any scene tree: one span per step that started, all ended, nested by path."""
+    exporter = InMemorySpanExporter()
+    scene = Scene(
+        "top", [_build(s, f"s{i}") for i, s in enumerate(steps)], saga=top_saga
+    )
+    events: list[trio_sagas.Event] = []
+    span_observer = _observer(exporter)
+
+    async def main() -> trio_sagas.SagaResult:
+        with trio.fail_after(600):
+            return await trio_sagas.run_scene(
+                scene,
+                {},
+                run_id="r",
+                observer=trio_sagas.observers(span_observer, events.append),
+            )
+
+    result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    spans = exporter.get_finished_spans()
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    # Every step that started has exactly one span, every undo too; all ended.
+    started = sorted(
+        f"act {e.step}" for e in events if isinstance(e, trio_sagas.ActStarted)
+    ) + sorted(
+        f"undo {e.step}"
+        for e in events
+        if isinstance(e, trio_sagas.CompensationStepStarted)
+    )
+    names = [s.name for s in spans]
+    assert (
+        sorted(n for n in names if n.startswith("act "))
+        + sorted(n for n in names if n.startswith("undo "))
+        == started
+    )
+    assert all(s.end_time is not None for s in spans)
+    # One root: the run, ERROR exactly when the run failed.
+    roots = [s for s in spans if s.parent is None]
+    assert [r.name for r in roots] == ["saga run r"]
+    assert (roots[0].status.status_code is trace.StatusCode.ERROR) == (not result.ok)
+    for span in spans:
+        if span.parent is None:
+            continue
+        parent = by_id[span.parent.span_id]
+        kind, _, path = span.name.partition(" ")
+        if kind in ("act", "scene", "chorus") and "/" in path:
+            # Nested by step path: the parent is the enclosing scene or chorus.
+            assert parent.name.partition(" ")[2] == path.rpartition("/")[0]
+        elif kind == "undo":
+            assert parent.name.startswith("compensation ")
+        # A child never starts before its parent.
+        assert (span.start_time or 0) >= (parent.start_time or 0)

@@ -342,9 +342,15 @@ class SpanObserver:
             self._finish_run(event, Status.SUCCEEDED if ok else Status.FAILED)
 
     def _undo_started(self, event: Any) -> None:
-        run = self._runs.get(event.run_id, {})
-        key = run.get("undo_parent", {}).get(event.step)
-        parent = self._spans.get(key) if key is not None else None
+        # The rollback that lists this step, or the group (a nested scene or
+        # chorus) it is part of: an undone group's steps are undone one by one.
+        undo_parents = self._runs.get(event.run_id, {}).get("undo_parent", {})
+        parent = None
+        path: str | None = event.step
+        while parent is None and path is not None:
+            key = undo_parents.get(path)
+            parent = None if key is None else self._spans.get(key)
+            path = _parent_path(path)
         if parent is None:
             parent = self._run_span(event, event.step)
         self._spans[(event.run_id, "#undo " + event.step)] = self._start(
