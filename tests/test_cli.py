@@ -206,15 +206,21 @@ def test_show_json_and_missing_run(journal_dir: pathlib.Path) -> None:
 
 def test_recover_rolls_back_the_crashed_run(fresh: pathlib.Path) -> None:
     """`recover --app` rolls the crashed run back and prints the report."""
+    # By default a run written to in the last 5 minutes may be live: left alone.
     out = _cli(fresh, "recover", "--app", "app:SCENES")
+    assert out.returncode == 1
+    assert out.stdout == (
+        "crash-1: skipped (crashing): written to less than 300.0 s ago, "
+        "or claimed by another recovery\n"
+    )
+    out = _cli(fresh, "recover", "--app", "app:SCENES", "--stale-after", "0")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
         "crash-1: compensated (1 undo(s))",
         "  undo crashing/reserve  succeeded",
     ]
-    assert (
-        _cli(fresh, "recover", "--app", "app:SCENES").stdout == "nothing to recover\n"
-    )
+    again = _cli(fresh, "recover", "--app", "app:SCENES", "--stale-after", "0")
+    assert again.stdout == "nothing to recover\n"
     runs = _cli(fresh, "runs", "--status", "running", "--fields", "run_id")
     assert runs.stdout == "no runs\n"
 
@@ -323,6 +329,12 @@ def test_workers_without_leases(journal_dir: pathlib.Path) -> None:
         (("recover", "--app", "app"), {}, 2, "--app must be MODULE:ATTR, got 'app'"),
         (("recover", "--app", "nosuch:X"), {}, 2, "no module named 'nosuch'"),
         (("recover", "--app", "app:NOPE"), {}, 2, "has no attribute 'NOPE'"),
+        (
+            ("recover", "--app", "app:SCENES", "--stale-after", "x"),
+            {},
+            2,
+            "--stale-after must be a duration",
+        ),
         (("--journal", "sqlite:///missing.db", "runs"), {}, 1, "does not exist"),
     ],
 )

@@ -75,10 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     recover.add_argument("--app", required=True, metavar="MODULE:ATTR")
     recover.add_argument(
         "--stale-after",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="only runs not written to for this long (default 0)",
+        default="5m",
+        metavar="DURATION",
+        help="only runs not written to for this long (default 5m, so runs of a "
+        "live process are left alone; 0 when no process uses the journal)",
     )
 
     compensate = sub.add_parser(

@@ -291,10 +291,9 @@ def _print_result(result: Any) -> bool:
 def cmd_recover(url: str, args: argparse.Namespace) -> int:
     """``recover --app``: roll back every RUNNING run, print the report."""
     scenes = _scenes(args.app)
+    stale_after = parse_duration(args.stale_after, "--stale-after")
     report = _with_journal(
-        url,
-        args,
-        lambda journal: recover(journal, scenes, stale_after=args.stale_after),
+        url, args, lambda journal: recover(journal, scenes, stale_after=stale_after)
     )
     if not report.results and not report.skipped:
         print("nothing to recover")
