@@ -27,6 +27,7 @@ from ._errgroup import GroupTaskFinished as GroupTaskFinished
 from ._errgroup import open_err_group as open_err_group
 from ._events import Event as Event
 from ._events import Observer as Observer
+from ._events import observers as observers
 from ._fanin import MergedReceiveChannel as MergedReceiveChannel
 from ._fanin import MergeStatistics as MergeStatistics
 from ._fanin import fan_in as fan_in
@@ -63,6 +64,7 @@ from ._ignition import StagePolicy as StagePolicy
 from ._ignition import StageResult as StageResult
 from ._ignition import StageStarted as StageStarted
 from ._journal import SQLiteJournal as SQLiteJournal
+from ._logging import LoggingObserver as LoggingObserver
 from ._outcome import CancelCause as CancelCause
 from ._outcome import CancelOrigin as CancelOrigin
 from ._outcome import CancelReason as CancelReason
@@ -192,6 +194,7 @@ __all__ = (
     "LatencyTrigger",
     "LatencyWindow",
     "LeaseLostError",
+    "LoggingObserver",
     "MergeStatistics",
     "MergedReceiveChannel",
     "MissingTrigger",
@@ -231,6 +234,7 @@ __all__ = (
     "TriggerRegistry",
     "compensate_run",
     "fan_in",
+    "observers",
     "open_err_group",
     "open_merge",
     "plot_timeline",
