@@ -186,7 +186,7 @@ async def test_terminal_non_retryable_both_ways(
         result = await executor.run(op, policy=policy, name="x")
     cancelled = [e for e in events if isinstance(e, trio_sagas.HedgeCancelled)]
     if cancel_on_first_terminal:
-        assert [(e.at, e.attempt, e.reason) for e in cancelled] == [
+        assert [(e.at, e.attempt.attempt, e.reason) for e in cancelled] == [
             (0.375, 1, TERMINAL)
         ]
     else:
@@ -428,7 +428,7 @@ async def test_jittered_backoff_uses_the_executor_rng(
 async def test_retry_budget_denial_ends_the_loop(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """A denied retry returns the last group's failure with reason retry_budget_denied."""
+    """A denied retry returns the last group's failure with reason budget_denied."""
     budget = TokenBucketBudget(capacity=1, refill_per_second=0)
     policy = RetryPolicy(max_attempts=5, initial_backoff=0.5, budget=budget)
     op = Script({}, default=(0.25, Retryable("down")))
@@ -436,7 +436,7 @@ async def test_retry_budget_denial_ends_the_loop(
     assert op.starts == [(0.0, 0, 0), (0.75, 1, 0)]
     assert trio.current_time() == 1.0
     assert result.status is Status.FAILED
-    assert result.attributes["reason"] == "retry_budget_denied"
+    assert result.attributes["reason"] == "budget_denied"
     assert result.attributes["retry_groups"] == 2
 
 
@@ -638,9 +638,10 @@ async def test_latency_window_excludes_fast_failures(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Failed attempts add no latency sample; successes do."""
-    executor = Executor()
+    executor = Executor(triggers={"p99": LatencyTrigger(percentile=0.99)})
     op = Script({1: (0.125, Retryable()), 2: (0.5, "ok")})
-    await executor.run(op, policy=RetryPolicy(initial_backoff=0.25), name="w")
+    policy = RetryPolicy(initial_backoff=0.25, hedge=hedged(trigger="p99", delay=1.0))
+    await executor.run(op, policy=policy, name="w")
     window = executor.latency("w")
     assert window is not None
     assert (len(window), window.quantile(1.0), window.quantile(0.0)) == (1, 0.5, 0.5)
@@ -650,9 +651,9 @@ async def test_terminal_cancelled_attempts_add_no_sample(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Attempts cancelled by a terminal result are not latency samples."""
-    executor = Executor(classifier=classify)
+    executor = Executor(classifier=classify, triggers={"p": LatencyTrigger()})
     op = Script({1: (1.0, "p"), 2: (0.125, Fatal())})
-    policy = RetryPolicy(hedge=hedged(cancel_on_first_terminal=True))
+    policy = RetryPolicy(hedge=hedged(cancel_on_first_terminal=True, trigger="p"))
     await executor.run(op, policy=policy, name="t")
     window = executor.latency("t")
     assert window is not None
@@ -830,8 +831,10 @@ async def test_run_validates_its_arguments() -> None:
         Executor(classifier=async_classifier)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="triggers"):
         Executor(triggers=[FixedDelayTrigger(1)])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="size"):
+    with pytest.raises(ValueError, match="latency_window must be an int >= 1, got 0"):
         Executor(latency_window=0)
+    with pytest.raises(ValueError, match="max_windows must be an int >= 1, got 0"):
+        Executor(max_windows=0)
     with pytest.raises(TypeError, match="rng"):
         Executor(rng=7)  # type: ignore[arg-type]
 
@@ -907,11 +910,13 @@ async def test_external_cancel_propagates_and_stops_everything(
     expected = [1] if hedge is None else [1, 2, 3]
     assert sorted(op.cancelled) == expected
     finished = [e for e in events if isinstance(e, trio_sagas.AttemptFinished)]
-    assert sorted(e.attempt for e in finished) == expected
+    assert sorted(e.attempt.attempt for e in finished) == expected
     assert all(e.status is C and e.cause is not None for e in finished)
     assert {e.cause.origin for e in finished if e.cause} == {CancelOrigin.EXTERNAL}
     cancelled = [e for e in events if isinstance(e, trio_sagas.HedgeCancelled)]
-    assert sorted(e.attempt for e in cancelled) == ([] if hedge is None else expected)
+    assert sorted(e.attempt.attempt for e in cancelled) == (
+        [] if hedge is None else expected
+    )
     assert {e.reason for e in cancelled} <= {CancelReason.EXTERNAL}
 
 
@@ -1031,12 +1036,15 @@ async def test_observer_sees_the_hedge_race_in_order(
         (True, 0.25, "fixed_delay"),
     ]
     finished = [e for e in events if isinstance(e, trio_sagas.AttemptFinished)]
-    assert [(e.attempt, e.status, e.classification, e.is_hedge) for e in finished] == [
+    assert [
+        (e.attempt.attempt, e.status, e.classification, e.is_hedge) for e in finished
+    ] == [
         (2, S, SUCCESS, True),
         (1, C, None, False),
     ]
     cancelled = [e for e in events if isinstance(e, trio_sagas.HedgeCancelled)]
-    assert [(e.attempt, e.reason) for e in cancelled] == [(1, WINNER)]
+    assert [(e.attempt.attempt, e.reason) for e in cancelled] == [(1, WINNER)]
+    assert {e.name for e in finished} | {e.name for e in cancelled} == {"o"}
 
 
 async def test_a_raising_observer_does_not_break_the_call(
@@ -1248,9 +1256,9 @@ async def test_a_hedge_cut_short_by_an_older_winner_adds_no_sample(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Only attempts outrun by a faster winner are superseded samples."""
-    executor = Executor()
+    executor = Executor(triggers={"p": LatencyTrigger()})
     op = Script({1: (0.375, "primary"), 2: (1.0, "hedge")})
-    await executor.run(op, policy=RetryPolicy(hedge=hedged()), name="s")
+    await executor.run(op, policy=RetryPolicy(hedge=hedged(trigger="p")), name="s")
     window = executor.latency("s")
     assert window is not None
     # The primary's 0.375; the hedge ran 0.125 < 0.375 when it was cancelled.
