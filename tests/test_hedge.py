@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import random
+import resource
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -1341,3 +1343,204 @@ async def test_a_hedge_due_when_an_attempt_succeeds_is_not_launched(
         assert [r.hedge_index for r in records] == [0, 1]  # type: ignore[attr-defined]
         assert result.finished_at is not None
         assert result.duration == 2.0
+
+
+# -- zero delay, absolute schedule, denied hedges (issues 16 and 21) ----------
+
+
+async def test_zero_delay_launches_every_attempt_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """HedgePolicy(delay=0): group_start + k * 0, so all attempts start together."""
+    op = Script({1: (1.0, "p"), 2: (0.75, "h1"), 3: (0.5, "h2")})
+    policy = RetryPolicy(hedge=hedged(max_hedges=3, delay=0))
+    with trio.fail_after(10):
+        await trio.sleep(2.0)
+        result = await Executor().run(op, policy=policy)
+    assert op.starts == [(2.0, 0, 0), (2.0, 0, 1), (2.0, 0, 2)]
+    assert result.value == "h2"
+    assert trio.current_time() == 2.5
+    assert brief(result) == [
+        (1, 0, 0, C, None, WINNER, 2.0, 2.5),
+        (2, 0, 1, C, None, WINNER, 2.0, 2.5),
+        (3, 0, 2, S, SUCCESS, None, 2.0, 2.5),
+    ]
+
+
+async def test_zero_delay_in_every_retry_group(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each retry group launches its attempts together at its own start."""
+    op = Script({}, default=(0.25, Retryable()))
+    policy = RetryPolicy(
+        max_attempts=2, initial_backoff=0.5, hedge=hedged(max_hedges=2, delay=0)
+    )
+    with trio.fail_after(10):
+        await Executor().run(op, policy=policy)
+    assert op.starts == [(0.0, 0, 0), (0.0, 0, 1), (0.75, 1, 0), (0.75, 1, 1)]
+
+
+class NeverAgain:
+    """Asks for a hedge at once, then never wants to be consulted again."""
+
+    def should_spawn_hedge(self, state: HedgeState) -> tuple[bool, float]:
+        """Spawn at the first check, then wait forever."""
+        return state.attempts_launched == 1, math.inf
+
+
+@pytest.mark.parametrize("trigger", [None, "never-again"])
+async def test_denied_hedge_then_primary_failure_ends_the_group(
+    autojump_clock: trio.testing.MockClock, no_task_leaks: Leaks, trigger: str | None
+) -> None:
+    """A hedge the budget denied is never in flight: the primary's failure ends the group."""
+    budget = TokenBucketBudget(capacity=0, refill_per_second=0)
+    op = Script({1: (0.375, Retryable("down"))})
+    policy = RetryPolicy(
+        max_attempts=1,
+        hedge=hedged(max_hedges=3, delay=0.25, budget=budget, trigger=trigger),
+    )
+    executor = Executor(triggers={"never-again": NeverAgain()})
+    with no_task_leaks(), trio.fail_after(10):
+        result = await executor.run(op, policy=policy, name="d")
+    # Hedge slot 3 (due at 0.5 on the fixed schedule) is never used: the
+    # group ended at the primary's failure, and nothing else launched.
+    assert trio.current_time() == 0.375
+    assert len(op.seen) == 1
+    denied_at = 0.25 if trigger is None else 0.0
+    assert brief(result) == [
+        (1, 0, 0, F, RETRY, None, 0.0, 0.375),
+        (2, 0, 1, K, None, None, denied_at, denied_at),
+    ]
+    assert result.status is Status.FAILED
+    assert result.attributes["reason"] == "retries_exhausted"
+    assert budget.statistics().hedges_denied == 1
+
+
+@pytest.mark.parametrize("max_attempts", [1, 2])
+async def test_denied_hedge_then_primary_failure_retries_after_the_backoff(
+    autojump_clock: trio.testing.MockClock, max_attempts: int
+) -> None:
+    """After a denied hedge and a failed primary, only the outer loop tries again."""
+    budget = TokenBucketBudget(capacity=0, refill_per_second=0)
+    op = Script({}, default=(0.375, Retryable("down")))
+    policy = RetryPolicy(
+        max_attempts=max_attempts,
+        initial_backoff=1.0,
+        hedge=hedged(max_hedges=2, delay=0.25, budget=budget),
+    )
+    with trio.fail_after(10):
+        result = await Executor().run(op, policy=policy)
+    expected = [(0.0, 0, 0), (1.375, 1, 0)][:max_attempts]
+    assert op.starts == expected
+    assert [r.status for r in records(result)] == [F, K] * max_attempts
+
+
+@attrs.define
+class LateFirstCheck:
+    """A fixed-delay trigger whose first answer asks to be consulted *late*."""
+
+    inner: FixedDelayTrigger
+    extra: float
+    checks: list[float] = attrs.Factory(list)
+
+    def should_spawn_hedge(self, state: HedgeState) -> tuple[bool, float]:
+        """Delegate, but add *extra* to the first wait."""
+        self.checks.append(state.now)
+        spawn, wait = self.inner.should_spawn_hedge(state)
+        return spawn, wait + (self.extra if len(self.checks) == 1 else 0.0)
+
+
+async def test_late_check_does_not_shift_later_hedges(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A hedge launched late leaves the next one at group_start + 2 * delay, not now + delay."""
+    trigger = LateFirstCheck(FixedDelayTrigger(0.25), extra=0.125)
+    op = Script({}, default=(5.0, "slow"))
+    policy = RetryPolicy(hedge=hedged(max_hedges=3, trigger="late"))
+    with trio.fail_after(10):
+        await trio.sleep(1.0)
+        await Executor(triggers={"late": trigger}).run(op, policy=policy)
+    assert trigger.checks == [1.0, 1.375, 1.5]
+    # Hedge 1 went out late (1.375, not 1.25); hedge 2 still at 1.0 + 2 * 0.25.
+    assert [t for t, _ in op.seen] == [1.0, 1.375, 1.5]
+
+
+def test_fixed_delay_trigger_counts_from_the_group_start() -> None:
+    """The wait is to group_start + k * delay, whatever the previous launch time."""
+    trigger = FixedDelayTrigger(0.25)
+    # Hedge 1 launched late at 1.375; at that same check hedge 2 is due at 1.5.
+    assert trigger.should_spawn_hedge(
+        state(group_started_at=1.0, now=1.375, attempts_launched=2)
+    ) == (False, 0.125)
+    assert trigger.should_spawn_hedge(
+        state(group_started_at=1.0, now=1.5, attempts_launched=2)
+    ) == (True, 0.25)
+
+
+# -- latency windows: only where needed, bounded (issue 16) -------------------
+
+
+async def test_no_window_without_a_latency_trigger(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Unhedged and fixed-delay calls keep no latency window."""
+    executor = Executor()
+    for policy in (RetryPolicy(), RetryPolicy(hedge=hedged())):
+        await executor.run(Script({1: (0.125, "ok")}), policy=policy, name="x")
+    assert executor.latency("x") is None
+    named = Executor(triggers={"fixed": FixedDelayTrigger(0.25)})
+    await named.run(
+        Script({1: (0.125, "ok")}),
+        policy=RetryPolicy(hedge=hedged(trigger="fixed")),
+        name="x",
+    )
+    assert named.latency("x") is None
+
+
+async def test_windows_are_evicted_least_recently_used_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With max_windows=2 a third name evicts the name used least recently."""
+    executor = Executor(triggers={"p": LatencyTrigger()}, max_windows=2)
+    policy = RetryPolicy(hedge=hedged(trigger="p"))
+    for name in ("a", "b", "a", "c"):
+        await executor.run(Script({1: (0.125, "ok")}), policy=policy, name=name)
+    assert executor.latency("b") is None
+    kept = executor.latency("a")
+    assert kept is not None
+    assert len(kept) == 2
+    assert executor.latency("c") is not None
+
+
+def live_windows() -> int:
+    """How many LatencyWindow objects are alive."""
+    gc.collect()
+    return sum(isinstance(o, LatencyWindow) for o in gc.get_objects())
+
+
+async def test_many_call_names_keep_memory_bounded() -> None:
+    """100,000 distinct names keep no window without a latency trigger, and at
+    most max_windows with one; memory stays flat."""
+
+    async def op(info: AttemptInfo) -> int:
+        return info.attempt
+
+    executor = Executor(triggers={"p": LatencyTrigger()}, max_windows=50)
+    plain = RetryPolicy()
+    fixed = RetryPolicy(hedge=hedged())
+    baseline = live_windows()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for i in range(100_000):
+        await executor.run(op, policy=plain, name=f"request-{i}")
+    for i in range(2_000):
+        await executor.run(op, policy=fixed, name=f"fixed-{i}")
+    assert live_windows() == baseline
+    # Before the fix, every name kept a ~20 KiB window: ~2 GiB here.
+    rss_growth_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+    assert rss_growth_kib < 64 * 1024
+    latency = RetryPolicy(hedge=hedged(trigger="p"))
+    for i in range(2_000):
+        await executor.run(op, policy=latency, name=f"hedged-{i}")
+    assert live_windows() == baseline + 50
+    kept = [i for i in range(2_000) if executor.latency(f"hedged-{i}") is not None]
+    assert kept == list(range(1_950, 2_000))
