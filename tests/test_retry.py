@@ -679,3 +679,46 @@ async def test_run_refuses_bad_names_and_policies() -> None:
         await executor.run(op, policy=RetryPolicy(), name=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="policy must be a RetryPolicy, got None"):
         await executor.run(op, policy=None)  # type: ignore[arg-type]
+
+
+async def test_an_outside_cancel_during_the_backoff_stops_the_tries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Cancelled while waiting to retry: trio.Cancelled propagates, no further try."""
+    tries: list[float] = []
+
+    async def flaky() -> None:
+        tries.append(trio.current_time())
+        raise ConnectionError("down")
+
+    policy = RetryPolicy(max_attempts=5, initial_backoff=1.0)
+    with trio.fail_after(60), trio.move_on_after(0.5) as scope:
+        await run_attempts(flaky, (), name="f", retry=policy, timeout=5.0, what="act")
+    assert scope.cancelled_caught
+    assert tries == [0.0]
+    assert trio.current_time() == 0.5
+
+
+async def test_a_try_timing_out_is_retried_and_recorded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each try is bounded; a timed-out last try makes the outcome TIMED_OUT."""
+
+    async def hang() -> None:
+        await trio.sleep_forever()
+
+    policy = RetryPolicy(max_attempts=2, initial_backoff=0.5)
+    with trio.fail_after(60):
+        result = await run_attempts(
+            hang, (), name="h", retry=policy, timeout=1.0, what="act"
+        )
+    assert result.status is Status.TIMED_OUT
+    assert result.cause is not None
+    assert result.cause.reason is CancelReason.STEP_TIMEOUT
+    assert str(result.error) == "act 'h' timed out after 1.0 s (try 2)"
+    tries = result.attributes["attempts"]
+    assert [(r.status, r.started_at, r.finished_at) for r in tries] == [  # type: ignore[attr-defined]
+        (Status.TIMED_OUT, 0.0, 1.0),
+        (Status.TIMED_OUT, 1.5, 2.5),
+    ]
+    assert result.attributes["reason"] == "retries_exhausted"

@@ -21,6 +21,7 @@ from .._validate import (
     check_int,
     check_label,
     check_optional_sync_callable,
+    check_str,
     check_sync_observer,
     check_type,
     describe_callable,
@@ -106,8 +107,14 @@ class Executor:
         return self._triggers
 
     def latency(self, name: str) -> LatencyWindow | None:
-        """The latency window of calls named *name*, or None if none is kept."""
-        return self._windows.get(name)
+        """The latency window of calls named *name*, or None if none is kept.
+
+        Reading it does not count as a use for the least-recently-used order.
+
+        Raises:
+            TypeError: *name* is not a string.
+        """
+        return self._windows.get(check_str(name, "name", allow_empty=True))
 
     def _window(self, name: str) -> LatencyWindow:
         windows = self._windows
