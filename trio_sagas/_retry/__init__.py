@@ -20,6 +20,7 @@ from ._policy import Verdict as Verdict
 from ._policy import acquire as acquire
 from ._policy import classify as classify
 from ._policy import default_classifier as default_classifier
+from ._policy import default_verdict as default_verdict
 from ._records import AttemptInfo as AttemptInfo
 from ._records import AttemptRecord as AttemptRecord
 from ._records import attempt_record as attempt_record

@@ -8,7 +8,7 @@ It honours the same :class:`RetryPolicy` as the hedged executor, its
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, final
+from typing import Any, NamedTuple, final
 
 import outcome
 import trio
@@ -19,11 +19,21 @@ from ._policy import (
     Classification,
     Classifier,
     RetryPolicy,
+    Verdict,
     acquire,
     classify,
-    default_classifier,
+    default_verdict,
 )
-from ._records import AttemptInfo, AttemptRecord, attempt_record
+from ._records import AttemptRecord, attempt_record
+
+
+class _Try(NamedTuple):
+    """A try's place (the retry loop hands its function no AttemptInfo, so it
+    builds none: a named tuple costs a fifth of one, measured)."""
+
+    retry_index: int
+    hedge_index: int
+    attempt: int
 
 
 @final
@@ -102,7 +112,7 @@ async def run_attempts(
             "compensation").
     """
     max_attempts = 1 if retry is None else retry.max_attempts
-    classifier: Classifier = default_classifier
+    classifier: Classifier | None = None  # None: the default, inlined below
     if retry is not None and retry.classifier is not None:
         classifier = retry.classifier
     records: list[AttemptRecord] = []
@@ -124,32 +134,38 @@ async def run_attempts(
             try_started = trio.current_time()
         else:
             try_started = started  # one clock read less on the common path
-        info = AttemptInfo(
-            name=name, retry_index=retry_index, hedge_index=0, attempt=retry_index + 1
-        )
+        info = _Try(retry_index, 0, retry_index + 1)
         cause: CancelCause | None = None
-        result: outcome.Outcome[Any] | None = None
+        value: object = None
+        error: Exception | None = None
+        returned = False
         # The try wraps the timed scope, not the other way round: when a try
         # times out while fn's own nursery has a child failing in cleanup,
         # fn raises [Cancelled, ValueError]; the scope strips the Cancelled
         # and the rest must still be caught here as this try's failure.
         try:
             with trio.move_on_after(timeout):
-                result = outcome.Value(await fn(*args))
+                value = await fn(*args)
+                returned = True
         except Exception as exc:
-            result = outcome.Error(exc)
-        if result is None:  # the timeout's cancel was caught: no result
+            error = exc
+        if not returned and error is None:  # the timeout's cancel was caught
             cause = CancelCause.of(
                 CancelReason.STEP_TIMEOUT,
                 triggered_by=name,
                 message=f"{what} try exceeded {timeout} s",
             )
-            result = outcome.Error(
-                TimeoutError(
-                    f"{what} {name!r} timed out after {timeout} s (try {info.attempt})"
-                )
+            error = TimeoutError(
+                f"{what} {name!r} timed out after {timeout} s (try {info.attempt})"
             )
-        verdict = classify(classifier, result)
+        verdict: Verdict
+        if classifier is not None:
+            result: outcome.Outcome[Any] = (
+                outcome.Value(value) if error is None else outcome.Error(error)
+            )
+            verdict = classify(classifier, result)
+        else:
+            verdict = default_verdict(error)
         success = verdict.classification is Classification.SUCCESS
         if success:
             status = Status.SUCCEEDED
@@ -172,7 +188,7 @@ async def run_attempts(
             return Outcome(
                 name,
                 Status.SUCCEEDED,
-                value=result.value if isinstance(result, outcome.Value) else None,
+                value=value,
                 started_at=started,
                 finished_at=ended,
                 attributes={
@@ -184,15 +200,14 @@ async def run_attempts(
             break
     last = records[-1]
     assert last.classification is not None
-    error = last.error
-    value = result.value if isinstance(result, outcome.Value) else None
-    if error is None:
-        error = ResultRejected(name, value, last.classification, last.reason)
+    final_error = last.error
+    if final_error is None:
+        final_error = ResultRejected(name, value, last.classification, last.reason)
     return Outcome(
         name,
         last.status,
         value=value,
-        error=error,
+        error=final_error,
         cause=last.cause,
         started_at=started,
         finished_at=trio.current_time(),

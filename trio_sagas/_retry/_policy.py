@@ -152,6 +152,18 @@ class Verdict:
 _VALUE_SUCCEEDED: Final = Verdict(Classification.SUCCESS)
 
 
+def default_verdict(error: BaseException | None) -> Verdict:
+    """The default classifier's verdict, without building an outcome to ask it.
+
+    A value (no *error*) is SUCCESS, an exception RETRYABLE. Measured: ~1.5 us
+    less per try than calling :func:`default_classifier` through
+    :func:`classify`.
+    """
+    if error is None:
+        return _VALUE_SUCCEEDED
+    return Verdict(Classification.RETRYABLE, None, None, error)
+
+
 def classify(classifier: Classifier, result: outcome.Outcome[Any]) -> Verdict:
     """Run *classifier* on *result*; a classifier bug makes the attempt ABORT.
 
@@ -159,11 +171,9 @@ def classify(classifier: Classifier, result: outcome.Outcome[Any]) -> Verdict:
     own when it raised or answered something that is not a classification.
     """
     if classifier is default_classifier:
-        # The common case, without the call, the checks and, for a value, the
-        # allocation (measured: ~1.5 us less per try of a compensation).
-        if isinstance(result, outcome.Error):
-            return Verdict(Classification.RETRYABLE, None, None, result.error)
-        return _VALUE_SUCCEEDED
+        return default_verdict(
+            result.error if isinstance(result, outcome.Error) else None
+        )
     error = result.error if isinstance(result, outcome.Error) else None
     try:
         answer = classifier(result)

@@ -7,7 +7,7 @@ acts. :func:`attempt_record` is the one way to build a record.
 
 from __future__ import annotations
 
-from typing import final
+from typing import Protocol, final
 
 import attrs
 
@@ -88,8 +88,19 @@ class AttemptRecord:
         return self.finished_at - self.started_at
 
 
+class Numbered(Protocol):
+    """Where an attempt stands: an :class:`AttemptInfo`, or the retry loop's own."""
+
+    @property
+    def retry_index(self) -> int: ...
+    @property
+    def hedge_index(self) -> int: ...
+    @property
+    def attempt(self) -> int: ...
+
+
 def attempt_record(
-    info: AttemptInfo,
+    info: Numbered,
     *,
     status: Status,
     started_at: float,
