@@ -1,6 +1,6 @@
-"""Hedged retry executor: success-path overhead and tail latency (DESIGN 6).
+"""Hedged retry executor: success-path overhead, tail latency, memory per call name.
 
-1. Success-path overhead, wall clock: ``Executor.run`` against tenacity's
+1. Success-path overhead, CPU time (process_time): ``Executor.run`` against tenacity's
    ``AsyncRetrying`` (and stamina's ``retry_context``) on trio, for the same
    policy (3 attempts, exponential backoff 0.1 s x2 up to 10 s, retry on any
    exception) and an operation that succeeds at once. Target ratio <= 1.0.

@@ -1,4 +1,4 @@
-"""The hedged retry executor (DESIGN 6), on virtual time with exact times."""
+"""The hedged retry executor, on virtual time with exact times."""
 
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ NON_RETRY, ABORT = Classification.NON_RETRYABLE, Classification.ABORT
 WINNER, TERMINAL = CancelReason.WINNER, CancelReason.TERMINAL
 
 
-# -- the seed's four scenarios ---------------------------------------------
+# -- the four basic scenarios: winner, terminal, retry, budget ---------------
 
 
 async def test_hedge_wins_and_cancels_the_slow_primary(
@@ -1544,3 +1544,31 @@ async def test_many_call_names_keep_memory_bounded() -> None:
     assert live_windows() == baseline + 50
     kept = [i for i in range(2_000) if executor.latency(f"hedged-{i}") is not None]
     assert kept == list(range(1_950, 2_000))
+
+
+@pytest.mark.parametrize("hedge", [None, hedged(max_hedges=2)])
+async def test_external_cause_keeps_trios_reason_text(
+    autojump_clock: trio.testing.MockClock, hedge: HedgePolicy | None
+) -> None:
+    """An outside cancel's reason string reaches the observer's EXTERNAL cause."""
+    events: list[Event] = []
+    executor = Executor(observer=events.append)
+    op = Script({}, default=(10.0, "late"))
+    with trio.fail_after(60), trio.CancelScope() as scope:
+
+        async def cancel_soon() -> None:
+            await trio.sleep(0.5)
+            scope.cancel(reason="shutting down")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cancel_soon)
+            await executor.run(op, policy=RetryPolicy(hedge=hedge), name="c")
+    finished = [e for e in events if isinstance(e, trio_sagas.AttemptFinished)]
+    assert finished
+    for event in finished:
+        assert event.cause is not None
+        assert (event.cause.origin, event.cause.reason, event.cause.message) == (
+            CancelOrigin.EXTERNAL,
+            CancelReason.EXTERNAL,
+            "shutting down",
+        )

@@ -491,6 +491,16 @@ async def _async_classifier(result: object) -> Classification:
             "retry_index must be an int >= 0, got '1'",
         ),
         (
+            lambda: U.RetryPolicy().backoff(1, rng=3),
+            TypeError,
+            "rng must be a Random, got 3",
+        ),
+        (
+            lambda: U.RetryPolicy().cap("1"),
+            TypeError,
+            "override must be a number of seconds, got '1'",
+        ),
+        (
             lambda: U.HedgePolicy(trigger=""),
             ValueError,
             "trigger must be a non-empty str, got ''",

@@ -321,6 +321,8 @@ class RetryPolicy:
         ``max_backoff``.
         """
         check_int(retry_index, "retry_index", minimum=0)
+        if rng is not None:
+            check_type(rng, random.Random, "rng")
         try:
             delay = self.initial_backoff * math.pow(self.multiplier, retry_index)
         except OverflowError:
@@ -332,4 +334,5 @@ class RetryPolicy:
 
     def cap(self, override: float) -> float:
         """An override backoff, used as given but capped at ``max_backoff``."""
+        check_timeout(override, "override", allow_none=False)
         return min(override, self.max_backoff)
