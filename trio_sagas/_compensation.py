@@ -18,7 +18,8 @@ import trio
 
 from ._cancel import CancellationScope
 from ._outcome import Outcome
-from ._retry import RetryPolicy, run_attempts
+from ._retry import RetryPolicy
+from ._retry import run_attempts as run_attempts  # moved; importable here too
 from ._validate import (
     check_async,
     check_label,
