@@ -1130,7 +1130,8 @@ def test_property_groups_follow_the_precedence_table(
     cancel_on_first_terminal: bool,
     budget: int | None,
 ) -> None:
-    """For random latencies and results: precedence holds, no leak, bounded attempts."""
+    """For random latencies and results: precedence holds, hedges keep their absolute
+    schedule (delay 0 included), no leak, bounded attempts."""
     results: dict[int, tuple[float, object]] = {}
     for index, (latency, kind) in enumerate(plan, start=1):
         error = _KINDS[kind]
@@ -1162,6 +1163,10 @@ def test_property_groups_follow_the_precedence_table(
     assert list(groups) == list(range(len(groups)))
     for index, group in groups.items():
         assert len(group) <= max_hedges
+        # Absolute schedule: hedge k (run or denied) at group start + k * delay.
+        assert [r.started_at for r in group] == [
+            group[0].started_at + r.hedge_index * delay for r in group
+        ]
         done = sorted(
             (r for r in group if r.classification is not None),
             key=lambda r: r.finished_at,

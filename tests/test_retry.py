@@ -732,3 +732,104 @@ async def test_a_try_timing_out_is_retried_and_recorded(
         (Status.TIMED_OUT, 1.5, 2.5),
     ]
     assert result.attributes["reason"] == "retries_exhausted"
+
+
+class Fatal(Exception):
+    """Classified NON_RETRYABLE by the property's classifier."""
+
+
+class Abort(Exception):
+    """Classified ABORT by the property's classifier."""
+
+
+def property_classifier(result: outcome.Outcome[Any]) -> Classification | Classified:
+    """Values succeed except 'busy' (retryable, 1.25 s override); errors by type."""
+    if isinstance(result, outcome.Value):
+        if result.value == "busy":
+            return Classified(Classification.RETRYABLE, backoff=1.25)
+        return Classification.SUCCESS
+    assert isinstance(result, outcome.Error)
+    if isinstance(result.error, Fatal):
+        return Classification.NON_RETRYABLE
+    if isinstance(result.error, Abort):
+        return Classification.ABORT
+    return Classification.RETRYABLE
+
+
+_TRY_KINDS = {
+    "ok": (Classification.SUCCESS, Status.SUCCEEDED),
+    "busy": (Classification.RETRYABLE, Status.FAILED),
+    "error": (Classification.RETRYABLE, Status.FAILED),
+    "fatal": (Classification.NON_RETRYABLE, Status.FAILED),
+    "abort": (Classification.ABORT, Status.FAILED),
+    "hang": (Classification.RETRYABLE, Status.TIMED_OUT),
+}
+
+
+@given(
+    plan=st.lists(
+        st.tuples(
+            st.sampled_from(sorted(_TRY_KINDS)),
+            st.integers(min_value=0, max_value=6).map(lambda n: n / 8),
+        ),
+        min_size=4,
+        max_size=4,
+    ),
+    max_attempts=st.integers(min_value=1, max_value=4),
+)
+def test_property_retry_loop_follows_the_classifier_and_backoff(
+    plan: list[tuple[str, float]], max_attempts: int
+) -> None:
+    """Tries stop at the first non-retryable verdict or max_attempts, exactly on time."""
+    policy = RetryPolicy(
+        max_attempts=max_attempts,
+        initial_backoff=0.25,
+        multiplier=2,
+        max_backoff=1.5,
+        classifier=property_classifier,
+    )
+    tries = iter(plan)
+
+    async def fn() -> str:
+        kind, duration = next(tries)
+        if kind == "hang":
+            await trio.sleep_forever()
+        await trio.sleep(duration)
+        if kind == "error":
+            raise ConnectionError("down")
+        if kind == "fatal":
+            raise Fatal("no")
+        if kind == "abort":
+            raise Abort("stop")
+        return kind
+
+    async def main() -> trio_sagas.Outcome[object]:
+        with trio.fail_after(100):
+            return await run_attempts(
+                fn, (), name="p", retry=policy, timeout=1.0, what="act"
+            )
+
+    result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    # The model: start times, classifications and statuses, try by try.
+    expected: list[tuple[float, float, Classification, Status]] = []
+    now = 0.0
+    for index, (kind, duration) in enumerate(plan[:max_attempts]):
+        if index:
+            previous = plan[index - 1][0]
+            now += 1.25 if previous == "busy" else min(0.25 * 2 ** (index - 1), 1.5)
+        start = now
+        now += 1.0 if kind == "hang" else duration
+        classification, status = _TRY_KINDS[kind]
+        expected.append((start, now, classification, status))
+        if classification is not Classification.RETRYABLE:
+            break
+    records = result.attributes["attempts"]
+    assert isinstance(records, tuple)
+    assert [
+        (r.started_at, r.finished_at, r.classification, r.status) for r in records
+    ] == expected
+    assert [r.attempt for r in records] == list(range(1, len(records) + 1))
+    last_status = expected[-1][3]
+    assert result.status is last_status
+    assert result.ok == (last_status is Status.SUCCEEDED)
+    assert (result.error is None) == result.ok
