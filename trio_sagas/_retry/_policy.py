@@ -155,9 +155,9 @@ _VALUE_SUCCEEDED: Final = Verdict(Classification.SUCCESS)
 def default_verdict(error: BaseException | None) -> Verdict:
     """The default classifier's verdict, without building an outcome to ask it.
 
-    A value (no *error*) is SUCCESS, an exception RETRYABLE. Measured: ~1.5 us
-    less per try than calling :func:`default_classifier` through
-    :func:`classify`.
+    A value (no *error*) is SUCCESS, an exception RETRYABLE. The retry loop
+    of every compensation and act takes this path: no call, no outcome
+    object and, for a value, no allocation.
     """
     if error is None:
         return _VALUE_SUCCEEDED
