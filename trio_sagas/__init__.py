@@ -77,6 +77,7 @@ from ._retry import Classification as Classification
 from ._retry import Classified as Classified
 from ._retry import HedgePolicy as HedgePolicy
 from ._retry import MissingTrigger as MissingTrigger
+from ._retry import ResultRejected as ResultRejected
 from ._retry import RetryPolicy as RetryPolicy
 from ._saga import DEFAULT_COMPENSATION_RETRY as DEFAULT_COMPENSATION_RETRY
 from ._saga import Act as Act
@@ -203,6 +204,7 @@ __all__ = (
     "OutcomeError",
     "RecordedFailure",
     "RecoveryReport",
+    "ResultRejected",
     "RetryPolicy",
     "RetryScheduled",
     "RunClaimedError",
