@@ -45,6 +45,8 @@ def cause_attributes(cause: CancelCause | None) -> dict[str, Any]:
 
 def attempt_of(event: Any) -> tuple[str, int, int, int]:
     """(call name, retry_index, hedge_index, attempt) of a hedge event."""
-    info = getattr(event, "info", None)
-    source = event if info is None else info
+    # Hedge events carry one AttemptInfo as ``attempt``; older shapes had
+    # its fields on the event itself.
+    info: Any = getattr(event, "attempt", None)
+    source: Any = info if hasattr(info, "retry_index") else event
     return source.name, source.retry_index, source.hedge_index, source.attempt
