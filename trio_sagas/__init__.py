@@ -27,10 +27,7 @@ from ._errgroup import GroupTaskFinished as GroupTaskFinished
 from ._errgroup import open_err_group as open_err_group
 from ._events import Event as Event
 from ._events import Observer as Observer
-from ._fanin import MergedReceiveChannel as MergedReceiveChannel
-from ._fanin import MergeStatistics as MergeStatistics
 from ._fanin import fan_in as fan_in
-from ._fanin import open_merge as open_merge
 from ._hedge import CHECK_FLOOR as CHECK_FLOOR
 from ._hedge import AttemptFinished as AttemptFinished
 from ._hedge import AttemptInfo as AttemptInfo
@@ -63,6 +60,9 @@ from ._ignition import StagePolicy as StagePolicy
 from ._ignition import StageResult as StageResult
 from ._ignition import StageStarted as StageStarted
 from ._journal import SQLiteJournal as SQLiteJournal
+from ._merge import MergedReceiveChannel as MergedReceiveChannel
+from ._merge import MergeStatistics as MergeStatistics
+from ._merge import open_merge as open_merge
 from ._outcome import CancelCause as CancelCause
 from ._outcome import CancelOrigin as CancelOrigin
 from ._outcome import CancelReason as CancelReason
