@@ -17,7 +17,7 @@ reported in ``attributes["unhandled"]``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Generic, TypeVar, final
 
 import trio
@@ -40,6 +40,14 @@ _YIELD_EVERY = 32
 """Memory-channel drains yield to the scheduler at least every this many items."""
 
 Handler = Callable[[T, StepContext], Awaitable[object]]
+
+
+# The slot holding a context's compensation scope, read without building
+# one: a StepContext that creates its scope on first use keeps it (or None)
+# in ``_compensation``; one that creates it up front, in ``compensation``.
+_scope_of: Callable[[StepContext], CompensationScope | None] = attrgetter(
+    "_compensation" if hasattr(StepContext, "_compensation") else "compensation"
+)
 
 
 @final
@@ -121,8 +129,8 @@ class _FanIn(Generic[T]):
         # Locals: this loop is the per-message hot path.
         handler = self.handler
         child = self.context._trusted_child
+        scope_of = _scope_of
         added = self.added._actions
-        handled = self.handled
         unhandled = self.unhandled
         limiter = self.limiter
         commit_every = self.commit_every
@@ -137,6 +145,7 @@ class _FanIn(Generic[T]):
         prefix = f"{index}."
         path_prefix = f"{self.context.path}/{prefix}"
         sequence = 0
+        done = 0
         try:
             while True:
                 try:
@@ -182,11 +191,11 @@ class _FanIn(Generic[T]):
                     # Whatever the handler did before it returned, failed or
                     # was cancelled may need undoing: keep its actions, in
                     # order (CompensationScope.absorb without its checks).
-                    actions = ctx.compensation._actions
-                    if actions:
-                        added.extend(actions)
-                        actions.clear()
-                handled[index] += 1
+                    scope = scope_of(ctx)
+                    if scope is not None and scope._actions:
+                        added.extend(scope._actions)
+                        scope._actions.clear()
+                done += 1
                 if commit_every is not None:
                     self.since_commit += 1
                     if self.since_commit >= commit_every:
@@ -195,6 +204,7 @@ class _FanIn(Generic[T]):
             # Only receiving gets here: handler errors are caught above.
             self.fail(f"receivers[{index}]", exc)
         finally:
+            self.handled[index] = done
             if receive_nowait is not None and self.cause is not None:
                 # Stopped early by a failure or the timeout: closing the
                 # last handle would drop what is still buffered, so take it
