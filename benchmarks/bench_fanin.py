@@ -381,7 +381,7 @@ def main() -> None:
             warmup=WARMUP,
         ),
         compare(
-            f"fan_in {CHANNELS}x{ITEMS} + 1 undo, commit_every=1000, vs no undo",
+            f"fan_in {CHANNELS}x{ITEMS} + 1 undo (commit_every) vs none",
             runner(with_fan_in_committing, with_undo, filled_sets(total)),
             runner(with_fan_in, trivial, filled_sets(total)),
             rounds=ROUNDS,
