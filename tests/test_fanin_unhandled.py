@@ -225,3 +225,36 @@ async def test_merge_early_exit_reports_what_a_memory_source_still_buffers() -> 
         assert await merged.receive() == (0, 1)
     assert merged.undelivered == ((0, 2), (0, 3), (0, 4))
     assert merged.statistics().undelivered == 3
+
+
+async def test_outside_cancel_racing_a_failure_still_leaves_the_buffer(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A handler failing while an outer cancel stops it: nothing is taken off unreported."""
+    send, receive = trio.open_memory_channel[int](10)
+    for k in range(4):
+        send.send_nowait(k)
+    kept = receive.clone()
+
+    async def handler(item: object, ctx: StepContext) -> None:
+        try:
+            await trio.sleep(1)
+        except trio.Cancelled:
+            if item == 0:  # the other handler lets the Cancelled through
+                raise ValueError("cleanup failed while cancelled") from None
+            raise
+
+    caught: list[BaseException] = []
+    with trio.fail_after(60), trio.move_on_after(0.5):
+        try:
+            await fan_in(StepContext("ingest"), [receive, buffered("x")], handler)
+        except trio.Cancelled as exc:
+            caught.append(exc)
+            raise
+    assert len(caught) == 1
+    # The failure set a cause, but the call ended in the outer cancel: the
+    # messages still buffered were left in the channel for the kept clone.
+    assert [kept.receive_nowait() for _ in range(3)] == [1, 2, 3]
+    kept.close()  # fan_in closed its own handle: this was the last one
+    with pytest.raises(trio.BrokenResourceError):
+        send.send_nowait(9)

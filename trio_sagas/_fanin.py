@@ -6,10 +6,11 @@ message until the whole fan-in has succeeded (or until a ``commit_every``
 checkpoint commits them, for endless streams).
 
 It *owns* the receive channels it is given, as a consumer task owns the
-channel it drains in Trio: each channel is closed as soon as its draining
-stops, on every path (exhausted, failed, timed out, cancelled). A producer
-still sending into it then gets :exc:`trio.BrokenResourceError` at once
-instead of blocking forever. Pass ``channel.clone()`` to keep a handle open.
+channel it drains in Trio: each channel is closed when its draining stops,
+on every path (exhausted, failed, timed out, cancelled; after a failure or
+a timeout, a memory channel once every drain has stopped). A producer still
+sending into it then gets :exc:`trio.BrokenResourceError` instead of
+blocking forever. Pass ``channel.clone()`` to keep a handle open.
 Nothing taken off a channel vanishes: a message that was not handled is
 reported in ``attributes["unhandled"]``.
 """
@@ -69,6 +70,7 @@ class _FanIn(Generic[T]):
         "later_errors",
         "limiter",
         "since_commit",
+        "stopped",
         "unhandled",
     )
 
@@ -98,6 +100,7 @@ class _FanIn(Generic[T]):
         self.committed = 0
         self.since_commit = 0
         self.unhandled: list[tuple[int, T]] = []
+        self.stopped: list[tuple[int, trio.MemoryReceiveChannel[T]]] = []
 
     def fail(self, name: str, error: Exception) -> None:
         """Record a failure; the first one stops every drain at once."""
@@ -205,15 +208,31 @@ class _FanIn(Generic[T]):
             self.fail(f"receivers[{index}]", exc)
         finally:
             self.handled[index] = done
-            if receive_nowait is not None and self.cause is not None:
-                # Stopped early by a failure or the timeout: closing the
-                # last handle would drop what is still buffered, so take it
-                # off and report it (an outside cancel leaves it in the
-                # channel, for any clone the caller kept).
-                take_leftovers(index, receive_nowait, unhandled)
-            error = await close_quietly(source)
-            if error is not None:
-                self.fail(f"receivers[{index}]", error)
+            if isinstance(source, trio.MemoryReceiveChannel) and self.cause is not None:
+                # Stopped early by a failure or the timeout: closing the last
+                # handle would drop what is still buffered. Whether to take
+                # it off (and report it) or leave it (an outside cancel may
+                # come too, and then there is no outcome to report it in) is
+                # decided once every drain has stopped, in settle().
+                self.stopped.append((index, source))
+            else:
+                error = await close_quietly(source)
+                if error is not None:
+                    self.fail(f"receivers[{index}]", error)
+
+    def settle(self, *, report: bool) -> None:
+        """Close the memory channels whose drain a failure or the timeout stopped.
+
+        With *report* (an outcome is returned), what they still hold is taken
+        off first and listed in ``unhandled``; without (an outside cancel is
+        raised), it stays in the channel for any clone the caller kept.
+        Synchronous, so it also runs on the way out of a cancelled call.
+        """
+        stopped, self.stopped = self.stopped, []
+        for index, source in stopped:
+            if report:
+                take_leftovers(index, source.receive_nowait, self.unhandled)
+            source.close()
 
     async def timer(self, deadline: float, seconds: float) -> None:
         """Stop every drain at *deadline*, with a readable reason."""
@@ -284,8 +303,10 @@ async def fan_in(
       moved to ``context.compensation`` first.
 
     fan_in owns *receivers*: each is closed when its draining stops, on
-    every path, so senders fail fast with :exc:`trio.BrokenResourceError`
-    rather than block. Pass ``channel.clone()`` to keep your own handle.
+    every path (after a failure or a timeout, a memory channel once every
+    drain has stopped, so that what it holds can be reported), and senders
+    fail fast with :exc:`trio.BrokenResourceError` rather than block. Pass
+    ``channel.clone()`` to keep your own handle.
 
     **Nothing vanishes.** After a failure or a timeout, what a memory
     channel still holds (its buffer and any sender blocked on it) is taken
@@ -357,6 +378,7 @@ async def fan_in(
             await state.run_with_timer(sources, seconds)
         if not sources:
             await trio.lowlevel.checkpoint()
+        state.settle(report=True)
         outcome = _outcome(state, started)
         if outcome.ok:
             committed = True
@@ -370,6 +392,7 @@ async def fan_in(
             raise cancelled from None
         raise
     finally:
+        state.settle(report=False)
         if not committed:
             context.compensation.absorb(state.added)
 
