@@ -246,7 +246,7 @@ class _FanIn(Generic[T]):
             self.drain_scope.cancel(reason=self.cause.describe())
 
     async def run(self, sources: tuple[trio.abc.ReceiveChannel[T], ...]) -> None:
-        """Drain every source (and run the timer, if any) in this call's scope."""
+        """Drain every source concurrently, inside this call's drain scope."""
         with self.drain_scope:
             async with trio.open_nursery() as nursery:
                 for index, source in enumerate(sources):
