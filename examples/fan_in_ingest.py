@@ -6,10 +6,13 @@ Each message reserves stock and writes an order row, registering an undo for
 each. The ``web`` source carries an order for a negative quantity; when it
 fails, the other sources stop at once, and the worker runs the collected
 undo actions in reverse: the warehouse and the order table end up exactly as
-they started.
+they started, and every order taken off a channel but not handled is listed
+for requeueing.
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 import trio
 import trio.testing
@@ -107,6 +110,10 @@ async def main() -> None:
         f"handled per source {outcome.attributes['handled_per_source']}, "
         f"{outcome.attributes['interrupted']} interrupted"
     )
+    # Taken off a channel but not handled (failed, interrupted, or still
+    # buffered when the fan-in stopped): nothing vanishes, requeue them.
+    unhandled = cast(tuple[tuple[int, Order], ...], outcome.attributes["unhandled"])
+    log(f"not handled, to requeue: {[order[0] for _, order in unhandled]}")
     log(f"stock now {warehouse.stock}, orders {sorted(table.rows)}")
     log(f"rolling back {len(ctx.compensation)} actions, last registered first")
     report = await ctx.compensation.run()

@@ -167,8 +167,16 @@ async def test_first_failure_stops_every_source_at_once(
         nursery.start_soon(endless_producer)
         with no_task_leaks():
             outcome = await fan_in(context, [fast, slow_receive], handler)
-    # The endless producer was told at once that nobody listens any more.
-    assert refused == [1]
+    # The endless producer was told at once that nobody listens any more;
+    # the item it was blocked offering was taken off and reported.
+    assert refused == [2]
+    assert outcome.attributes["unhandled"] == (
+        (0, (0, 2)),  # the poison
+        (0, (0, 3)),  # still buffered
+        (0, (0, 4)),
+        (1, (1, 0)),  # interrupted
+        (1, (1, 1)),  # its sender was blocked offering it
+    )
     assert outcome.status is Status.FAILED
     assert outcome.error is poison
     assert outcome.cause is None
@@ -464,11 +472,8 @@ async def test_already_cancelled_caller_still_closes_receivers() -> None:
     [
         ({"context": "ingest"}, TypeError, "context must be a StepContext"),
         ({"receivers": None}, TypeError, "receivers must be an iterable"),
-        (
-            {"receivers": "channel"},
-            TypeError,
-            r"receivers\[0\] must be a trio.abc.ReceiveChannel",
-        ),
+        ({"receivers": "channel"}, TypeError, "receivers must be an iterable"),
+        ({"context": None}, TypeError, "context must be a StepContext, got None"),
         (
             {"receivers": [1]},
             TypeError,
@@ -477,9 +482,17 @@ async def test_already_cancelled_caller_still_closes_receivers() -> None:
         ({"handler": print}, TypeError, "handler must be an async function"),
         ({"timeout": -1}, ValueError, "timeout must be >= 0"),
         ({"timeout": "5"}, TypeError, "timeout must be a number"),
-        ({"limit": 0}, ValueError, "limit must be >= 1, got 0"),
+        ({"timeout": math.nan}, ValueError, "timeout must be >= 0 seconds, got nan"),
+        ({"timeout": math.inf}, ValueError, "timeout must be a finite number"),
+        ({"timeout": True}, TypeError, "timeout must be a number of seconds"),
+        ({"handler": None}, TypeError, "handler must be an async callable, got None"),
+        ({"limit": 0}, ValueError, "limit must be an int >= 1, got 0"),
+        ({"limit": -3}, ValueError, "limit must be an int >= 1, got -3"),
         ({"limit": True}, TypeError, "limit must be an int"),
         ({"limit": 1.5}, TypeError, "limit must be an int"),
+        ({"limit": "3"}, TypeError, "limit must be an int >= 1, got '3'"),
+        ({"commit_every": 0}, ValueError, "commit_every must be an int >= 1, got 0"),
+        ({"commit_every": 2.0}, TypeError, "commit_every must be an int"),
     ],
 )
 async def test_bad_arguments_fail_fast(
@@ -527,13 +540,17 @@ sources_strategy = st.lists(
     sources=sources_strategy,
     poison=st.none() | st.tuples(st.integers(0, 3), st.integers(0, 5)),
     limit=st.none() | st.integers(1, 3),
+    buffer=st.sampled_from([0, 1, 3]),
+    commit_every=st.none() | st.integers(1, 4),
 )
 def test_property_exactly_once_and_compensations_match(
     sources: Sequence[Sequence[tuple[int, int]]],
     poison: tuple[int, int] | None,
     limit: int | None,
+    buffer: int,
+    commit_every: int | None,
 ) -> None:
-    """Handled + not handled = all; after a failure every undo is there once, none after success."""
+    """Handled + unhandled + unsent = all, each once; after a failure every undo is there once."""
     every = {(s, k) for s, items in enumerate(sources) for k in range(len(items))}
     poison_hit = poison in every
 
@@ -556,7 +573,7 @@ def test_property_exactly_once_and_compensations_match(
                     try:
                         await send.send((s, k))
                     except trio.BrokenResourceError:
-                        rejected.append((s, k))
+                        rejected.extend((s, j) for j in range(k, len(items)))
                         return
 
         async def handler(item: tuple[int, int], ctx: StepContext) -> None:
@@ -572,15 +589,25 @@ def test_property_exactly_once_and_compensations_match(
 
         async with trio.open_nursery() as nursery:
             for s, items in enumerate(sources):
-                send, receive = trio.open_memory_channel[tuple[int, int]](0)
+                send, receive = trio.open_memory_channel[tuple[int, int]](buffer)
                 receivers.append(receive)
                 nursery.start_soon(producer, s, send, items)
-            outcome = await fan_in(context, receivers, handler, limit=limit)
+            outcome = await fan_in(
+                context, receivers, handler, limit=limit, commit_every=commit_every
+            )
 
+        # Nothing vanishes: every item was handled, reported or never sent.
+        unhandled = outcome.attributes["unhandled"]
+        assert isinstance(unhandled, tuple)
+        taken = handled + [item for _, item in unhandled]
+        assert sorted(taken + rejected) == sorted(every)
+        assert all(source == item[0] for source, item in unhandled)
         assert len(handled) == len(set(handled))
         assert set(handled) <= every
         assert outcome.attributes["handled"] == len(handled)
         if not poison_hit:
+            assert unhandled == ()
+            assert outcome.attributes["committed"] == len(every)
             assert outcome.status is Status.SUCCEEDED
             assert outcome.value == len(every)
             assert set(handled) == every
@@ -592,9 +619,17 @@ def test_property_exactly_once_and_compensations_match(
         assert poison not in handled
         names = context.compensation.names
         assert names[0] == "caller"
-        # Every action registered for a message is there exactly once.
-        assert sorted(names[1:]) == sorted(registered)
-        for s, k in handled:
+        # Checkpoints committed the first messages handled, in whole steps;
+        # every other action registered for a message is there exactly once.
+        committed = outcome.attributes["committed"]
+        assert isinstance(committed, int)
+        if commit_every is None:
+            assert committed == 0
+        else:
+            assert committed % commit_every == 0
+        gone = {f"{s}.{k}:{part}" for s, k in handled[:committed] for part in "ab"}
+        assert sorted(names[1:]) == sorted(set(registered) - gone)
+        for s, k in handled[committed:]:
             assert names.count(f"{s}.{k}:a") == names.count(f"{s}.{k}:b") == 1
         # A message's own actions stay in registration order.
         for name in names[1:]:
@@ -695,14 +730,17 @@ async def test_leaving_the_block_early_stops_pumps_and_closes_sources(
                     await trio.sleep(1)  # a slow consumer: the pump waits with a1
                     break
             assert tracker.spawned == 3
-        assert trio.current_time() == 1.25
+            assert trio.current_time() == 1.25
     assert received == [(0, "a0")]
-    # a1 was taken from source 0 but never handed over: reported, not lost;
-    # the producer, blocked sending a2 since t=0.75, is refused at once.
-    assert merged.undelivered == ((0, "a1"),)
+    # a1 was taken from source 0 but never handed over, and a2 was being
+    # offered by the producer, blocked since t=0.75: both are reported, not
+    # lost; the producer's next send (a3, at 1.5) is refused at once.
+    assert merged.undelivered == ((0, "a1"), (0, "a2"))
     assert merged.statistics().open_sources == 0
     assert merged.statistics().delivered_per_source == (1, 0)
-    assert refused == [f"a{k}" for k in range(2, 100)]
+    assert merged.statistics().undelivered == 2
+    assert refused == [f"a{k}" for k in range(3, 100)]
+    assert trio.current_time() == 1.5
     with pytest.raises(trio.BrokenResourceError):
         silent_send.send_nowait("late")
 
@@ -985,7 +1023,6 @@ def test_property_merge_keeps_order_and_loses_nothing(
             mine = [k for s, k in received if s == source]
             assert mine == sorted(mine)
             assert mine == list(range(len(mine)))
-        assert len(undelivered) <= len(gaps)
         stats = merged.statistics()
         assert sum(stats.delivered_per_source) == len(received)
         assert stats.undelivered == len(undelivered)

@@ -28,10 +28,7 @@ from ._errgroup import open_err_group as open_err_group
 from ._events import Event as Event
 from ._events import Observer as Observer
 from ._events import observers as observers
-from ._fanin import MergedReceiveChannel as MergedReceiveChannel
-from ._fanin import MergeStatistics as MergeStatistics
 from ._fanin import fan_in as fan_in
-from ._fanin import open_merge as open_merge
 from ._hedge import CHECK_FLOOR as CHECK_FLOOR
 from ._hedge import AttemptFinished as AttemptFinished
 from ._hedge import AttemptInfo as AttemptInfo
@@ -65,6 +62,9 @@ from ._ignition import StageResult as StageResult
 from ._ignition import StageStarted as StageStarted
 from ._journal import SQLiteJournal as SQLiteJournal
 from ._logging import LoggingObserver as LoggingObserver
+from ._merge import MergedReceiveChannel as MergedReceiveChannel
+from ._merge import MergeStatistics as MergeStatistics
+from ._merge import open_merge as open_merge
 from ._outcome import CancelCause as CancelCause
 from ._outcome import CancelOrigin as CancelOrigin
 from ._outcome import CancelReason as CancelReason

@@ -294,3 +294,35 @@ def check_trigger(trigger: object, argument: str = "trigger") -> None:
         raise TypeError(
             f"{argument} must have a should_spawn_hedge(state) method, got {trigger!r}"
         )
+
+
+def check_receive_channels(receivers: object, argument: str) -> tuple[Any, ...]:
+    """An iterable of distinct :class:`trio.abc.ReceiveChannel` objects, as a tuple.
+
+    A single channel (rather than an iterable of them) is a :exc:`TypeError`;
+    the same channel object twice a :exc:`ValueError` (two drainers on one
+    handle would close it under each other; clones are distinct handles).
+    """
+    import trio  # here, not at the top: the checks above need no trio
+
+    if isinstance(receivers, (trio.abc.ReceiveChannel, str, bytes)) or not isinstance(
+        receivers, Iterable
+    ):
+        raise TypeError(
+            f"{argument} must be an iterable of trio.abc.ReceiveChannel, "
+            f"got {receivers!r}"
+        )
+    sources = tuple(receivers)
+    seen: set[int] = set()
+    for index, source in enumerate(sources):
+        if not isinstance(source, trio.abc.ReceiveChannel):
+            raise TypeError(
+                f"{argument}[{index}] must be a trio.abc.ReceiveChannel, got {source!r}"
+            )
+        if id(source) in seen:
+            raise ValueError(
+                f"{argument}[{index}] is the same channel object as an earlier one "
+                f"({source!r}); pass channel.clone() to drain one channel twice"
+            )
+        seen.add(id(source))
+    return sources
