@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from ._cancel import CancellationScope
+from ._errors import SagaError as SagaError
 from ._outcome import CancelCause, CancelReason, Outcome, Status
 from ._retry import BudgetKind, RetryPolicy
 from ._validate import (
@@ -462,57 +463,3 @@ _CONTEXT_FIELDS = (
     "idempotency_key",
 )
 _CONTEXT_SLOTS = tuple(StepContext.__dict__[field].__set__ for field in _CONTEXT_FIELDS)
-
-
-@final
-class SagaError(ExceptionGroup[Exception]):
-    """A failure that was followed by a failing compensation.
-
-    Its members are ``(original, *compensation_errors)``, so
-    ``except* OriginalType`` catches it.
-
-    Attributes:
-        original: The first failure, the one that triggered the rollback.
-        compensation_errors: The final error of every action that failed.
-        report: The full compensation report (names, attempts, timings).
-    """
-
-    original: Exception
-    compensation_errors: tuple[Exception, ...]
-    report: CompensationReport | None
-
-    def __new__(
-        cls,
-        original: Exception,
-        compensation_errors: Sequence[Exception],
-        *,
-        report: CompensationReport | None = None,
-        message: str | None = None,
-    ) -> SagaError:
-        if not isinstance(original, Exception):
-            raise TypeError(f"original must be an Exception, got {original!r}")
-        errors = tuple(compensation_errors)
-        if not errors:
-            raise ValueError("compensation_errors must not be empty")
-        if message is None:
-            failed = f"{len(errors)} compensation action(s) failed"
-            message = f"{type(original).__name__}: {original}; then {failed}"
-        self = super().__new__(cls, message, (original, *errors))
-        self.original = original
-        self.compensation_errors = errors
-        self.report = report
-        return self
-
-    def __init__(
-        self,
-        original: Exception,
-        compensation_errors: Sequence[Exception],
-        *,
-        report: CompensationReport | None = None,
-        message: str | None = None,
-    ) -> None:
-        super().__init__(self.message, self.exceptions)
-
-    def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:  # type: ignore[override]
-        """Split/subgroup results are plain groups (they may lack the original)."""
-        return ExceptionGroup(self.message, excs)

@@ -11,6 +11,16 @@ import attrs
 import outcome
 import trio
 
+from ._validate import (
+    check_enum,
+    check_label,
+    check_mapping,
+    check_optional_str,
+    check_optional_time,
+    check_optional_type,
+    check_str,
+)
+
 T = TypeVar("T")
 
 
@@ -80,6 +90,20 @@ class CancelCause:
     triggered_by: str | None = None
     message: str = ""
 
+    def __attrs_post_init__(self) -> None:
+        # One call of plain checks rather than five attrs validators: causes
+        # are built on cancellation paths that are timed by the benchmarks.
+        if not (
+            type(self.reason) is CancelReason
+            and type(self.origin) is CancelOrigin
+            and type(self.message) is str
+        ):
+            check_enum(self.reason, CancelReason, "reason")
+            check_enum(self.origin, CancelOrigin, "origin")
+            check_str(self.message, "message", allow_empty=True)
+        check_optional_str(self.scope, "scope")
+        check_optional_str(self.triggered_by, "triggered_by")
+
     @classmethod
     def of(
         cls,
@@ -89,7 +113,16 @@ class CancelCause:
         triggered_by: str | None = None,
         message: str | None = None,
     ) -> CancelCause:
-        """Build a cause whose origin follows from *reason*."""
+        """Build a cause whose origin follows from *reason*.
+
+        Raises:
+            TypeError: *reason* is not a :class:`CancelReason` (its string
+                value is not accepted in its place), or a text argument is
+                not a str.
+        """
+        check_enum(reason, CancelReason, "reason")
+        if message is not None:
+            check_str(message, "message", allow_empty=True)
         return cls(
             reason=reason,
             origin=reason.origin,
@@ -100,7 +133,11 @@ class CancelCause:
 
     @classmethod
     def external(cls, message: str = "cancelled from outside") -> CancelCause:
-        """The cause of a cancellation none of the toolkit's scopes started."""
+        """The cause of a cancellation none of the toolkit's scopes started.
+
+        Prefer :meth:`from_cancelled` when the :exc:`trio.Cancelled` is at hand:
+        it keeps trio's reason text.
+        """
         return cls.of(CancelReason.EXTERNAL, message=message)
 
     @classmethod
@@ -142,6 +179,7 @@ def _freeze(mapping: Mapping[str, object] | None) -> Mapping[str, object]:
         return _EMPTY
     if isinstance(mapping, types.MappingProxyType):
         return mapping
+    check_mapping(mapping, "attributes")
     return types.MappingProxyType(dict(mapping))
 
 
@@ -187,6 +225,23 @@ class Outcome(Generic[T]):
     attributes: Mapping[str, object] = attrs.field(
         default=None, converter=_freeze, hash=False, repr=lambda m: repr(dict(m))
     )
+
+    def __attrs_post_init__(self) -> None:
+        # The common case costs two type tests; only a bad record pays for
+        # the argument-naming checks (outcomes are built per task and step).
+        if type(self.name) is not str or type(self.status) is not Status:
+            check_label(self.name, "name")
+            check_enum(self.status, Status, "status")
+        elif not self.name:
+            check_label(self.name, "name")
+        if self.error is not None:
+            check_optional_type(self.error, BaseException, "error")
+        if self.cause is not None:
+            check_optional_type(self.cause, CancelCause, "cause")
+        if self.started_at is not None:
+            check_optional_time(self.started_at, "started_at")
+        if self.finished_at is not None:
+            check_optional_time(self.finished_at, "finished_at")
 
     @property
     def ok(self) -> bool:
