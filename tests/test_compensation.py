@@ -427,7 +427,8 @@ def test_step_context_defaults_and_child() -> None:
     assert child.cancellation is node
     assert child.compensation is not ctx.compensation
     assert ctx.result is None
-    assert ctx.idempotency_key is None
+    # Outside a saga run the key is the path (always a str; see StepContext).
+    assert (ctx.idempotency_key, child.idempotency_key) == ("order", "order/charge")
     ctx.register_compensation(Log().undo, "x", name="x")
     assert ctx.compensation.names == ("x",)
     assert not child.compensation.has_actions

@@ -493,7 +493,7 @@ async def test_validation() -> None:
         async with open_err_group(name="a/b"):
             pass  # pragma: no cover
     with pytest.raises(
-        ValueError, match="compensation_timeout must be >= 0 seconds, got -1"
+        ValueError, match="compensation_timeout must be > 0 seconds, got -1"
     ):
         async with open_err_group(compensation_timeout=-1):
             pass  # pragma: no cover

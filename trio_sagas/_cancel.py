@@ -146,14 +146,25 @@ class CancellationScope:
         checkpoint inside raises :exc:`trio.Cancelled` with the reason.
         """
         cancel_scope = trio.CancelScope()
-        if self._cause is not None:
-            cancel_scope.cancel(reason=self._cause.describe())
-        self._open.add(cancel_scope)
+        self._attach(cancel_scope)
         try:
             with cancel_scope:
                 yield cancel_scope
         finally:
             self._open.discard(cancel_scope)
+
+    def _attach(self, cancel_scope: trio.CancelScope) -> None:
+        """Bind *cancel_scope* to this node (cancelled at once if the node is).
+
+        For owners that enter and exit the trio scope themselves (the error
+        group's ``__aenter__``/``__aexit__``); pair with :meth:`_detach`.
+        """
+        if self._cause is not None:
+            cancel_scope.cancel(reason=self._cause.describe())
+        self._open.add(cancel_scope)
+
+    def _detach(self, cancel_scope: trio.CancelScope) -> None:
+        self._open.discard(cancel_scope)
 
     def cancel(
         self,

@@ -93,14 +93,7 @@ class CancelCause:
     def __attrs_post_init__(self) -> None:
         # One call of plain checks rather than five attrs validators: causes
         # are built on cancellation paths that are timed by the benchmarks.
-        if not (
-            type(self.reason) is CancelReason
-            and type(self.origin) is CancelOrigin
-            and type(self.message) is str
-        ):
-            check_enum(self.reason, CancelReason, "reason")
-            check_enum(self.origin, CancelOrigin, "origin")
-            check_str(self.message, "message", allow_empty=True)
+        _check_cause(self.reason, self.origin, self.message)
         check_optional_str(self.scope, "scope")
         check_optional_str(self.triggered_by, "triggered_by")
 
@@ -167,11 +160,43 @@ class CancelCause:
         return self.describe()
 
 
+def _check_cause(reason: object, origin: object, message: object) -> None:
+    if not (
+        type(reason) is CancelReason
+        and type(origin) is CancelOrigin
+        and type(message) is str
+    ):
+        check_enum(reason, CancelReason, "reason")
+        check_enum(origin, CancelOrigin, "origin")
+        check_str(message, "message", allow_empty=True)
+
+
 def describe_error(error: BaseException) -> str:
     """``"ValueError: card declined"``: the one way errors are put in words."""
     text = str(error)
     name = type(error).__name__
     return f"{name}: {text}" if text else name
+
+
+def _check_outcome(
+    name: object,
+    status: object,
+    error: object,
+    cause: object,
+    started_at: object,
+    finished_at: object,
+) -> None:
+    if type(name) is not str or type(status) is not Status or not name:
+        check_label(name, "name")
+        check_enum(status, Status, "status")
+    if error is not None:
+        check_optional_type(error, BaseException, "error")
+    if cause is not None:
+        check_optional_type(cause, CancelCause, "cause")
+    if started_at is not None:
+        check_optional_time(started_at, "started_at")
+    if finished_at is not None:
+        check_optional_time(finished_at, "finished_at")
 
 
 def _freeze(mapping: Mapping[str, object] | None) -> Mapping[str, object]:
@@ -229,19 +254,14 @@ class Outcome(Generic[T]):
     def __attrs_post_init__(self) -> None:
         # The common case costs two type tests; only a bad record pays for
         # the argument-naming checks (outcomes are built per task and step).
-        if type(self.name) is not str or type(self.status) is not Status:
-            check_label(self.name, "name")
-            check_enum(self.status, Status, "status")
-        elif not self.name:
-            check_label(self.name, "name")
-        if self.error is not None:
-            check_optional_type(self.error, BaseException, "error")
-        if self.cause is not None:
-            check_optional_type(self.cause, CancelCause, "cause")
-        if self.started_at is not None:
-            check_optional_time(self.started_at, "started_at")
-        if self.finished_at is not None:
-            check_optional_time(self.finished_at, "finished_at")
+        _check_outcome(
+            self.name,
+            self.status,
+            self.error,
+            self.cause,
+            self.started_at,
+            self.finished_at,
+        )
 
     @property
     def ok(self) -> bool:
