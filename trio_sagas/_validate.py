@@ -18,6 +18,9 @@ from typing import Any, TypeVar
 
 E = TypeVar("E", bound=enum.Enum)
 
+CO_COROUTINE = inspect.CO_COROUTINE
+"""The code flag of an ``async def`` function (for inlined fast paths)."""
+
 
 def is_async_callable(fn: object) -> bool:
     """Whether calling *fn* returns an awaitable we can drive with trio.
