@@ -7,13 +7,14 @@ every task is blocked, so ``trio.current_time()`` values are exact.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import pytest
-import trio
-import trio.testing
 from hypothesis import HealthCheck, settings
+
+from .helpers import TaskTracker as TaskTracker
+from .helpers import no_task_leaks
 
 settings.register_profile(
     "default",
@@ -28,35 +29,12 @@ settings.register_profile(
 settings.load_profile("default")
 
 
-class TaskTracker(trio.abc.Instrument):
-    """Records every task spawned while installed and forgets it when it exits."""
-
-    def __init__(self) -> None:
-        self.live: dict[trio.lowlevel.Task, None] = {}
-        self.spawned = 0
-
-    def task_spawned(self, task: trio.lowlevel.Task) -> None:
-        self.live[task] = None
-        self.spawned += 1
-
-    def task_exited(self, task: trio.lowlevel.Task) -> None:
-        self.live.pop(task, None)
+# Kept importable from here for test modules that still import them.
+_no_task_leaks = no_task_leaks
 
 
-@contextmanager
-def _no_task_leaks() -> Iterator[TaskTracker]:
-    tracker = TaskTracker()
-    trio.lowlevel.add_instrument(tracker)
-    try:
-        yield tracker
-    finally:
-        trio.lowlevel.remove_instrument(tracker)
-    leaked = sorted(task.name for task in tracker.live)
-    assert not leaked, f"tasks outlived the block: {leaked}"
-
-
-@pytest.fixture
-def no_task_leaks() -> Callable[[], AbstractContextManager[TaskTracker]]:
+@pytest.fixture(name="no_task_leaks")
+def no_task_leaks_fixture() -> Callable[[], AbstractContextManager[TaskTracker]]:
     """``with no_task_leaks() as tracker:`` fails if a task spawned inside outlives it.
 
     Use it inside a trio test, around the call under test;

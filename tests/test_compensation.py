@@ -26,6 +26,8 @@ from trio_sagas import (
     StepContext,
 )
 
+from .helpers import run_virtual
+
 
 class Log:
     """Records (time, label) pairs from undo actions."""
@@ -409,7 +411,7 @@ def test_exactly_once_reverse_order_property(ops: list[tuple[object, ...]]) -> N
                 model[i] = []
             assert [len(s) for s in scopes] == [len(m) for m in model]
 
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    run_virtual(main)
     assert len(ran) == len(set(ran))
 
 

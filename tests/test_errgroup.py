@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -31,13 +29,7 @@ from trio_sagas import (
     open_err_group,
 )
 
-from .conftest import TaskTracker
-
-LeakCheck = Callable[[], AbstractContextManager[TaskTracker]]
-
-
-class Declined(Exception):
-    """A step failure."""
+from .helpers import Declined, LeakCheck, run_virtual
 
 
 async def sleeper(seconds: float = math.inf) -> str:
@@ -557,7 +549,7 @@ def test_invariants_property(
     """For random durations/failures: peers stop at the first failure's instant,
     compensation starts only after every task ended and runs each action once,
     the raised error is the first failure, and no task outlives the block."""
-    from .conftest import _no_task_leaks
+    from .helpers import no_task_leaks as _no_task_leaks
 
     undo_runs: list[int] = []
     events: list[Event] = []
@@ -589,7 +581,7 @@ def test_invariants_property(
                 result["raised"] = error
         result["group"] = group
 
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    run_virtual(main)
     group: ErrGroup = result["group"]
     outcomes = group.outcomes
     failed = [o for o in outcomes if o.status is Status.FAILED]
