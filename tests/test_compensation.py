@@ -221,11 +221,11 @@ async def test_default_timeout_bounds_a_hung_rollback(
     assert trio.current_time() == DEFAULT_COMPENSATION_TIMEOUT
 
 
-@pytest.mark.parametrize("timeout", [-1, -0.5, math.nan])
+@pytest.mark.parametrize("timeout", [-1, -0.5, math.nan, 0])
 async def test_bad_timeout(timeout: float) -> None:
-    """Negative or NaN timeouts are refused, naming the value."""
+    """Negative, NaN or zero timeouts are refused (a zero one would skip every undo)."""
     scope = CompensationScope()
-    with pytest.raises(ValueError, match="timeout must be >= 0 seconds"):
+    with pytest.raises(ValueError, match="timeout must be > 0 seconds"):
         await scope.run(timeout=timeout)
 
 

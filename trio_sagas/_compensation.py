@@ -322,8 +322,9 @@ class CompensationScope:
                 all in parallel.
             retry: Retry a failing action per this policy (the ``hedge``
                 part is ignored; ``budget`` is honored).
-            timeout: Seconds per try of each action; None means
-                :data:`DEFAULT_COMPENSATION_TIMEOUT`.
+            timeout: Seconds per try of each action (> 0: a zero timeout
+                would refuse every undo); None means
+                :data:`DEFAULT_COMPENSATION_TIMEOUT`, ``math.inf`` no limit.
 
         Returns:
             A :class:`CompensationReport`; it never raises for an action's
@@ -332,7 +333,7 @@ class CompensationScope:
         if not isinstance(policy, CompensationPolicy):
             raise TypeError(f"policy must be a CompensationPolicy, got {policy!r}")
         retry = _check_retry(retry)
-        per_try = check_timeout(timeout, "timeout")
+        per_try = check_timeout(timeout, "timeout", allow_zero=False)
         if per_try is None:
             per_try = DEFAULT_COMPENSATION_TIMEOUT
         if id(self) in _RUNNING.get():
