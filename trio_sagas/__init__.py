@@ -19,12 +19,12 @@ from ._compensation import CompensationScope as CompensationScope
 from ._compensation import SagaError as SagaError
 from ._compensation import StepContext as StepContext
 from ._errgroup import ErrGroup as ErrGroup
+from ._errgroup import ErrGroupStatistics as ErrGroupStatistics
+from ._errgroup import GroupCancelled as GroupCancelled
+from ._errgroup import GroupCompensationCompleted as GroupCompensationCompleted
+from ._errgroup import GroupCompensationStarted as GroupCompensationStarted
+from ._errgroup import GroupTaskFinished as GroupTaskFinished
 from ._errgroup import open_err_group as open_err_group
-from ._errgroup_events import ErrGroupStatistics as ErrGroupStatistics
-from ._errgroup_events import GroupCancelled as GroupCancelled
-from ._errgroup_events import GroupCompensationCompleted as GroupCompensationCompleted
-from ._errgroup_events import GroupCompensationStarted as GroupCompensationStarted
-from ._errgroup_events import GroupTaskFinished as GroupTaskFinished
 from ._events import Event as Event
 from ._events import Observer as Observer
 from ._fanin import MergedReceiveChannel as MergedReceiveChannel

@@ -1,66 +1,54 @@
-"""Error groups: the first failure cancels peers, then compensation runs once.
+"""The error group's tasks: spawning, recording outcomes, the first failure.
 
 A group is a trio nursery whose tasks run in wrappers that never let
 an :exc:`Exception` escape into the nursery: the wrapper records the task's
 :class:`Outcome`, and on the first failure records it *before* cancelling the
 group's :class:`CancellationScope`, so a failure racing in the same turn can
 never take its place. Peers see :exc:`trio.Cancelled` in that same scheduling
-turn. Compensation runs after the nursery has drained (so every step's undo
-actions, cancelled steps' included, have been absorbed), shielded, once.
+turn. Entry, exit and compensation are :mod:`._open`'s job.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVarTuple, final
 
 import trio
 
-from ._cancel import CancellationScope
-from ._compensation import (
+from .._cancel import CancellationScope
+from .._compensation import (
     CompensationPolicy,
     CompensationReport,
     CompensationScope,
     StepContext,
 )
-from ._errgroup_events import (
-    ErrGroupStatistics,
-    GroupCancelled,
-    GroupCompensationCompleted,
-    GroupCompensationStarted,
-    GroupTaskFinished,
-)
-from ._errors import SagaError
-from ._events import Emitter, Observer
-from ._outcome import (
+from .._events import Emitter, Observer
+from .._outcome import (
     CancelCause,
     CancelReason,
     Outcome,
-    OutcomeError,
     Status,
     describe_error,
 )
-from ._retry import RetryPolicy
-from ._util import NoPublicConstructor, lone_cancelled
-from ._validate import CO_COROUTINE as _CO_COROUTINE
-from ._validate import (
+from .._retry import RetryPolicy
+from .._util import NoPublicConstructor, lone_cancelled
+from .._validate import CO_COROUTINE as _CO_COROUTINE
+from .._validate import (
     check_async,
     check_enum,
     check_label,
     check_name,
-    check_optional_int,
-    check_optional_type,
-    check_sync_observer,
-    check_timeout,
     describe_callable,
+)
+from ._events import (
+    ErrGroupStatistics,
+    GroupCancelled,
+    GroupTaskFinished,
 )
 
 PosArgsT = TypeVarTuple("PosArgsT")
-logger = logging.getLogger("trio_sagas")
 
 BODY = "<body>"
 """The name under which a failure of the ``async with`` body is recorded."""
@@ -472,212 +460,3 @@ class ErrGroup(metaclass=NoPublicConstructor):
         self._slots.append(body)
         self._finish(body, Status.FAILED, None, error=error)
         self._fail(BODY, error)
-
-    # -- exit ---------------------------------------------------------------------
-
-    async def _compensate(self) -> CompensationReport:
-        scope = self._root.compensation
-        if self._emit.enabled:
-            self._emit(
-                GroupCompensationStarted(
-                    at=self._now(), group=self._name, actions=scope.names
-                )
-            )
-        report = await scope.run(
-            self._compensation_policy,
-            retry=self._compensation_retry,
-            timeout=self._compensation_timeout,
-        )
-        self.compensation_report = report
-        if self._emit.enabled:
-            self._emit(
-                GroupCompensationCompleted(
-                    at=self._now(), group=self._name, report=report
-                )
-            )
-        return report
-
-    async def _exit_normally(self) -> None:
-        if self._failure is None and not self._node.cancelled:
-            self._root.compensation.clear()
-            return
-        report = await self._compensate()
-        if self._failure is not None:
-            if report.ok:
-                raise self._failure
-            raise SagaError.from_report(self._failure, report)
-        if not report.ok:
-            aborted = OutcomeError(
-                Outcome(self._name, Status.CANCELLED, cause=self._node.cause)
-            )
-            raise SagaError.from_report(aborted, report)
-
-    async def _exit_on_base_exception(self) -> None:
-        report = await self._compensate()
-        if not report.ok:
-            logger.error(
-                "error group %r: compensation failed while unwinding (%s); "
-                "see group.compensation_report",
-                self._name,
-                "; ".join(
-                    f"{o.name}: {describe_error(o.error)}"
-                    for o in report.failed
-                    if o.error is not None
-                ),
-            )
-
-
-@final
-class _ErrGroupManager:
-    """The ``async with`` of :func:`open_err_group`: owns the group's entry and exit.
-
-    A class rather than ``@asynccontextmanager`` (as trio's ``NurseryManager``):
-    the exit path decides what the caller sees — the first failure, a
-    :exc:`SagaError`, or a bare :exc:`trio.Cancelled` unwrapped from trio's
-    strict group — and a generator would add a frame and a ``yield`` between
-    the nursery and that decision, plus its own rules for re-raising. Here
-    every step of the exit is explicit. One manager opens one group: entering
-    it twice is a :exc:`RuntimeError` (as anyio's ``TaskGroup`` does).
-    """
-
-    __slots__ = ("_cancel_scope", "_entered", "_group", "_nursery_manager")
-
-    def __init__(self, group: ErrGroup) -> None:
-        self._group = group
-        self._entered = False
-        self._cancel_scope: trio.CancelScope | None = None
-        self._nursery_manager: Any = None
-
-    async def __aenter__(self) -> ErrGroup:
-        if self._entered:
-            raise RuntimeError(
-                f"this open_err_group(name={self._group.name!r}) was already "
-                "entered; call open_err_group() again for a new group"
-            )
-        self._entered = True
-        group = self._group
-        # The group's node owns a trio scope around the nursery, so that a
-        # cancel of the node (a failure, group.cancel()) reaches the body too.
-        cancel_scope = trio.CancelScope()
-        group._node._attach(cancel_scope)
-        cancel_scope.__enter__()
-        self._cancel_scope = cancel_scope
-        try:
-            self._nursery_manager = trio.open_nursery()
-            group._nursery = await self._nursery_manager.__aenter__()
-        except BaseException as exc:  # pragma: no cover - trio does not checkpoint here
-            group._closed = True
-            group._node._detach(cancel_scope)
-            cancel_scope.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        group._now = trio.lowlevel.current_clock().current_time
-        return group
-
-    async def __aexit__(
-        self,
-        etype: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> bool:
-        group = self._group
-        cancel_scope = self._cancel_scope
-        assert cancel_scope is not None
-        try:
-            try:
-                if isinstance(exc, Exception):
-                    # The body's failure is the group's, recorded as a task's
-                    # would be; the nursery then only sees the peers unwind.
-                    group._body_failed(exc)
-                    exc = None
-                try:
-                    await self._nursery_manager.__aexit__(
-                        type(exc) if exc is not None else None,
-                        exc,
-                        exc.__traceback__ if exc is not None else None,
-                    )
-                except BaseException as inner:
-                    if not cancel_scope.__exit__(
-                        type(inner), inner, inner.__traceback__
-                    ):
-                        raise
-                else:
-                    cancel_scope.__exit__(None, None, None)
-            finally:
-                group._node._detach(cancel_scope)
-        except BaseException as error:
-            group._closed = True
-            await group._exit_on_base_exception()
-            cancelled = lone_cancelled(error)
-            if cancelled is not None and cancelled is not error:
-                # trio's strict nursery wraps an outside cancel in a group of
-                # Cancelled; callers get the plain trio.Cancelled, as from
-                # run_scene and Executor.run.
-                raise cancelled from None
-            raise
-        group._closed = True
-        await group._exit_normally()
-        # Whatever the body raised was recorded (an Exception) or absorbed
-        # by our own cancel scope (the group's Cancelled).
-        return True
-
-
-def open_err_group(
-    *,
-    name: str = "group",
-    limit: int | None = None,
-    compensation: CompensationPolicy = CompensationPolicy.SEQUENTIAL_REVERSE,
-    compensation_retry: RetryPolicy | None = None,
-    compensation_timeout: float | None = None,
-    observer: Observer | Sequence[Observer] | None = None,
-) -> _ErrGroupManager:
-    """Open an error group: a nursery where the first failure cancels peers.
-
-    Use it as ``async with open_err_group(...) as group:``. On the first
-    failure (a task's, or the ``async with`` body's) the failure is recorded,
-    every other task is cancelled in the same scheduling turn
-    (``STEP_FAILED``, internal, ``triggered_by`` the failed task), and once
-    every task has ended the group's compensation runs, once, shielded.
-
-    Exit:
-        * no failure: returns; compensations are discarded (committed);
-        * failure, compensation ok: raises the first failure itself (later
-          failures are in ``outcomes``);
-        * failure, compensation failed: raises :exc:`SagaError`;
-        * ``group.cancel()``: tasks end CANCELLED (``MANUAL``), compensation
-          runs, the block exits normally (``SagaError`` if compensation failed);
-        * cancelled from outside: compensation runs, then a bare
-          :exc:`trio.Cancelled` propagates (compensation failures are logged
-          and kept in ``compensation_report``).
-
-    Args:
-        name: The group's name and cancellation-node path (no ``/``).
-        limit: At most this many tasks run at once; more wait, in order.
-        compensation: Sequential reverse (default) or parallel.
-        compensation_retry: Retry policy for each compensation action.
-        compensation_timeout: Seconds per compensation try (default
-            :data:`DEFAULT_COMPENSATION_TIMEOUT`, 30); ``math.inf`` is no
-            limit; zero is refused (the undo could never run).
-        observer: Receives :class:`GroupTaskFinished`,
-            :class:`GroupCancelled`, :class:`GroupCompensationStarted` and
-            :class:`GroupCompensationCompleted` events (a callable or a
-            sequence of them).
-
-    Raises:
-        TypeError, ValueError: a bad argument, before anything starts.
-    """
-    check_name(name)
-    check_optional_int(limit, "limit", minimum=1)
-    check_enum(compensation, CompensationPolicy, "compensation")
-    check_optional_type(compensation_retry, RetryPolicy, "compensation_retry")
-    check_timeout(compensation_timeout, "compensation_timeout", allow_zero=False)
-    check_sync_observer(observer)
-    return _ErrGroupManager(
-        ErrGroup._create(
-            name=name,
-            limit=limit,
-            compensation=compensation,
-            compensation_retry=compensation_retry,
-            compensation_timeout=compensation_timeout,
-            observer=observer,
-        )
-    )

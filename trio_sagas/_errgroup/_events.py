@@ -6,9 +6,9 @@ from typing import Any, final
 
 import attrs
 
-from ._compensation import CompensationReport
-from ._events import Event
-from ._outcome import CancelCause, Outcome
+from .._compensation import CompensationReport
+from .._events import Event
+from .._outcome import CancelCause, Outcome
 
 
 @final
