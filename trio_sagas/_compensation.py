@@ -1,4 +1,4 @@
-"""Compensation scopes, step contexts and SagaError (layer 2).
+"""Compensation scopes and step contexts (see docs/architecture.rst for the layers).
 
 A :class:`CompensationScope` collects undo actions while work goes forward
 and runs them, once, when the work must be rolled back: shielded from the
@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from ._cancel import CancellationScope
-from ._errors import SagaError as SagaError
+from ._errors import SagaError as SagaError  # its old home; import it from _errors
 from ._outcome import CancelCause, CancelReason, Outcome, Status
 from ._retry import BudgetKind, RetryPolicy
 from ._validate import (

@@ -26,6 +26,7 @@ import attrs
 
 from ._events import Event
 from ._outcome import CancelCause, Outcome, Status
+from ._saga import _events as se
 from ._validate import check_bool, check_int, check_optional_str, check_type
 
 
@@ -58,9 +59,6 @@ class Span:
 
 
 def _from_saga_events(events: Sequence[Event]) -> list[Span]:
-    # Imported here: the saga runner sits above this module's layer users.
-    from ._saga import _events as se
-
     spans: list[Span] = []
     open_runs: dict[str, float] = {}
     open_undos: dict[str, float] = {}
