@@ -55,38 +55,15 @@ BODY = "<body>"
 
 
 _Queued = tuple[
-    "_Slot",
-    Callable[..., Awaitable[object]],
-    tuple[object, ...],
-    "StepContext[Any] | None",
+    int, Callable[..., Awaitable[object]], tuple[object, ...], "StepContext[Any] | None"
 ]
 
-
-# One task's record is a list, [name, status, value, error, cause, started,
-# finished, outcome], not an object: building a list costs a tenth of an
-# instance with __init__ (0.6 us a task on this machine, a fifth of the
-# group's whole overhead over a bare nursery). Its Outcome is built lazily
-# (a frozen attrs record costs as much as spawning the task itself).
-_Slot = list[Any]
-
-
-def _new_slot(name: str) -> _Slot:
-    return [name, None, None, None, None, None, None, None]
-
-
-def _slot_outcome(slot: _Slot) -> Outcome[Any] | None:
-    outcome: Outcome[Any] | None = slot[7]
-    if outcome is None and slot[1] is not None:
-        outcome = slot[7] = Outcome(
-            slot[0],
-            slot[1],
-            value=slot[2],
-            error=slot[3],
-            cause=slot[4],
-            started_at=slot[5],
-            finished_at=slot[6],
-        )
-    return outcome
+# Every task's record is stored column by column, the task being an index:
+# names, statuses, start and finish times in four lists, the rare value /
+# error / cause in a dict. Not an object (or list) per task: 20,000 records
+# that outlive their tasks made the cyclic GC walk the whole heap, a third of
+# the group's overhead over a bare nursery. Outcomes are built when read (a
+# frozen attrs record costs as much as spawning the task itself).
 
 
 @final
@@ -105,17 +82,22 @@ class ErrGroup(metaclass=NoPublicConstructor):
         "_compensation_retry",
         "_compensation_timeout",
         "_emit",
+        "_extras",
         "_failed",
         "_failure",
+        "_finished",
         "_limit",
         "_name",
+        "_names",
         "_node",
         "_now",
         "_nursery",
+        "_outcome_cache",
         "_queue",
         "_root",
         "_running",
-        "_slots",
+        "_started",
+        "_statuses",
         "compensation_report",
     )
 
@@ -143,7 +125,15 @@ class ErrGroup(metaclass=NoPublicConstructor):
         # The clock's own method, bound once: trio.current_time() goes through
         # a KI-protection wrapper that costs as much again, per call.
         self._now: Callable[[], float] = trio.current_time
-        self._slots: list[_Slot] = []
+        self._names: list[str] = []
+        self._statuses: list[Status | None] = []
+        self._started: list[float | None] = []
+        self._finished: list[float | None] = []
+        # index -> (value, error, cause), only where one is not None.
+        self._extras: dict[
+            int, tuple[object, BaseException | None, CancelCause | None]
+        ] = {}
+        self._outcome_cache: dict[int, Outcome[Any]] = {}
         self._failure: Exception | None = None
         self._closed = False
         self._active = 0  # started tasks that have not ended (<= limit)
@@ -153,7 +143,7 @@ class ErrGroup(metaclass=NoPublicConstructor):
         """The report of the compensation run, once one ran."""
 
     def __repr__(self) -> str:
-        return f"<trio_sagas.ErrGroup {self._name!r} tasks={len(self._slots)}>"
+        return f"<trio_sagas.ErrGroup {self._name!r} tasks={len(self._names)}>"
 
     @property
     def name(self) -> str:
@@ -173,8 +163,24 @@ class ErrGroup(metaclass=NoPublicConstructor):
     @property
     def outcomes(self) -> tuple[Outcome[Any], ...]:
         """One outcome per finished task, in the order the tasks were started."""
-        outcomes = (_slot_outcome(slot) for slot in self._slots)
+        outcomes = (self._outcome(index) for index in range(len(self._names)))
         return tuple(outcome for outcome in outcomes if outcome is not None)
+
+    def _outcome(self, index: int) -> Outcome[Any] | None:
+        outcome = self._outcome_cache.get(index)
+        status = self._statuses[index]
+        if outcome is None and status is not None:
+            value, error, cause = self._extras.get(index, (None, None, None))
+            outcome = self._outcome_cache[index] = Outcome(
+                self._names[index],
+                status,
+                value=value,
+                error=error,
+                cause=cause,
+                started_at=self._started[index],
+                finished_at=self._finished[index],
+            )
+        return outcome
 
     @property
     def failure(self) -> Exception | None:
@@ -196,7 +202,7 @@ class ErrGroup(metaclass=NoPublicConstructor):
         return ErrGroupStatistics(
             running=self._running,
             waiting=len(self._queue),
-            finished=sum(1 for slot in self._slots if slot[1] is not None),
+            finished=sum(1 for status in self._statuses if status is not None),
             failed=self._failed,
         )
 
@@ -250,8 +256,11 @@ class ErrGroup(metaclass=NoPublicConstructor):
         ):
             self._spawn(label, fn, args, None)
             return
-        slot = [label, None, None, None, None, None, None, None]  # _new_slot()
-        self._slots.append(slot)
+        slot = len(self._names)
+        self._names.append(label)
+        self._statuses.append(None)
+        self._started.append(None)
+        self._finished.append(None)
         self._active += 1
         # A str name spares trio from formatting one from the function.
         nursery.start_soon(self._run_task, slot, fn, args, None, name=label)
@@ -321,8 +330,7 @@ class ErrGroup(metaclass=NoPublicConstructor):
         nursery = self._nursery
         if nursery is None or self._closed:
             raise RuntimeError(f"error group {self._name!r} is not running")
-        slot = _new_slot(label)
-        self._slots.append(slot)
+        slot = self._new_record(label)
         if self._limit is not None and self._active >= self._limit:
             # FIFO: queued work holds no trio task, and starts in the order
             # it was submitted as running tasks end.
@@ -339,7 +347,9 @@ class ErrGroup(metaclass=NoPublicConstructor):
         slot, fn, args, ctx = self._queue.popleft()
         self._active += 1
         assert self._nursery is not None
-        self._nursery.start_soon(self._run_task, slot, fn, args, ctx, name=slot[0])
+        self._nursery.start_soon(
+            self._run_task, slot, fn, args, ctx, name=self._names[slot]
+        )
 
     def _skip_queued(self, cause: CancelCause) -> None:
         while self._queue:
@@ -348,9 +358,17 @@ class ErrGroup(metaclass=NoPublicConstructor):
 
     # -- the task wrapper -------------------------------------------------------
 
+    def _new_record(self, name: str) -> int:
+        index = len(self._names)
+        self._names.append(name)
+        self._statuses.append(None)
+        self._started.append(None)
+        self._finished.append(None)
+        return index
+
     def _finish(
         self,
-        slot: _Slot,
+        slot: int,
         status: Status,
         started: float | None,
         *,
@@ -359,15 +377,19 @@ class ErrGroup(metaclass=NoPublicConstructor):
         cause: CancelCause | None = None,
     ) -> None:
         now = self._now()
-        slot[1:7] = status, value, error, cause, started, now
+        self._statuses[slot] = status
+        self._started[slot] = started
+        self._finished[slot] = now
+        if value is not None or error is not None or cause is not None:
+            self._extras[slot] = (value, error, cause)
         if self._emit.enabled:
-            outcome = _slot_outcome(slot)
+            outcome = self._outcome(slot)
             assert outcome is not None
             self._emit(GroupTaskFinished(at=now, group=self._name, outcome=outcome))
 
     async def _run_task(
         self,
-        slot: _Slot,
+        slot: int,
         fn: Callable[..., Awaitable[object]],
         args: tuple[object, ...],
         ctx: StepContext[Any] | None,
@@ -386,7 +408,7 @@ class ErrGroup(metaclass=NoPublicConstructor):
                 value = await (fn(*args) if ctx is None else fn(ctx, *args))
             except Exception as exc:
                 self._finish(slot, Status.FAILED, started, error=exc)
-                self._fail(slot[0], exc)
+                self._fail(self._names[slot], exc)
             except BaseException as exc:
                 self._task_interrupted(slot, started, exc)
                 raise
@@ -397,10 +419,11 @@ class ErrGroup(metaclass=NoPublicConstructor):
                 if self._emit.enabled:
                     self._finish(slot, Status.SUCCEEDED, started, value=value)
                 else:
-                    slot[1] = Status.SUCCEEDED
-                    slot[2] = value
-                    slot[5] = started
-                    slot[6] = self._now()
+                    self._statuses[slot] = Status.SUCCEEDED
+                    self._started[slot] = started
+                    self._finished[slot] = self._now()
+                    if value is not None:
+                        self._extras[slot] = (value, None, None)
             finally:
                 self._running -= 1
                 if ctx is not None:
@@ -412,9 +435,7 @@ class ErrGroup(metaclass=NoPublicConstructor):
             if self._queue:
                 self._start_next()
 
-    def _task_interrupted(
-        self, slot: _Slot, started: float, exc: BaseException
-    ) -> None:
+    def _task_interrupted(self, slot: int, started: float, exc: BaseException) -> None:
         """Record a task that ended in a BaseException (the caller re-raises it)."""
         cancelled = lone_cancelled(exc)
         if cancelled is not None:
@@ -432,7 +453,7 @@ class ErrGroup(metaclass=NoPublicConstructor):
                 # A failure that raced with a cancel: it is the task's
                 # failure, and the Cancelled part goes on to its scope.
                 self._finish(slot, Status.FAILED, started, error=failed)
-                self._fail(slot[0], failed)
+                self._fail(self._names[slot], failed)
                 raise split from None
         self._finish(slot, Status.FAILED, started, error=exc)
 
@@ -456,7 +477,6 @@ class ErrGroup(metaclass=NoPublicConstructor):
 
     def _body_failed(self, error: Exception) -> None:
         """The ``async with`` body raised: a failure like a task's."""
-        body = _new_slot(BODY)
-        self._slots.append(body)
+        body = self._new_record(BODY)
         self._finish(body, Status.FAILED, None, error=error)
         self._fail(BODY, error)
