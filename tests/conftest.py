@@ -7,10 +7,15 @@ every task is blocked, so ``trio.current_time()`` values are exact.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
+from typing import Any
 
 import pytest
+import trio
+import trio.testing
 from hypothesis import HealthCheck, settings
 
 from .helpers import TaskTracker as TaskTracker
@@ -41,3 +46,30 @@ def no_task_leaks_fixture() -> Callable[[], AbstractContextManager[TaskTracker]]
     ``tracker.spawned`` counts the tasks spawned inside.
     """
     return _no_task_leaks
+
+
+# Every async test runs under a trio.fail_after guard, so a test that hangs
+# on a bug fails by name instead of being killed with the whole session by
+# faulthandler. On a virtual clock a hang jumps straight to the guard's
+# deadline, so it costs nothing; the virtual budget is far beyond any test's
+# own sleeps. On the real clock the guard is a minute.
+VIRTUAL_GUARD = 1_000_000.0
+REAL_GUARD = 60.0
+
+
+def _guarded(test: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(test)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        with trio.fail_after(VIRTUAL_GUARD if virtual else REAL_GUARD):
+            return await test(*args, **kwargs)
+
+    return guarded
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Wrap every async test function in the hang guard."""
+    for item in items:
+        test = getattr(item, "obj", None)
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(test):
+            item.obj = _guarded(test)
