@@ -95,7 +95,6 @@ class ErrGroup(metaclass=NoPublicConstructor):
         "_outcome_cache",
         "_queue",
         "_root",
-        "_running",
         "_started",
         "_statuses",
         "compensation_report",
@@ -126,9 +125,11 @@ class ErrGroup(metaclass=NoPublicConstructor):
         # a KI-protection wrapper that costs as much again, per call.
         self._now: Callable[[], float] = trio.current_time
         self._names: list[str] = []
-        self._statuses: list[Status | None] = []
-        self._started: list[float | None] = []
-        self._finished: list[float | None] = []
+        # index -> value, set when the task starts / ends (dicts, so a spawn
+        # only appends its name).
+        self._statuses: dict[int, Status] = {}
+        self._started: dict[int, float | None] = {}
+        self._finished: dict[int, float] = {}
         # index -> (value, error, cause), only where one is not None.
         self._extras: dict[
             int, tuple[object, BaseException | None, CancelCause | None]
@@ -137,7 +138,6 @@ class ErrGroup(metaclass=NoPublicConstructor):
         self._failure: Exception | None = None
         self._closed = False
         self._active = 0  # started tasks that have not ended (<= limit)
-        self._running = 0  # of which: inside the user's function
         self._failed = 0
         self.compensation_report: CompensationReport | None = None
         """The report of the compensation run, once one ran."""
@@ -168,7 +168,7 @@ class ErrGroup(metaclass=NoPublicConstructor):
 
     def _outcome(self, index: int) -> Outcome[Any] | None:
         outcome = self._outcome_cache.get(index)
-        status = self._statuses[index]
+        status = self._statuses.get(index)
         if outcome is None and status is not None:
             value, error, cause = self._extras.get(index, (None, None, None))
             outcome = self._outcome_cache[index] = Outcome(
@@ -177,8 +177,8 @@ class ErrGroup(metaclass=NoPublicConstructor):
                 value=value,
                 error=error,
                 cause=cause,
-                started_at=self._started[index],
-                finished_at=self._finished[index],
+                started_at=self._started.get(index),
+                finished_at=self._finished.get(index),
             )
         return outcome
 
@@ -200,9 +200,9 @@ class ErrGroup(metaclass=NoPublicConstructor):
     def statistics(self) -> ErrGroupStatistics:
         """A snapshot of the group's tasks."""
         return ErrGroupStatistics(
-            running=self._running,
+            running=len(self._started) - len(self._finished),
             waiting=len(self._queue),
-            finished=sum(1 for status in self._statuses if status is not None),
+            finished=len(self._statuses),
             failed=self._failed,
         )
 
@@ -258,9 +258,6 @@ class ErrGroup(metaclass=NoPublicConstructor):
             return
         slot = len(self._names)
         self._names.append(label)
-        self._statuses.append(None)
-        self._started.append(None)
-        self._finished.append(None)
         self._active += 1
         # A str name spares trio from formatting one from the function.
         nursery.start_soon(self._run_task, slot, fn, args, None, name=label)
@@ -361,9 +358,6 @@ class ErrGroup(metaclass=NoPublicConstructor):
     def _new_record(self, name: str) -> int:
         index = len(self._names)
         self._names.append(name)
-        self._statuses.append(None)
-        self._started.append(None)
-        self._finished.append(None)
         return index
 
     def _finish(
@@ -402,8 +396,8 @@ class ErrGroup(metaclass=NoPublicConstructor):
                 # the task then meets it at its first checkpoint, as in trio.)
                 self._finish(slot, Status.SKIPPED, None, cause=self._node.cause)
                 return
-            started = self._now()
-            self._running += 1
+            # Written now: started-but-unfinished tasks are the running ones.
+            started = self._started[slot] = self._now()
             try:
                 value = await (fn(*args) if ctx is None else fn(ctx, *args))
             except Exception as exc:
@@ -420,12 +414,10 @@ class ErrGroup(metaclass=NoPublicConstructor):
                     self._finish(slot, Status.SUCCEEDED, started, value=value)
                 else:
                     self._statuses[slot] = Status.SUCCEEDED
-                    self._started[slot] = started
                     self._finished[slot] = self._now()
                     if value is not None:
                         self._extras[slot] = (value, None, None)
             finally:
-                self._running -= 1
                 if ctx is not None:
                     pending = ctx._pending_compensation()
                     if pending is not None:
