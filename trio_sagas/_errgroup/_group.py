@@ -25,13 +25,7 @@ from .._compensation import (
     StepContext,
 )
 from .._events import Emitter, Observer
-from .._outcome import (
-    CancelCause,
-    CancelReason,
-    Outcome,
-    Status,
-    describe_error,
-)
+from .._outcome import CancelCause, CancelReason, Outcome, Status, describe_error
 from .._retry import RetryPolicy
 from .._util import NoPublicConstructor, lone_cancelled
 from .._validate import CO_COROUTINE as _CO_COROUTINE
@@ -42,11 +36,7 @@ from .._validate import (
     check_name,
     describe_callable,
 )
-from ._events import (
-    ErrGroupStatistics,
-    GroupCancelled,
-    GroupTaskFinished,
-)
+from ._events import ErrGroupStatistics, GroupCancelled, GroupTaskFinished
 
 PosArgsT = TypeVarTuple("PosArgsT")
 
@@ -59,11 +49,11 @@ _Queued = tuple[
 ]
 
 # Every task's record is stored column by column, the task being an index:
-# names, statuses, start and finish times in four lists, the rare value /
-# error / cause in a dict. Not an object (or list) per task: 20,000 records
-# that outlive their tasks made the cyclic GC walk the whole heap, a third of
-# the group's overhead over a bare nursery. Outcomes are built when read (a
-# frozen attrs record costs as much as spawning the task itself).
+# names in a list; statuses, times and the rare value/error/cause in dicts.
+# Not an object per task: 20,000 records outliving their tasks made the GC
+# walk the whole heap, a third of the group's overhead over a bare nursery.
+# Outcomes are built when read (a frozen attrs record costs as much as
+# spawning the task itself).
 
 
 @final
