@@ -95,15 +95,20 @@ class CancelCause:
         # Type tests inline, the argument-naming checks only for a bad
         # record: causes are built on cancellation paths the benchmarks time
         # (five attrs validators doubled the cost of a cause).
-        scope, trigger = self.scope, self.triggered_by
+        # Read as plain objects: the annotations are what is being checked.
+        reason: object = self.reason
+        origin: object = self.origin
+        message: object = self.message
+        scope: object = self.scope
+        trigger: object = self.triggered_by
         if not (
-            type(self.reason) is CancelReason
-            and type(self.origin) is CancelOrigin
-            and type(self.message) is str
+            type(reason) is CancelReason
+            and type(origin) is CancelOrigin
+            and type(message) is str
             and (scope is None or (type(scope) is str and scope))
             and (trigger is None or (type(trigger) is str and trigger))
         ):
-            _check_cause(self.reason, self.origin, self.message)
+            _check_cause(reason, origin, message)
             check_optional_str(scope, "scope")
             check_optional_str(trigger, "triggered_by")
 
@@ -123,10 +128,11 @@ class CancelCause:
                 value is not accepted in its place), or a text argument is
                 not a str.
         """
-        if type(reason) is not CancelReason:
-            check_enum(reason, CancelReason, "reason")
-        if message is not None and type(message) is not str:
-            check_str(message, "message", allow_empty=True)
+        given: tuple[object, object] = (reason, message)
+        if type(given[0]) is not CancelReason:
+            check_enum(given[0], CancelReason, "reason")
+        if given[1] is not None and type(given[1]) is not str:
+            check_str(given[1], "message", allow_empty=True)
         return cls(
             reason=reason,
             origin=reason.origin,
@@ -265,12 +271,17 @@ class Outcome(Generic[T]):
     def __attrs_post_init__(self) -> None:
         # Type tests inline; only a bad record (or an int time) pays for the
         # argument-naming checks: outcomes are built per task and step.
-        name, error, cause = self.name, self.error, self.cause
-        started, finished = self.started_at, self.finished_at
+        # Read as plain objects: the annotations are what is being checked.
+        name: object = self.name
+        status: object = self.status
+        error: object = self.error
+        cause: object = self.cause
+        started: object = self.started_at
+        finished: object = self.finished_at
         if not (
             type(name) is str
             and name
-            and type(self.status) is Status
+            and type(status) is Status
             and (error is None or isinstance(error, BaseException))
             and (cause is None or type(cause) is CancelCause)
             and (started is None or (type(started) is float and -_INF < started < _INF))
@@ -279,7 +290,7 @@ class Outcome(Generic[T]):
                 or (type(finished) is float and -_INF < finished < _INF)
             )
         ):
-            _check_outcome(name, self.status, error, cause, started, finished)
+            _check_outcome(name, status, error, cause, started, finished)
 
     @property
     def ok(self) -> bool:
