@@ -6,8 +6,8 @@ absorbed), compensation runs, shielded, once; then the caller sees the
 first failure, a :exc:`SagaError`, a bare :exc:`trio.Cancelled`, or nothing.
 """
 
-# The exit functions take the group as ``self``: they are its exit half,
-# kept here so each module stays one job (and under ~450 lines).
+# The exit functions below are the group's exit half, kept with the manager
+# that calls them so each module has one job (and stays under ~450 lines).
 
 from __future__ import annotations
 
@@ -38,50 +38,52 @@ from ._group import ErrGroup
 logger = logging.getLogger("trio_sagas")
 
 
-async def _compensate(self: ErrGroup) -> CompensationReport:
-    scope = self._root.compensation
-    if self._emit.enabled:
-        self._emit(
+async def _compensate(group: ErrGroup) -> CompensationReport:
+    scope = group._root.compensation
+    if group._emit.enabled:
+        group._emit(
             GroupCompensationStarted(
-                at=self._now(), group=self._name, actions=scope.names
+                at=group._now(), group=group._name, actions=scope.names
             )
         )
     report = await scope.run(
-        self._compensation_policy,
-        retry=self._compensation_retry,
-        timeout=self._compensation_timeout,
+        group._compensation_policy,
+        retry=group._compensation_retry,
+        timeout=group._compensation_timeout,
     )
-    self.compensation_report = report
-    if self._emit.enabled:
-        self._emit(
-            GroupCompensationCompleted(at=self._now(), group=self._name, report=report)
+    group.compensation_report = report
+    if group._emit.enabled:
+        group._emit(
+            GroupCompensationCompleted(
+                at=group._now(), group=group._name, report=report
+            )
         )
     return report
 
 
-async def _exit_normally(self: ErrGroup) -> None:
-    if self._failure is None and not self._node.cancelled:
-        self._root.compensation.clear()
+async def _exit_normally(group: ErrGroup) -> None:
+    if group._failure is None and not group._node.cancelled:
+        group._root.compensation.clear()
         return
-    report = await _compensate(self)
-    if self._failure is not None:
+    report = await _compensate(group)
+    if group._failure is not None:
         if report.ok:
-            raise self._failure
-        raise SagaError.from_report(self._failure, report)
+            raise group._failure
+        raise SagaError.from_report(group._failure, report)
     if not report.ok:
         aborted = OutcomeError(
-            Outcome(self._name, Status.CANCELLED, cause=self._node.cause)
+            Outcome(group._name, Status.CANCELLED, cause=group._node.cause)
         )
         raise SagaError.from_report(aborted, report)
 
 
-async def _exit_on_base_exception(self: ErrGroup) -> None:
-    report = await _compensate(self)
+async def _exit_on_base_exception(group: ErrGroup) -> None:
+    report = await _compensate(group)
     if not report.ok:
         logger.error(
             "error group %r: compensation failed while unwinding (%s); "
             "see group.compensation_report",
-            self._name,
+            group._name,
             "; ".join(
                 f"{o.name}: {describe_error(o.error)}"
                 for o in report.failed
