@@ -1,8 +1,11 @@
 """Error group benchmarks (issue 3).
 
 1. Spawn + join of 20,000 trivial tasks: ``open_err_group`` against a raw
-   ``trio.open_nursery`` (target ratio <= 1.5, aim 1.2) and against anyio's
-   ``TaskGroup`` on the trio backend, for reference.
+   ``trio.open_nursery`` (target ratio <= 1.2, issue 16) and against anyio's
+   ``TaskGroup`` on the trio backend, for reference. CPU time
+   (``time.process_time``), interleaved rounds, median; the cyclic GC stays
+   on, as in production (it is a third of the group's overhead when every
+   task leaves an object behind).
 2. Peer-cancel latency after a failure with 1,000 peers and a 30 s
    compensation, on a virtual clock: every peer must observe the cancel at the
    failure's instant (0 virtual seconds), before compensation's first action
@@ -95,7 +98,7 @@ def main() -> None:
             lambda: trio.run(with_err_group),
             lambda: trio.run(with_nursery),
             rounds=rounds,
-            target=1.5,
+            target=1.2,
         )
     ]
     try:

@@ -7,13 +7,19 @@ every task is blocked, so ``trio.current_time()`` values are exact.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 from hypothesis import HealthCheck, settings
+
+from .helpers import TaskTracker as TaskTracker
+from .helpers import no_task_leaks
 
 settings.register_profile(
     "default",
@@ -28,38 +34,42 @@ settings.register_profile(
 settings.load_profile("default")
 
 
-class TaskTracker(trio.abc.Instrument):
-    """Records every task spawned while installed and forgets it when it exits."""
-
-    def __init__(self) -> None:
-        self.live: dict[trio.lowlevel.Task, None] = {}
-        self.spawned = 0
-
-    def task_spawned(self, task: trio.lowlevel.Task) -> None:
-        self.live[task] = None
-        self.spawned += 1
-
-    def task_exited(self, task: trio.lowlevel.Task) -> None:
-        self.live.pop(task, None)
+# Kept importable from here for test modules that still import them.
+_no_task_leaks = no_task_leaks
 
 
-@contextmanager
-def _no_task_leaks() -> Iterator[TaskTracker]:
-    tracker = TaskTracker()
-    trio.lowlevel.add_instrument(tracker)
-    try:
-        yield tracker
-    finally:
-        trio.lowlevel.remove_instrument(tracker)
-    leaked = sorted(task.name for task in tracker.live)
-    assert not leaked, f"tasks outlived the block: {leaked}"
-
-
-@pytest.fixture
-def no_task_leaks() -> Callable[[], AbstractContextManager[TaskTracker]]:
+@pytest.fixture(name="no_task_leaks")
+def no_task_leaks_fixture() -> Callable[[], AbstractContextManager[TaskTracker]]:
     """``with no_task_leaks() as tracker:`` fails if a task spawned inside outlives it.
 
     Use it inside a trio test, around the call under test;
     ``tracker.spawned`` counts the tasks spawned inside.
     """
     return _no_task_leaks
+
+
+# Every async test runs under a trio.fail_after guard, so a test that hangs
+# on a bug fails by name instead of being killed with the whole session by
+# faulthandler. On a virtual clock a hang jumps straight to the guard's
+# deadline, so it costs nothing; the virtual budget is far beyond any test's
+# own sleeps. On the real clock the guard is a minute.
+VIRTUAL_GUARD = 1_000_000.0
+REAL_GUARD = 60.0
+
+
+def _guarded(test: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(test)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        with trio.fail_after(VIRTUAL_GUARD if virtual else REAL_GUARD):
+            return await test(*args, **kwargs)
+
+    return guarded
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Wrap every async test function in the hang guard."""
+    for item in items:
+        test = getattr(item, "obj", None)
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(test):
+            item.obj = _guarded(test)

@@ -290,3 +290,16 @@ def test_cancel_property(tree: tuple[int, list[int]], data: st.DataObject) -> No
         nodes[target].cancel()
     for i, node in enumerate(nodes):
         assert node.cause == expected.get(i)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=1_000), min_size=1, max_size=60))
+def test_paths_are_the_names_from_the_root_property(parents: list[int]) -> None:
+    """In any tree, a node's path joins the names from the root (built on read)."""
+    nodes = [CancellationScope("root")]
+    expected = ["root"]
+    for index, pick in enumerate(parents, start=1):
+        parent = pick % len(nodes)
+        nodes.append(nodes[parent].child(f"n{index}"))
+        expected.append(f"{expected[parent]}/n{index}")
+    assert [node.path for node in nodes] == expected
+    assert all(node.statistics().children == len(node.children) for node in nodes)

@@ -28,6 +28,8 @@ from trio_sagas import (
     StepContext,
 )
 
+from .helpers import run_virtual
+
 
 class Log:
     """Records (time, label) pairs from undo actions."""
@@ -235,11 +237,11 @@ async def test_default_timeout_bounds_a_hung_rollback(
     assert trio.current_time() == DEFAULT_COMPENSATION_TIMEOUT
 
 
-@pytest.mark.parametrize("timeout", [-1, -0.5, math.nan])
+@pytest.mark.parametrize("timeout", [-1, -0.5, math.nan, 0])
 async def test_bad_timeout(timeout: float) -> None:
-    """Negative or NaN timeouts are refused, naming the value."""
+    """Negative, NaN or zero timeouts are refused (a zero one would skip every undo)."""
     scope = CompensationScope()
-    with pytest.raises(ValueError, match="timeout must be >= 0 seconds"):
+    with pytest.raises(ValueError, match="timeout must be > 0 seconds"):
         await scope.run(timeout=timeout)
 
 
@@ -426,7 +428,7 @@ def test_exactly_once_reverse_order_property(ops: list[tuple[object, ...]]) -> N
                 model[i] = []
             assert [len(s) for s in scopes] == [len(m) for m in model]
 
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    run_virtual(main)
     assert len(ran) == len(set(ran))
 
 
@@ -444,7 +446,8 @@ def test_step_context_defaults_and_child() -> None:
     assert child.cancellation is node
     assert child.compensation is not ctx.compensation
     assert ctx.result is None
-    assert ctx.idempotency_key is None
+    # Outside a saga run the key is the path (always a str; see StepContext).
+    assert (ctx.idempotency_key, child.idempotency_key) == ("order", "order/charge")
     ctx.register_compensation(Log().undo, "x", name="x")
     assert ctx.compensation.names == ("x",)
     assert not child.compensation.has_actions
@@ -599,3 +602,105 @@ def test_trusted_context_sets_every_field() -> None:
     )
     assert isinstance(ctx.compensation, CompensationScope)
     assert ctx.cancellation is None
+
+
+async def test_interrupted_parallel_run_keeps_pending_actions_for_the_next_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """KeyboardInterrupt mid-run: shielded peers finish, the interrupted undo stays for the next run."""
+    log = Log()
+    interrupts = [KeyboardInterrupt()]
+
+    async def slow(label: str) -> None:
+        await trio.sleep(5)
+        await log.undo(label)
+
+    async def flaky() -> None:
+        await trio.sleep(1)
+        if interrupts:
+            raise interrupts.pop()
+        await log.undo("flaky")
+
+    scope = CompensationScope()
+    scope.register(log.undo, "quick", name="quick")
+    scope.register(slow, "slow", name="slow")
+    scope.register(flaky, name="flaky")
+    with trio.fail_after(60):
+        with pytest.RaisesGroup(
+            KeyboardInterrupt, allow_unwrapped=True, flatten_subgroups=True
+        ):
+            await scope.run(CompensationPolicy.PARALLEL)
+        # The shielded peers ran to their end; the interrupted one is kept.
+        assert log.entries == [(1.0, "quick"), (6.0, "slow")]
+        assert scope.names == ("flaky",)
+        report = await scope.run()
+    assert [(o.name, o.status) for o in report.outcomes] == [
+        ("flaky", Status.SUCCEEDED)
+    ]
+    assert log.entries[-1] == (8.0, "flaky")
+    assert not scope.has_actions
+
+
+def test_step_context_run_id_forward_key_and_typed_deps() -> None:
+    """run_id and forward_key are fields; the key is always a str; deps keep their type."""
+
+    class Deps:
+        ledger: list[str]
+
+        def __init__(self) -> None:
+            self.ledger = []
+
+    ctx: StepContext[Deps] = StepContext(
+        "charge", deps=Deps(), run_id="order-42", path="order/charge"
+    )
+    ctx.deps.ledger.append("typed")  # no cast: deps is a Deps
+    assert ctx.idempotency_key == "order-42/order/charge"
+    assert ctx.forward_key is None
+    child = ctx.child("fee")
+    assert (child.run_id, child.path, child.idempotency_key) == (
+        "order-42",
+        "order/charge/fee",
+        "order-42/order/charge/fee",
+    )
+    undo = StepContext(
+        "charge",
+        run_id="order-42",
+        idempotency_key="order-42/charge#compensate",
+        forward_key="order-42/charge",
+    )
+    assert (undo.idempotency_key, undo.forward_key) == (
+        "order-42/charge#compensate",
+        "order-42/charge",
+    )
+
+
+def test_step_context_makes_its_scope_on_first_use() -> None:
+    """No compensation scope exists until one is asked for (the saga hot path)."""
+    ctx = StepContext._trusted("a", path="a", deps=None, idempotency_key=None)
+    assert ctx._pending_compensation() is None
+    assert ctx._compensation is None
+    scope = ctx.compensation
+    assert ctx.compensation is scope
+    assert ctx._pending_compensation() is None  # a scope, but nothing in it
+
+
+def test_saga_error_from_report() -> None:
+    """from_report: members are the original then the report's errors, in run order."""
+    boom = ValueError("boom")
+    undo_error = RuntimeError("undo failed")
+    report = CompensationReport(
+        (
+            Outcome("ok", Status.SUCCEEDED),
+            Outcome("bad", Status.FAILED, error=undo_error),
+            Outcome("stopped", Status.FAILED, error=KeyboardInterrupt()),
+        )
+    )
+    error = SagaError.from_report(boom, report)
+    assert error.original is boom
+    assert error.report is report
+    assert error.compensation_errors[0] is undo_error
+    assert isinstance(error.compensation_errors[1], RuntimeError)
+    assert "KeyboardInterrupt" in str(error.compensation_errors[1])
+    assert str(error).startswith("ValueError: boom; then 2 compensation action(s)")
+    with pytest.raises(ValueError, match="report must hold a failed compensation"):
+        SagaError.from_report(boom, CompensationReport())

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -31,13 +29,7 @@ from trio_sagas import (
     open_err_group,
 )
 
-from .conftest import TaskTracker
-
-LeakCheck = Callable[[], AbstractContextManager[TaskTracker]]
-
-
-class Declined(Exception):
-    """A step failure."""
+from .helpers import Declined, LeakCheck, run_virtual
 
 
 async def sleeper(seconds: float = math.inf) -> str:
@@ -493,7 +485,7 @@ async def test_validation() -> None:
         async with open_err_group(name="a/b"):
             pass  # pragma: no cover
     with pytest.raises(
-        ValueError, match="compensation_timeout must be >= 0 seconds, got -1"
+        ValueError, match="compensation_timeout must be > 0 seconds, got -1"
     ):
         async with open_err_group(compensation_timeout=-1):
             pass  # pragma: no cover
@@ -557,7 +549,7 @@ def test_invariants_property(
     """For random durations/failures: peers stop at the first failure's instant,
     compensation starts only after every task ended and runs each action once,
     the raised error is the first failure, and no task outlives the block."""
-    from .conftest import _no_task_leaks
+    from .helpers import no_task_leaks as _no_task_leaks
 
     undo_runs: list[int] = []
     events: list[Event] = []
@@ -589,7 +581,7 @@ def test_invariants_property(
                 result["raised"] = error
         result["group"] = group
 
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    run_virtual(main)
     group: ErrGroup = result["group"]
     outcomes = group.outcomes
     failed = [o for o in outcomes if o.status is Status.FAILED]
@@ -664,3 +656,121 @@ async def test_outside_cancel_propagates_a_plain_cancelled(
             seen.append(type(cancelled))
             raise
     assert seen == [trio.Cancelled]
+
+
+async def test_a_later_failure_never_replaces_the_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A second failure, in cleanup after the cancel, is recorded but the first is raised."""
+
+    async def first() -> None:
+        await trio.sleep(1)
+        raise Declined("first")
+
+    async def second() -> None:
+        try:
+            await trio.sleep(math.inf)
+        finally:
+            # Fails while unwinding from the group's cancel, one turn later.
+            raise Declined("second")
+
+    with trio.fail_after(10), pytest.raises(Declined, match=r"^first$") as info:
+        async with open_err_group(name="g") as group:
+            group.start_soon(second, name="second")
+            group.start_soon(first, name="first")
+    assert group.failure is info.value
+    by_name = {o.name: o for o in group.outcomes}
+    assert by_name["second"].status is Status.FAILED
+    assert str(by_name["second"].error) == "second"
+    assert group.cause is not None
+    assert group.cause.triggered_by == "first"
+    assert group.cause.message == "Declined: first"
+
+
+async def test_success_leaves_no_compensation_behind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """After a success the undo actions are committed: none runs, even later."""
+    undone: list[str] = []
+
+    async def undo(label: str) -> None:
+        undone.append(label)
+
+    async def step(ctx: StepContext, label: str) -> None:
+        ctx.register_compensation(undo, label)
+        await trio.sleep(1)
+
+    with trio.fail_after(10):
+        async with open_err_group(name="g") as group:
+            group.start_step(step, "a", name="a")
+        # A later run of the group's scope finds nothing to undo.
+        report = await group.compensation.run()
+    assert (len(group.compensation), report.outcomes, undone) == (0, (), [])
+
+
+async def test_outside_cancel_compensates_and_keeps_trio_reason(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Outside cancel: every undo runs in full after it, the cause keeps trio's reason."""
+    undone: list[tuple[str, float]] = []
+
+    async def undo(label: str) -> None:
+        await trio.sleep(3)
+        undone.append((label, trio.current_time()))
+
+    async def step(ctx: StepContext, label: str) -> None:
+        ctx.register_compensation(undo, label)
+        await trio.sleep(math.inf)
+
+    with trio.fail_after(30), trio.CancelScope() as outer:
+        async with open_err_group(name="g") as group:
+            group.start_step(step, "a", name="a")
+            group.start_step(step, "b", name="b")
+            await trio.sleep(2)
+            outer.cancel(reason="shutting down")
+    assert outer.cancelled_caught
+    # One after the other (reverse absorption order, which trio's scheduler
+    # may pick either way for tasks cancelled in the same turn).
+    assert [at for _, at in undone] == [5.0, 8.0]
+    assert sorted(label for label, _ in undone) == ["a", "b"]
+    assert group.compensation_report is not None
+    assert group.compensation_report.ok
+    for outcome in group.outcomes:
+        assert outcome.status is Status.CANCELLED
+        assert outcome.cause == CancelCause.external("shutting down")
+
+
+async def test_err_group_has_no_public_constructor() -> None:
+    """ErrGroup(...) is refused: a group exists only inside its async with."""
+    with pytest.raises(TypeError, match="ErrGroup has no public constructor"):
+        ErrGroup()  # type: ignore[call-arg]
+
+
+async def test_manager_is_entered_once(autojump_clock: trio.testing.MockClock) -> None:
+    """Entering the same open_err_group() twice is a RuntimeError."""
+    manager = open_err_group(name="once")
+    async with manager as group:
+        group.start_soon(sleeper, 1.0)
+    with pytest.raises(RuntimeError, match="already entered"):
+        async with manager:
+            pass  # pragma: no cover
+
+
+async def test_bad_arguments_fail_at_the_call_before_entry() -> None:
+    """open_err_group checks its arguments when called, not when entered."""
+    with pytest.raises(ValueError, match="limit must be an int >= 1, got 0"):
+        open_err_group(limit=0)
+
+
+async def test_observer_sequence_and_no_events_without_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A sequence of observers each get every event; events match the outcomes."""
+    first: list[Event] = []
+    second: list[Event] = []
+    async with open_err_group(name="g", observer=[first.append, second.append]) as g:
+        g.start_soon(sleeper, 1.0, name="s")
+    assert first == second
+    (event,) = first
+    assert isinstance(event, GroupTaskFinished)
+    assert event.outcome == g.outcomes[0]

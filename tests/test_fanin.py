@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -23,8 +22,7 @@ from trio_sagas import (
     fan_in,
 )
 
-# The conftest fixture; its tracker has ``spawned`` and ``live``.
-LeakCheck = Callable[[], AbstractContextManager[Any]]
+from .helpers import LeakCheck  # the conftest fixture's type
 
 
 def prefilled(*sizes: int) -> list[trio.MemoryReceiveChannel[tuple[int, int]]]:

@@ -29,14 +29,11 @@ from trio_sagas import (
     run_scene,
 )
 
+from .helpers import Declined
 from .memory_journal import MemoryJournal
 from .test_saga_property import _Builder, _lowest_common_kind, _nodes
 
 ONCE = RetryPolicy(max_attempts=1)
-
-
-class Declined(Exception):
-    """A forward step failure."""
 
 
 class Shop:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -33,13 +31,7 @@ from trio_sagas import (
     run_scene,
 )
 
-from .conftest import TaskTracker
-
-LeakCheck = Callable[[], AbstractContextManager[TaskTracker]]
-
-
-class Declined(Exception):
-    """A forward step failure."""
+from .helpers import Declined, LeakCheck
 
 
 def describe(event: SagaEvent) -> str:

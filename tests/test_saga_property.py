@@ -36,7 +36,7 @@ from trio_sagas import (
     run_scene,
 )
 
-from .conftest import _no_task_leaks
+from .helpers import no_task_leaks as _no_task_leaks
 
 ONCE = RetryPolicy(max_attempts=1)
 

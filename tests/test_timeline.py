@@ -105,8 +105,10 @@ def test_bad_input() -> None:
         timeline_spans(3)
     with pytest.raises(TypeError, match="it has no Status"):
         timeline_spans([object()])
-    with pytest.raises(ValueError, match="width must be >= 8, got 2"):
+    with pytest.raises(ValueError, match="width must be an int >= 8, got 2"):
         render_timeline([], width=2)
+    with pytest.raises(TypeError, match="width must be an int >= 8, got nan"):
+        render_timeline([], width=math.nan)  # type: ignore[arg-type]
 
 
 async def test_plot_timeline(
@@ -121,8 +123,13 @@ async def test_plot_timeline(
         with pytest.raises(ModuleNotFoundError, match=r"trio-sagas\[plot\]"):
             plot_timeline(result, str(target))
     else:
+        import matplotlib
+
+        backend = matplotlib.get_backend()
         plot_timeline(result, str(target), title="order")
         assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # The caller's backend is theirs: drawing never switches it.
+        assert matplotlib.get_backend() == backend
 
 
 def test_docs_show_the_example_output() -> None:

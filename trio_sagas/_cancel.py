@@ -60,14 +60,15 @@ class CancellationScope:
         "_name",
         "_open",
         "_parent",
-        "_path",
     )
 
+    # No stored path and no children mapping until the first child: a node
+    # costs the same memory at any depth (a stored path repeated every
+    # ancestor's name, ~30 KB a node in a 10,000-deep chain).
     _name: str
     _parent: CancellationScope | None
-    _path: str
     _open: set[trio.CancelScope]
-    _children: weakref.WeakValueDictionary[str, CancellationScope]
+    _children: weakref.WeakValueDictionary[str, CancellationScope] | None
     _cause: CancelCause | None
 
     def __init__(self, name: str, *, parent: CancellationScope | None = None) -> None:
@@ -78,22 +79,24 @@ class CancellationScope:
             )
         self._name = name
         self._parent = parent
-        self._path = name if parent is None else f"{parent._path}/{name}"
         self._open = set()
-        self._children = weakref.WeakValueDictionary()
+        self._children = None
         self._cause = None
         if parent is not None:
-            if name in parent._children:
+            siblings = parent._children
+            if siblings is None:
+                siblings = parent._children = weakref.WeakValueDictionary()
+            elif name in siblings:
                 raise ValueError(
-                    f"name {name!r} is already used by a child of scope {parent._path!r}"
+                    f"name {name!r} is already used by a child of scope {parent.path!r}"
                 )
-            parent._children[name] = self
+            siblings[name] = self
             # Born under a cancelled node: cancelled with the root cause.
             self._cause = parent._cause
 
     def __repr__(self) -> str:
         state = f"cancelled: {self._cause}" if self._cause else "active"
-        return f"<trio_sagas.CancellationScope {self._path!r} {state}>"
+        return f"<trio_sagas.CancellationScope {self.path!r} {state}>"
 
     @property
     def name(self) -> str:
@@ -102,8 +105,16 @@ class CancellationScope:
 
     @property
     def path(self) -> str:
-        """The ``/``-joined names from the root down to this node."""
-        return self._path
+        """The ``/``-joined names from the root down to this node.
+
+        Built on each read (O(depth)): see the note on memory above.
+        """
+        names = [self._name]
+        node = self._parent
+        while node is not None:
+            names.append(node._name)
+            node = node._parent
+        return "/".join(reversed(names))
 
     @property
     def parent(self) -> CancellationScope | None:
@@ -113,7 +124,7 @@ class CancellationScope:
     @property
     def children(self) -> tuple[CancellationScope, ...]:
         """Live child nodes, in creation order."""
-        return tuple(self._children.values())
+        return () if self._children is None else tuple(self._children.values())
 
     @property
     def cancelled(self) -> bool:
@@ -135,7 +146,8 @@ class CancellationScope:
         while stack:
             node = stack.pop()
             yield node
-            stack.extend(reversed(list(node._children.values())))
+            if node._children:
+                stack.extend(reversed(list(node._children.values())))
 
     @contextmanager
     def open(self) -> Iterator[trio.CancelScope]:
@@ -146,14 +158,25 @@ class CancellationScope:
         checkpoint inside raises :exc:`trio.Cancelled` with the reason.
         """
         cancel_scope = trio.CancelScope()
-        if self._cause is not None:
-            cancel_scope.cancel(reason=self._cause.describe())
-        self._open.add(cancel_scope)
+        self._attach(cancel_scope)
         try:
             with cancel_scope:
                 yield cancel_scope
         finally:
             self._open.discard(cancel_scope)
+
+    def _attach(self, cancel_scope: trio.CancelScope) -> None:
+        """Bind *cancel_scope* to this node (cancelled at once if the node is).
+
+        For owners that enter and exit the trio scope themselves (the error
+        group's ``__aenter__``/``__aexit__``); pair with :meth:`_detach`.
+        """
+        if self._cause is not None:
+            cancel_scope.cancel(reason=self._cause.describe())
+        self._open.add(cancel_scope)
+
+    def _detach(self, cancel_scope: trio.CancelScope) -> None:
+        self._open.discard(cancel_scope)
 
     def cancel(
         self,
@@ -183,7 +206,7 @@ class CancellationScope:
         if self._cause is not None:
             return False
         cause = CancelCause.of(
-            reason, scope=self._path, triggered_by=triggered_by, message=message
+            reason, scope=self.path, triggered_by=triggered_by, message=message
         )
         text = cause.describe()
         for node in self.walk():
@@ -200,6 +223,6 @@ class CancellationScope:
         """A snapshot of this node's live state."""
         return CancellationScopeStatistics(
             open_scopes=len(self._open),
-            children=len(self._children),
+            children=0 if self._children is None else len(self._children),
             cancelled=self._cause is not None,
         )

@@ -1,4 +1,4 @@
-"""Compensation scopes, step contexts and SagaError (layer 2).
+"""Compensation scopes and step contexts (see docs/architecture.rst for the layers).
 
 A :class:`CompensationScope` collects undo actions while work goes forward
 and runs them, once, when the work must be rolled back: shielded from the
@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextvars
 import enum
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVarTuple, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVarTuple, final
 
 import attrs
 import trio
 
 from ._cancel import CancellationScope
+from ._errors import SagaError as SagaError  # its old home; import it from _errors
 from ._outcome import Outcome
 from ._retry import RetryPolicy
 from ._retry import run_attempts as run_attempts  # moved; importable here too
@@ -24,11 +25,23 @@ from ._validate import (
     check_async,
     check_label,
     check_name,
+    check_optional_str,
+    check_optional_type,
     check_timeout,
     describe_callable,
 )
 
 PosArgsT = TypeVarTuple("PosArgsT")
+
+if TYPE_CHECKING:
+    # PEP 696 default: a bare ``StepContext`` means ``StepContext[Any]``.
+    from typing_extensions import TypeVar
+
+    DepsT = TypeVar("DepsT", default=Any)
+else:
+    from typing import TypeVar
+
+    DepsT = TypeVar("DepsT")
 
 # Scopes whose run() is in progress in this task or an ancestor of it.
 _RUNNING: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
@@ -252,8 +265,9 @@ class CompensationScope:
                 all in parallel.
             retry: Retry a failing action per this policy (the ``hedge``
                 part is ignored; ``budget`` is honored).
-            timeout: Seconds per try of each action; None means
-                :data:`DEFAULT_COMPENSATION_TIMEOUT`.
+            timeout: Seconds per try of each action (> 0: a zero timeout
+                would refuse every undo); None means
+                :data:`DEFAULT_COMPENSATION_TIMEOUT`, ``math.inf`` no limit.
 
         Returns:
             A :class:`CompensationReport`; it never raises for an action's
@@ -262,7 +276,7 @@ class CompensationScope:
         if not isinstance(policy, CompensationPolicy):
             raise TypeError(f"policy must be a CompensationPolicy, got {policy!r}")
         retry = _check_retry(retry)
-        per_try = check_timeout(timeout, "timeout")
+        per_try = check_timeout(timeout, "timeout", allow_zero=False)
         if per_try is None:
             per_try = DEFAULT_COMPENSATION_TIMEOUT
         if id(self) in _RUNNING.get():
@@ -288,71 +302,116 @@ class CompensationScope:
         return report
 
 
-def _new_scope_if_none(scope: CompensationScope | None) -> CompensationScope:
-    if scope is None:
-        return CompensationScope()
-    if not isinstance(scope, CompensationScope):
-        raise TypeError(
-            f"compensation must be a CompensationScope or None, got {scope!r}"
-        )
-    return scope
+def _check_scope(instance: object, attribute: Any, value: object) -> None:
+    check_optional_type(value, CompensationScope, "compensation")
 
 
-def _check_cancellation(scope: CancellationScope | None) -> CancellationScope | None:
-    if scope is not None and not isinstance(scope, CancellationScope):
-        raise TypeError(
-            f"cancellation must be a CancellationScope or None, got {scope!r}"
-        )
-    return scope
+def _check_cancellation(instance: object, attribute: Any, value: object) -> None:
+    check_optional_type(value, CancellationScope, "cancellation")
+
+
+def _check_text(instance: object, attribute: Any, value: object) -> None:
+    check_optional_str(value, attribute.alias or attribute.name)
 
 
 @final
 @attrs.define(eq=False, slots=True)
-class StepContext:
+class StepContext(Generic[DepsT]):
     """What a step gets to talk to the toolkit: its name, undo actions, deps.
+
+    Generic over the type of its dependencies: annotate a step as
+    ``async def charge(ctx: StepContext[Deps], order: Order)`` and ``ctx.deps``
+    is a ``Deps`` to the type checker, with no cast (the runner passes the
+    ``deps=`` it was given; nothing checks the type at run time).
 
     Attributes:
         name: The step's name.
-        compensation: The step's own undo actions.
+        compensation: The step's own undo actions (created on first use).
         cancellation: The cancellation node the step runs under, if any.
         deps: Whatever the caller passed as dependencies (clients, stores).
         path: ``/``-joined names from the outermost context (defaults to
             *name*).
         result: In a saga's ``compensate``, what ``run`` returned.
-        idempotency_key: A stable key for this step's side effects, when the
-            runner provides one (durable sagas).
+        run_id: The saga run this step belongs to, when a runner gives one.
+        idempotency_key: A stable key for this step's side effects. Always a
+            ``str``: the runner's key inside a saga run (``run_id/path``,
+            ``run_id/path#compensate`` in an undo), else ``run_id/path`` when
+            a run id was given, else the path.
+        forward_key: Inside an undo (a saga's ``compensate``), the
+            ``idempotency_key`` the forward ``run`` had, so the undo can name
+            the effect it reverses (``refund(charge_key=ctx.forward_key)``)
+            without string surgery; None in forward work.
     """
 
     name: str = attrs.field()
-    compensation: CompensationScope = attrs.field(
-        default=None, kw_only=True, converter=_new_scope_if_none
+    _compensation: CompensationScope | None = attrs.field(
+        default=None, kw_only=True, validator=_check_scope
     )
     cancellation: CancellationScope | None = attrs.field(
-        default=None, kw_only=True, converter=_check_cancellation
+        default=None, kw_only=True, validator=_check_cancellation
     )
-    deps: Any = attrs.field(default=None, kw_only=True)
-    path: str = attrs.field(default="", kw_only=True)
+    deps: DepsT = attrs.field(default=None, kw_only=True)
+    path: str = attrs.field(default=None, kw_only=True, validator=_check_text)
     result: Any = attrs.field(default=None, kw_only=True)
-    idempotency_key: str | None = attrs.field(default=None, kw_only=True)
+    run_id: str | None = attrs.field(default=None, kw_only=True, validator=_check_text)
+    _key: str | None = attrs.field(
+        default=None, kw_only=True, alias="idempotency_key", validator=_check_text
+    )
+    forward_key: str | None = attrs.field(
+        default=None, kw_only=True, validator=_check_text
+    )
 
     @name.validator
     def _check_name(self, attribute: attrs.Attribute[str], value: str) -> None:
         check_name(value)
 
     def __attrs_post_init__(self) -> None:
-        if not self.path:
-            self.path = self.name
+        # attrs cannot default one field to another's value without a
+        # Factory per construction; None stands for "the name" until here.
+        if self.path is None:
+            self.path = self.name  # type: ignore[unreachable]
+
+    @property
+    def compensation(self) -> CompensationScope:
+        """The step's own undo actions (the scope is created on first use)."""
+        scope = self._compensation
+        if scope is None:
+            # Created here rather than per context: most steps never register
+            # an undo, and this saves a scope object on the saga's forward path.
+            scope = self._compensation = CompensationScope()
+        return scope
+
+    @property
+    def idempotency_key(self) -> str:
+        """A stable key for this step's side effects (see the class docs)."""
+        key = self._key
+        if key is not None:
+            return key
+        return self.path if self.run_id is None else f"{self.run_id}/{self.path}"
+
+    def _pending_compensation(self) -> CompensationScope | None:
+        """The scope, if it holds actions (without creating one)."""
+        scope = self._compensation
+        return scope if scope is not None and scope._actions else None
 
     @classmethod
     def _trusted(
-        cls, name: str, *, path: str, deps: Any, idempotency_key: str | None
-    ) -> StepContext:
+        cls,
+        name: str,
+        *,
+        path: str,
+        deps: Any,
+        idempotency_key: str | None,
+        run_id: str | None = None,
+        result: Any = None,
+        forward_key: str | None = None,
+    ) -> StepContext[Any]:
         """Build without re-validating: for runners whose names were validated
         when the step was defined (this runs once per step, on the hot path)."""
-        ctx = object.__new__(cls)
+        ctx: StepContext[Any] = object.__new__(cls)
         # Write the slots through their descriptors: that skips attrs'
-        # on_setattr validators/converters (~10 us here; user assignments
-        # still go through them) and is cheaper than object.__setattr__.
+        # on_setattr validators (~10 us here; user assignments still go
+        # through them) and is cheaper than object.__setattr__.
         (
             set_name,
             set_compensation,
@@ -360,15 +419,19 @@ class StepContext:
             set_deps,
             set_path,
             set_result,
+            set_run_id,
             set_key,
+            set_forward_key,
         ) = _CONTEXT_SLOTS
         set_name(ctx, name)
-        set_compensation(ctx, CompensationScope())
+        set_compensation(ctx, None)
         set_cancellation(ctx, None)
         set_deps(ctx, deps)
         set_path(ctx, path)
-        set_result(ctx, None)
+        set_result(ctx, result)
+        set_run_id(ctx, run_id)
         set_key(ctx, idempotency_key)
+        set_forward_key(ctx, forward_key)
         return ctx
 
     def register_compensation(
@@ -380,16 +443,17 @@ class StepContext:
         """Register an undo action on this step's compensation scope."""
         self.compensation.register(fn, *args, name=name)
 
-    def child(self, name: str) -> StepContext:
-        """A context for a sub-step: own compensation scope, same deps/cancellation."""
+    def child(self, name: str) -> StepContext[DepsT]:
+        """A context for a sub-step: own compensation scope; same deps, run id
+        and cancellation node; path ``parent-path/name``."""
         return self._trusted_child(check_name(name), f"{self.path}/{name}")
 
-    def _trusted_child(self, name: str, path: str) -> StepContext:
+    def _trusted_child(self, name: str, path: str) -> StepContext[DepsT]:
         """:meth:`child` for a name known to be valid (hot paths: fan-in)."""
         ctx = StepContext._trusted(
-            name, path=path, deps=self.deps, idempotency_key=None
+            name, path=path, deps=self.deps, idempotency_key=None, run_id=self.run_id
         )
-        object.__setattr__(ctx, "cancellation", self.cancellation)
+        _SET_CANCELLATION(ctx, self.cancellation)
         return ctx
 
 
@@ -397,65 +461,14 @@ class StepContext:
 # checks this covers every field).
 _CONTEXT_FIELDS = (
     "name",
-    "compensation",
+    "_compensation",
     "cancellation",
     "deps",
     "path",
     "result",
-    "idempotency_key",
+    "run_id",
+    "_key",
+    "forward_key",
 )
 _CONTEXT_SLOTS = tuple(StepContext.__dict__[field].__set__ for field in _CONTEXT_FIELDS)
-
-
-@final
-class SagaError(ExceptionGroup[Exception]):
-    """A failure that was followed by a failing compensation.
-
-    Its members are ``(original, *compensation_errors)``, so
-    ``except* OriginalType`` catches it.
-
-    Attributes:
-        original: The first failure, the one that triggered the rollback.
-        compensation_errors: The final error of every action that failed.
-        report: The full compensation report (names, attempts, timings).
-    """
-
-    original: Exception
-    compensation_errors: tuple[Exception, ...]
-    report: CompensationReport | None
-
-    def __new__(
-        cls,
-        original: Exception,
-        compensation_errors: Sequence[Exception],
-        *,
-        report: CompensationReport | None = None,
-        message: str | None = None,
-    ) -> SagaError:
-        if not isinstance(original, Exception):
-            raise TypeError(f"original must be an Exception, got {original!r}")
-        errors = tuple(compensation_errors)
-        if not errors:
-            raise ValueError("compensation_errors must not be empty")
-        if message is None:
-            failed = f"{len(errors)} compensation action(s) failed"
-            message = f"{type(original).__name__}: {original}; then {failed}"
-        self = super().__new__(cls, message, (original, *errors))
-        self.original = original
-        self.compensation_errors = errors
-        self.report = report
-        return self
-
-    def __init__(
-        self,
-        original: Exception,
-        compensation_errors: Sequence[Exception],
-        *,
-        report: CompensationReport | None = None,
-        message: str | None = None,
-    ) -> None:
-        super().__init__(self.message, self.exceptions)
-
-    def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:  # type: ignore[override]
-        """Split/subgroup results are plain groups (they may lack the original)."""
-        return ExceptionGroup(self.message, excs)
+_SET_CANCELLATION = _CONTEXT_SLOTS[2]

@@ -11,7 +11,18 @@ import attrs
 import outcome
 import trio
 
+from ._validate import (
+    check_enum,
+    check_label,
+    check_mapping,
+    check_optional_str,
+    check_optional_time,
+    check_optional_type,
+    check_str,
+)
+
 T = TypeVar("T")
+_INF = float("inf")
 
 
 @final
@@ -80,6 +91,27 @@ class CancelCause:
     triggered_by: str | None = None
     message: str = ""
 
+    def __attrs_post_init__(self) -> None:
+        # Type tests inline, the argument-naming checks only for a bad
+        # record: causes are built on cancellation paths the benchmarks time
+        # (five attrs validators doubled the cost of a cause).
+        # Read as plain objects: the annotations are what is being checked.
+        reason: object = self.reason
+        origin: object = self.origin
+        message: object = self.message
+        scope: object = self.scope
+        trigger: object = self.triggered_by
+        if not (
+            type(reason) is CancelReason
+            and type(origin) is CancelOrigin
+            and type(message) is str
+            and (scope is None or (type(scope) is str and scope))
+            and (trigger is None or (type(trigger) is str and trigger))
+        ):
+            _check_cause(reason, origin, message)
+            check_optional_str(scope, "scope")
+            check_optional_str(trigger, "triggered_by")
+
     @classmethod
     def of(
         cls,
@@ -89,7 +121,18 @@ class CancelCause:
         triggered_by: str | None = None,
         message: str | None = None,
     ) -> CancelCause:
-        """Build a cause whose origin follows from *reason*."""
+        """Build a cause whose origin follows from *reason*.
+
+        Raises:
+            TypeError: *reason* is not a :class:`CancelReason` (its string
+                value is not accepted in its place), or a text argument is
+                not a str.
+        """
+        given: tuple[object, object] = (reason, message)
+        if type(given[0]) is not CancelReason:
+            check_enum(given[0], CancelReason, "reason")
+        if given[1] is not None and type(given[1]) is not str:
+            check_str(given[1], "message", allow_empty=True)
         return cls(
             reason=reason,
             origin=reason.origin,
@@ -100,7 +143,11 @@ class CancelCause:
 
     @classmethod
     def external(cls, message: str = "cancelled from outside") -> CancelCause:
-        """The cause of a cancellation none of the toolkit's scopes started."""
+        """The cause of a cancellation none of the toolkit's scopes started.
+
+        Prefer :meth:`from_cancelled` when the :exc:`trio.Cancelled` is at hand:
+        it keeps trio's reason text.
+        """
         return cls.of(CancelReason.EXTERNAL, message=message)
 
     @classmethod
@@ -130,6 +177,17 @@ class CancelCause:
         return self.describe()
 
 
+def _check_cause(reason: object, origin: object, message: object) -> None:
+    if not (
+        type(reason) is CancelReason
+        and type(origin) is CancelOrigin
+        and type(message) is str
+    ):
+        check_enum(reason, CancelReason, "reason")
+        check_enum(origin, CancelOrigin, "origin")
+        check_str(message, "message", allow_empty=True)
+
+
 def describe_error(error: BaseException) -> str:
     """``"ValueError: card declined"``: the one way errors are put in words."""
     text = str(error)
@@ -137,11 +195,33 @@ def describe_error(error: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+def _check_outcome(
+    name: object,
+    status: object,
+    error: object,
+    cause: object,
+    started_at: object,
+    finished_at: object,
+) -> None:
+    if type(name) is not str or type(status) is not Status or not name:
+        check_label(name, "name")
+        check_enum(status, Status, "status")
+    if error is not None:
+        check_optional_type(error, BaseException, "error")
+    if cause is not None:
+        check_optional_type(cause, CancelCause, "cause")
+    if started_at is not None:
+        check_optional_time(started_at, "started_at")
+    if finished_at is not None:
+        check_optional_time(finished_at, "finished_at")
+
+
 def _freeze(mapping: Mapping[str, object] | None) -> Mapping[str, object]:
     if mapping is None:
         return _EMPTY
     if isinstance(mapping, types.MappingProxyType):
         return mapping
+    check_mapping(mapping, "attributes")
     return types.MappingProxyType(dict(mapping))
 
 
@@ -187,6 +267,30 @@ class Outcome(Generic[T]):
     attributes: Mapping[str, object] = attrs.field(
         default=None, converter=_freeze, hash=False, repr=lambda m: repr(dict(m))
     )
+
+    def __attrs_post_init__(self) -> None:
+        # Type tests inline; only a bad record (or an int time) pays for the
+        # argument-naming checks: outcomes are built per task and step.
+        # Read as plain objects: the annotations are what is being checked.
+        name: object = self.name
+        status: object = self.status
+        error: object = self.error
+        cause: object = self.cause
+        started: object = self.started_at
+        finished: object = self.finished_at
+        if not (
+            type(name) is str
+            and name
+            and type(status) is Status
+            and (error is None or isinstance(error, BaseException))
+            and (cause is None or type(cause) is CancelCause)
+            and (started is None or (type(started) is float and -_INF < started < _INF))
+            and (
+                finished is None
+                or (type(finished) is float and -_INF < finished < _INF)
+            )
+        ):
+            _check_outcome(name, status, error, cause, started, finished)
 
     @property
     def ok(self) -> bool:

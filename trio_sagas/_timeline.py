@@ -18,6 +18,7 @@ Sources understood:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, final
 
@@ -25,6 +26,8 @@ import attrs
 
 from ._events import Event
 from ._outcome import CancelCause, Outcome, Status
+from ._saga import _events as se
+from ._validate import check_bool, check_int, check_optional_str, check_type
 
 
 @final
@@ -56,9 +59,6 @@ class Span:
 
 
 def _from_saga_events(events: Sequence[Event]) -> list[Span]:
-    # Imported here: the saga runner sits above this module's layer users.
-    from ._saga import _events as se
-
     spans: list[Span] = []
     open_runs: dict[str, float] = {}
     open_undos: dict[str, float] = {}
@@ -184,8 +184,8 @@ def render_timeline(
         width: Columns for the time axis.
         ascii_only: Use ``# X T - .`` instead of block characters.
     """
-    if width < 8:
-        raise ValueError(f"width must be >= 8, got {width!r}")
+    check_int(width, "width", minimum=8)
+    check_bool(ascii_only, "ascii_only")
     spans = timeline_spans(source)
     if not spans:
         return "(nothing ran)"
@@ -218,25 +218,30 @@ _COLOURS = {
 }
 
 
-def plot_timeline(source: object, path: str, *, title: str | None = None) -> None:
+def plot_timeline(
+    source: object, path: str | os.PathLike[str], *, title: str | None = None
+) -> None:
     """Draw a run's timeline to *path* (PNG, SVG, … by extension) with matplotlib.
 
-    Needs the ``plot`` extra: ``pip install trio-sagas[plot]``.
+    Needs the ``plot`` extra: ``pip install trio-sagas[plot]``. Draws on a
+    standalone :class:`matplotlib.figure.Figure`, never through ``pyplot``:
+    the caller's backend, open figures and interactive state are untouched.
 
     Raises:
         ModuleNotFoundError: matplotlib is not installed.
     """
+    check_type(path, (str, os.PathLike), "path")
+    check_optional_str(title, "title")
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Rectangle
     except ModuleNotFoundError as error:
         raise ModuleNotFoundError(
             "plot_timeline needs matplotlib: pip install 'trio-sagas[plot]'"
         ) from error
     spans = timeline_spans(source)
-    fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(spans), 2) + 1.2))
+    fig = Figure(figsize=(9, 0.45 * max(len(spans), 2) + 1.2))
+    ax = fig.subplots()
     for row, span in enumerate(reversed(spans)):
         colour = _COLOURS[span.status]
         if span.kind == "skip":
@@ -259,7 +264,7 @@ def plot_timeline(source: object, path: str, *, title: str | None = None) -> Non
         [s.label + (" (undo)" if s.kind == "undo" else "") for s in reversed(spans)]
     )
     ax.set_xlabel("trio clock (s)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _COLOURS.values()]
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in _COLOURS.values()]
     ax.legend(
         handles,
         [s.value for s in _COLOURS],
@@ -272,4 +277,3 @@ def plot_timeline(source: object, path: str, *, title: str | None = None) -> Non
         ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

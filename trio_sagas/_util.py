@@ -6,9 +6,27 @@ Argument checks live in :mod:`trio_sagas._validate`.
 from __future__ import annotations
 
 import types
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
+
+T = TypeVar("T")
+
+
+class NoPublicConstructor(type):
+    """Metaclass that refuses ``Class(...)``; the library builds it with ``_create``.
+
+    As trio's own: for objects that only make sense in the state a factory
+    sets up (an error group outside its ``async with`` block).
+    """
+
+    def __call__(cls, *args: object, **kwargs: object) -> None:
+        raise TypeError(
+            f"{cls.__module__}.{cls.__qualname__} has no public constructor"
+        )
+
+    def _create(cls: type[T], *args: object, **kwargs: object) -> T:
+        return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
 
 
 def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:

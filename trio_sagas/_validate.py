@@ -13,10 +13,13 @@ import enum
 import functools
 import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 E = TypeVar("E", bound=enum.Enum)
+
+CO_COROUTINE = inspect.CO_COROUTINE
+"""The code flag of an ``async def`` function (for inlined fast paths)."""
 
 
 def is_async_callable(fn: object) -> bool:
@@ -109,6 +112,35 @@ def check_type(value: object, types: type | tuple[type, ...], argument: str) -> 
 
 def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
     return types if isinstance(types, tuple) else (types,)
+
+
+def check_optional_type(
+    value: object, types: type | tuple[type, ...], argument: str
+) -> None:
+    """Like :func:`check_type`, None allowed."""
+    if value is not None:
+        check_type(value, types, argument)
+
+
+def check_mapping(value: object, argument: str) -> None:
+    """Raise :exc:`TypeError` unless *value* is a mapping (``dict`` or alike)."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{argument} must be a mapping, got {value!r}")
+
+
+def check_optional_str(value: object, argument: str) -> str | None:
+    """None, or a non-empty str (see :func:`check_str`)."""
+    return None if value is None else check_str(value, argument)
+
+
+def check_optional_time(value: object, argument: str) -> float | None:
+    """None, or a finite point on the trio clock (any sign: clocks may start low)."""
+    if value is None:
+        return None
+    number = check_number(value, argument)
+    if math.isinf(number):
+        raise ValueError(f"{argument} must be a finite clock time, got {value!r}")
+    return number
 
 
 def check_str(value: object, argument: str, *, allow_empty: bool = False) -> str:
@@ -233,7 +265,9 @@ def check_enum(value: object, enum_type: type[E], argument: str) -> E:
     """A member of *enum_type* (its value is not accepted in its place)."""
     if not isinstance(value, enum_type):
         choices = ", ".join(f"{enum_type.__name__}.{m.name}" for m in enum_type)
-        raise TypeError(f"{argument} must be one of {choices}; got {value!r}")
+        raise TypeError(
+            f"{argument} must be a {enum_type.__name__} ({choices}), got {value!r}"
+        )
     return value
 
 
