@@ -147,7 +147,7 @@ def _check_percentile(value: object) -> float:
 
 
 def _check_min_samples(value: object) -> int:
-    return check_int(value, "min_samples", minimum=0)
+    return check_int(value, "min_samples", minimum=1)
 
 
 def _check_fallback_delay(value: object) -> float | None:
