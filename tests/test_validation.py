@@ -692,7 +692,7 @@ RETRY_AND_HEDGE = [
     ),
     case(
         "LoggingObserver-logger-int",
-        lambda: ts.LoggingObserver(logger=3),  # type: ignore[arg-type]
+        lambda: ts.LoggingObserver(logger=3),
         TypeError,
         "logger",
     ),
