@@ -223,16 +223,15 @@ class SQLiteJournal:
         try:
             await self._nursery.start(self._keeper.heartbeat)
         except BaseException:
-            self._nursery.cancel_scope.cancel()
+            self._keeper.stop()
             await self._cm.__aexit__(None, None, None)
             raise
         self._keeper.beating = True
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._keeper.beating = False
+        self._keeper.stop()
         if self._nursery is not None:
-            self._nursery.cancel_scope.cancel(reason="journal closed")
             await self._cm.__aexit__(None, None, None)
             self._nursery = None
         worker_id = self._keeper.worker_id
