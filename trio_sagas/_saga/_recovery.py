@@ -24,6 +24,7 @@ from ._events import CompensationStepCompleted, CompensationStepFailed
 from ._journal import (
     Fence,
     Journal,
+    JournalEntry,
     LeaseLostError,
     RunClaimedError,
     RunNotFoundError,
@@ -130,8 +131,12 @@ async def roll_back_claimed(
     deps: Any,
     emitter: Emitter,
     manual: bool,
+    entries: tuple[JournalEntry, ...] | None = None,
 ) -> SagaResult:
     """Roll back one run this worker claimed; write its final status.
+
+    *entries*, read before the claim, are used if the run's ``last_seq``
+    says nobody wrote since (saving a read); else they are read again.
 
     Raises:
         ReplayMismatch: the journal and the definitions do not fit.
@@ -145,7 +150,10 @@ async def roll_back_claimed(
             record = await journal.get_run(run_id)
             if record is None:
                 raise RunNotFoundError(f"no run {run_id!r} in journal {journal!r}")
-            entries = await journal.events(run_id)
+            if entries is None or (
+                (entries[-1].seq if entries else -1) != record.last_seq
+            ):
+                entries = await journal.events(run_id)
             replay = Replay(
                 record,
                 scene,
@@ -255,13 +263,14 @@ async def recover(
                 )
             )
             continue
+        entries = await journal.events(record.run_id)
         try:
             # Definitions against the journal first: a mismatch is reported
             # without claiming the run, so a later call can still take it.
             Replay(
                 record,
                 scene,
-                await journal.events(record.run_id),
+                entries,
                 decode=journal.codec.decode,
                 deps=deps,
                 retry_failed=False,
@@ -283,7 +292,13 @@ async def recover(
         try:
             results.append(
                 await roll_back_claimed(
-                    journal, fence, scene, deps=deps, emitter=emitter, manual=False
+                    journal,
+                    fence,
+                    scene,
+                    deps=deps,
+                    emitter=emitter,
+                    manual=False,
+                    entries=entries,
                 )
             )
         except ReplayMismatch as exc:
