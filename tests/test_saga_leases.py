@@ -472,3 +472,39 @@ def test_concurrent_recoveries_property(
     for report in reports:
         assert {s.reason for s in report.skipped} <= {trio_sagas.HELD_ELSEWHERE}
     assert box["status"] in (RunStatus.COMPENSATED, RunStatus.NEEDS_INTERVENTION)
+
+
+async def test_recover_rolls_runs_back_concurrently(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """20 dead runs whose undo takes 0.2 s are recovered in 0.4 s (ten at a
+    time), reported in the journal's order."""
+    from trio_sagas._saga._recovery import RECOVERY_CONCURRENCY
+
+    async def charge(ctx: StepContext, state: object) -> str:
+        return "ch"
+
+    async def refund(ctx: StepContext, state: object) -> None:
+        await trio.sleep(0.2)
+
+    scene = Scene("s", [Act("charge", charge, compensate=refund)], saga=True)
+    journal = MemoryJournal()
+    ids = [f"r{i:02}" for i in range(20)]
+    for run_id in ids:
+        fence = await journal.create_run(run_id, scene="s", state=b"{}")
+        await journal.append(
+            fence,
+            [
+                JournalEntry(run_id, 0, "SceneStarted", "s", 0.0),
+                JournalEntry(run_id, 1, "ActStarted", "s/charge", 0.0),
+                JournalEntry(run_id, 2, "ActCompleted", "s/charge", 0.0, value=b'"ch"'),
+            ],
+        )
+    await journal.expire_worker(journal.worker_id)
+    start = trio.current_time()
+    with trio.fail_after(60):
+        report = await trio_sagas.recover(journal.worker(), [scene])
+    assert RECOVERY_CONCURRENCY == 10
+    assert trio.current_time() == start + 0.2 + 0.2  # two rounds of ten
+    assert [r.run_id for r in report] == ids
+    assert {r.status for r in journal.records.values()} == {RunStatus.COMPENSATED}
