@@ -584,6 +584,7 @@ SAGA = [
         "journal",
     ),
     case("recover-journal-None", lambda: ts.recover(None, []), TypeError, "journal"),
+    case("run_worker-journal-int", lambda: ts.run_worker(3, {}), TypeError, "journal"),
     case(
         "compensate_run-journal-None",
         lambda: ts.compensate_run(None, "r", []),
@@ -940,6 +941,8 @@ def test_every_public_callable_has_a_case() -> None:
         "AttemptInfo",
         "AttemptRecord",
         "BudgetDecision",
+        "Fence",
+        "WorkerRecord",
         "ChorusStarted",
         "Event",
         "GlobalTimeoutReached",
