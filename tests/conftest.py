@@ -63,3 +63,7 @@ def no_task_leaks() -> Callable[[], AbstractContextManager[TaskTracker]]:
     ``tracker.spawned`` counts the tasks spawned inside.
     """
     return _no_task_leaks
+
+
+# The session's throwaway PostgreSQL server (tests/pg_server.py).
+from .pg_server import pg_server as pg_server  # noqa: E402

@@ -62,6 +62,7 @@ from ._ignition import SignalStarted as SignalStarted
 from ._ignition import StagePolicy as StagePolicy
 from ._ignition import StageResult as StageResult
 from ._ignition import StageStarted as StageStarted
+from ._journal import PostgresJournal as PostgresJournal
 from ._journal import SQLiteJournal as SQLiteJournal
 from ._outcome import CancelCause as CancelCause
 from ._outcome import CancelOrigin as CancelOrigin
@@ -196,6 +197,7 @@ __all__ = (
     "Observer",
     "Outcome",
     "OutcomeError",
+    "PostgresJournal",
     "RecordedFailure",
     "RecoveryReport",
     "RetryPolicy",
