@@ -82,8 +82,11 @@ def _bindir() -> pathlib.Path | None:
     return pathlib.Path(found).parent if found else None
 
 
-def start_server() -> tuple[PgServer, pathlib.Path]:
-    """Start a throwaway cluster; return it and the directory to remove."""
+def start_server(*, durable: bool = False) -> tuple[PgServer, pathlib.Path]:
+    """Start a throwaway cluster; return it and the directory to remove.
+
+    *durable*: keep ``fsync`` on (benchmarks); tests run with it off.
+    """
     bindir = _bindir()
     if bindir is None:
         raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl) found")
@@ -110,8 +113,9 @@ def start_server() -> tuple[PgServer, pathlib.Path]:
             conf.write(
                 f"listen_addresses = ''\nport = 5432\n"
                 f"unix_socket_directories = '{top}'\nmax_connections = 200\n"
-                "fsync = off\nfull_page_writes = off\n"
             )
+            if not durable:
+                conf.write("fsync = off\nfull_page_writes = off\n")
         _as_owner(
             owner, str(bindir / "pg_ctl"), "-D", str(data), "-l",
             str(top / "server.log"), "-w", "-t", "60", "start",

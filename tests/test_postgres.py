@@ -224,3 +224,53 @@ def test_bad_arguments_are_refused(
     kwargs = {"dsn": "dbname=x", **kwargs}
     with pytest.raises(error, match=match):
         trio_sagas.PostgresJournal(**kwargs)
+
+
+async def test_a_lapsed_run_stops_and_another_worker_rolls_it_back(
+    pg_server: PgServer,
+) -> None:
+    """run_scene on worker A loses its lease mid-step: A runs no undo and raises;
+    recover() on worker B claims the run (epoch 2) and compensates it."""
+    schema = pg_server.new_schema()
+    undone: list[str] = []
+    started = trio.Event()
+
+    async def do(ctx: trio_sagas.StepContext, state: Any) -> None:
+        pass
+
+    async def slow(ctx: trio_sagas.StepContext, state: Any) -> None:
+        started.set()
+        await trio.sleep_forever()
+
+    async def undo(ctx: trio_sagas.StepContext, state: Any) -> None:
+        undone.append(ctx.name)
+
+    scene = trio_sagas.Scene(
+        "order",
+        saga=True,
+        steps=[
+            trio_sagas.Act("reserve", run=do, compensate=undo),
+            trio_sagas.Act("charge", run=slow, compensate=undo),
+        ],
+    )
+    with trio.fail_after(GUARD):
+        async with (
+            journal(pg_server, schema, lease=1.0) as a,
+            journal(pg_server, schema, lease=1.0) as b,
+        ):
+            async with trio.open_nursery() as nursery:
+
+                async def run_on_a() -> None:
+                    with pytest.raises(trio_sagas.RunClaimedError, match="lease"):
+                        await trio_sagas.run_scene(scene, {}, journal=a, run_id="o")
+
+                nursery.start_soon(run_on_a)
+                await started.wait()
+                await b.expire_worker(a.worker_id)
+            assert undone == []
+            report = await trio_sagas.recover(b, scenes={"order": scene})
+            assert [r.status for r in report.results] == [trio_sagas.Status.FAILED]
+            record = await b.get_run("o")
+            assert record is not None
+            assert (record.status, record.epoch) == (RunStatus.COMPENSATED, 2)
+            assert sorted(undone) == ["charge", "reserve"]

@@ -20,13 +20,14 @@ import trio.testing
 
 import trio_sagas
 from trio_sagas import (
+    Fence,
     JournalEntry,
     JournalError,
+    LeaseLostError,
     RunClaimedError,
     RunIdInUseError,
     RunStatus,
 )
-from trio_sagas._saga._journal import Fence, LeaseLostError
 
 from .pg_server import PgServer
 
@@ -308,8 +309,9 @@ async def test_hold_keeps_the_lease_across_several_leases(
         journal = journal_factory(lease=0.6)
         async with journal.hold() as scope:
             fence = await journal.create_run("r", scene="s", state=b"{}")
-            await trio.sleep(1.5)
-            await journal.append(fence, entries("r", 0))
+            with scope:
+                await trio.sleep(1.5)
+                await journal.append(fence, entries("r", 0))
         assert not scope.cancelled_caught
         await journal.aclose()
 
@@ -324,9 +326,10 @@ async def test_a_blocked_worker_cancels_its_own_runs(journal_factory: Factory) -
             went_on = False
             async with a.hold() as scope:
                 fence = await a.create_run("r", scene="s", state=b"{}")
-                time.sleep(0.8)  # noqa: ASYNC251 -- the event loop is blocked: no renewal
-                await trio.lowlevel.checkpoint()
-                went_on = True
+                with scope:
+                    time.sleep(0.8)  # noqa: ASYNC251 -- the event loop is blocked
+                    await trio.lowlevel.checkpoint()
+                    went_on = True
             assert scope.cancelled_caught
             assert not went_on
             with pytest.raises(RunClaimedError):

@@ -46,6 +46,9 @@ def connect_kwargs(
     kwargs: dict[str, Any] = {
         "autocommit": True,
         "options": options,
+        # Text is UTF-8 whatever the database's encoding (SQL_ASCII would
+        # otherwise hand back bytes).
+        "client_encoding": "utf8",
         "connect_timeout": max(2, math.ceil(lease / 2)),
         # TCP only (ignored on a unix socket): notice a silent peer within
         # about a lease, not the kernel's two hours.

@@ -134,21 +134,32 @@ class LeaseKeeper:
 
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[trio.CancelScope]:
-        """See :meth:`PostgresJournal.hold`."""
+        """See :meth:`PostgresJournal.hold`: yields a scope (not entered)
+        whose deadline follows this registration's local lease deadline."""
         worker = await self.ensure()
         scope = trio.CancelScope(deadline=self.valid_until)
         self._held[scope] = worker
         try:
             if self.nursery is not None:
-                with scope:
-                    yield scope
-            else:
+                yield scope
+                return
+            try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self.run)
                     try:
-                        with scope:
-                            yield scope
+                        yield scope
                     finally:
                         nursery.cancel_scope.cancel(reason="hold() block ended")
+            except BaseExceptionGroup as group:
+                # The heartbeat never raises: the group holds the block's own
+                # exception, which the caller must see as it was raised.
+                raise _unwrap(group) from None
         finally:
             del self._held[scope]
+
+
+def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    if len(group.exceptions) == 1:
+        inner = group.exceptions[0]
+        return _unwrap(inner) if isinstance(inner, BaseExceptionGroup) else inner
+    return group

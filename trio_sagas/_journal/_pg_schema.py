@@ -129,7 +129,7 @@ def _version(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> int:
     tables = [
         name
         for (name,) in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = %s",
             (schema,),
         ).fetchall()
     ]

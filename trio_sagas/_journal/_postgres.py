@@ -193,26 +193,26 @@ class PostgresJournal:
         nursery = await self._nursery_manager.__aenter__()
         try:
             await nursery.start(self._keeper.run)
-        except BaseException as exc:
-            await self._nursery_manager.__aexit__(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            nursery.cancel_scope.cancel()
+            await self._nursery_manager.__aexit__(None, None, None)
             raise
         self._keeper.nursery = nursery
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
+    async def __aexit__(self, *exc_info: Any) -> None:
         manager, self._nursery_manager = self._nursery_manager, None
         try:
             if manager is not None:
                 assert self._keeper.nursery is not None
                 self._keeper.nursery.cancel_scope.cancel(reason="journal closed")
                 self._keeper.nursery = None
-                suppressed: bool | None = await manager.__aexit__(*exc_info)
-            else:
-                suppressed = None
+                # The heartbeat never raises; the block's own exception, if
+                # any, propagates from here as it was (never in a group).
+                await manager.__aexit__(None, None, None)
         finally:
             with trio.CancelScope(shield=True):
                 await self.aclose()
-        return suppressed
 
     async def aclose(self) -> None:
         """Delete this worker's row (its runs become claimable) and close."""
@@ -229,8 +229,9 @@ class PostgresJournal:
     def hold(self) -> contextlib.AbstractAsyncContextManager[trio.CancelScope]:
         """Keep this worker's lease renewed while the block runs.
 
-        Yields a :class:`trio.CancelScope` to run work under: its deadline
-        is the local lease deadline (the renewal's send time + lease - a
+        Yields a :class:`trio.CancelScope`, not entered, for the caller to
+        run its work under (``with scope:``): its deadline is the local
+        lease deadline (the renewal's send time + lease - a
         tenth), pushed forward by each renewal. When a renewal fails or
         finds the lease lapsed, the deadline stays, so the work is cancelled
         before another worker can claim its runs.
