@@ -477,7 +477,7 @@ class SQLiteJournal:
         """
         check_label(run_id, "run_id")
         check_label(scene, "scene")
-        worker = await self._keeper.ensure()
+        worker = await self._keeper.fresh()
 
         def create(conn: sqlite3.Connection) -> None:
             now = time.time()
@@ -658,7 +658,7 @@ class SQLiteJournal:
         check_timeout(stale_after, "stale_after", allow_none=False)
         if not wanted:
             return None
-        worker = await self._keeper.ensure()
+        worker = await self._keeper.fresh()
         return await self._call(
             lambda conn: self._claim_one(conn, run_id, worker, wanted, stale_after)
         )
@@ -669,7 +669,7 @@ class SQLiteJournal:
         """Claim up to *limit* claimable RUNNING runs, oldest first."""
         check_int(limit, "limit", minimum=1)
         check_timeout(stale_after, "stale_after", allow_none=False)
-        worker = await self._keeper.ensure()
+        worker = await self._keeper.fresh()
 
         def claim(conn: sqlite3.Connection) -> tuple[tuple[RunRecord, Fence], ...]:
             now = time.time()
