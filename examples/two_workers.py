@@ -4,7 +4,7 @@ Worker A (a child process) starts an order saga and is SIGKILLed while the
 "charge" step runs. Worker B, in this process, polls for runs whose worker's
 lease lapsed, takes A's run over (its epoch goes 1 -> 2) and rolls it back
 exactly as ``recover`` does: the completed "reserve" and the uncertain
-"charge" are undone, once.
+"charge" are undone, once (``trio_sagas.run_worker``).
 
 Uses ``TRIO_SAGAS_POSTGRES_DSN`` when set; otherwise starts a throwaway
 PostgreSQL (``initdb`` + ``pg_ctl`` from /usr/lib/postgresql/*/bin, as the
@@ -15,6 +15,7 @@ at the end. Real time: leases run on the database server's clock.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import pathlib
@@ -31,7 +32,7 @@ from typing import Any
 import trio
 
 import trio_sagas
-from trio_sagas import Act, Scene, StepContext
+from trio_sagas import Act, RunStatus, Scene, StepContext
 
 LEASE = 2.0
 
@@ -71,6 +72,11 @@ async def charging(journal: trio_sagas.PostgresJournal) -> bool:
     )
 
 
+async def status(journal: trio_sagas.PostgresJournal) -> RunStatus | None:
+    record = await journal.get_run("order-42")
+    return None if record is None else record.status
+
+
 async def worker_b(dsn: str, schema: str, child: subprocess.Popen[str]) -> None:
     async with trio_sagas.PostgresJournal(dsn, lease=LEASE, schema=schema) as journal:
         # Wait until A is inside "charge", then kill it without warning.
@@ -81,12 +87,16 @@ async def worker_b(dsn: str, schema: str, child: subprocess.Popen[str]) -> None:
         child.wait()
         killed = trio.current_time()
         print("worker A: SIGKILLed", flush=True)
-        # The takeover loop: poll every lease/2 for runs whose lease lapsed.
-        while True:
-            report = await trio_sagas.recover(journal, scenes={"order": ORDER})
-            if report.results:
-                break
-            await trio.sleep(LEASE / 2)
+        # The takeover loop (polls every lease/2 for runs whose lease lapsed).
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                functools.partial(trio_sagas.run_worker, poll=LEASE / 2),
+                journal,
+                {"order": ORDER},
+            )
+            while await status(journal) is RunStatus.RUNNING:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
         record = await journal.get_run("order-42")
         assert record is not None
         waited = trio.current_time() - killed

@@ -23,6 +23,7 @@ from .._saga._journal import (
     JournalError,
     LeaseLostError,
     RunClaimedError,
+    RunIdInUseError,
     RunNotFoundError,
 )
 from ._pg_batch import AppendRequest
@@ -211,3 +212,58 @@ async def _settle(
                 "did not commit"
             )
     return resend
+
+
+async def create_settled(
+    writes: Connection,
+    control: Connection,
+    sql: Mapping[str, str],
+    params: dict[str, Any],
+    where: str,
+) -> bool:
+    """Insert a run held by ``params["w"]``; whether the insert happened
+    (False: that worker's lease had lapsed). A lost connection is settled
+    by reading the run back."""
+    run_id = params["run"]
+
+    def create(conn: Any) -> int:
+        import psycopg
+
+        try:
+            return int(conn.execute(sql["CREATE_RUN"], params).rowcount)
+        except psycopg.errors.UniqueViolation:
+            raise RunIdInUseError(
+                f"run id {run_id!r} is already in {where}; run ids are never reused"
+            ) from None
+
+    try:
+        return await writes.run(create) == 1
+    except JournalError as exc:
+        if not (exc.__cause__ and is_connection_error(exc.__cause__)):
+            raise
+        row = await control.run(
+            lambda c: c.execute(sql["FENCE_STATE"], {"runs": [run_id]}).fetchone(),
+            retry=True,
+        )
+        if row is None:
+            return await writes.run(create) == 1
+        _, worker, epoch, status, last_seq = row
+        if (worker, epoch, status, last_seq) == (params["w"], 1, "running", -1):
+            return True
+        raise RunIdInUseError(f"run id {run_id!r} is already in {where}") from exc
+
+
+async def claim_settled(
+    control: Connection, sql: Mapping[str, str], name: str, params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Run claim statement *name*; the rows it claimed, also when the
+    connection dropped with the COMMIT in flight (``params["token"]``, set by
+    the claim, finds exactly the rows it touched)."""
+    try:
+        return await control.run(lambda c: c.execute(sql[name], params).fetchall())
+    except JournalError as exc:
+        if not (exc.__cause__ and is_connection_error(exc.__cause__)):
+            raise
+    return await control.run(
+        lambda c: c.execute(sql["CLAIMED_BY_TOKEN"], params).fetchall(), retry=True
+    )

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
-import socket
 from collections.abc import Iterable, Sequence
 from typing import Any, final
 
@@ -34,7 +32,6 @@ from .._saga._journal import (
     JournalError,
     JSONCodec,
     LeaseLostError,
-    RunIdInUseError,
     RunRecord,
     RunStatus,
     WorkerRecord,
@@ -42,9 +39,9 @@ from .._saga._journal import (
 from .._validate import check_duration, check_int, check_str
 from . import _pg_sql as q
 from ._pg_batch import AppendBatcher, AppendRequest
-from ._pg_conn import Connection, connect_kwargs, describe_dsn, is_connection_error
+from ._pg_conn import Connection, connect_kwargs, describe_dsn
 from ._pg_lease import LeaseKeeper
-from ._pg_resolve import execute_batch
+from ._pg_resolve import claim_settled, create_settled, execute_batch
 from ._pg_schema import check_schema_name, migrate
 
 _NEVER_PRUNED = frozenset({RunStatus.RUNNING, RunStatus.NEEDS_INTERVENTION})
@@ -273,34 +270,9 @@ class PostgresJournal:
 
     async def _create(self, run_id: str, scene: str, state: bytes, worker: str) -> bool:
         params = {"run": run_id, "scene": scene, "state": state, "w": worker}
-
-        def create(conn: Any) -> int:
-            import psycopg
-
-            try:
-                return int(conn.execute(self._sql["CREATE_RUN"], params).rowcount)
-            except psycopg.errors.UniqueViolation:
-                raise RunIdInUseError(
-                    f"run id {run_id!r} is already in {self._where}; "
-                    "run ids are never reused"
-                ) from None
-
-        try:
-            return await self._writes.run(create) == 1
-        except JournalError as exc:
-            if not (exc.__cause__ and is_connection_error(exc.__cause__)):
-                raise
-            # The insert may have committed: the run row says.
-            record = await self.get_run(run_id)
-            if record is None:
-                return await self._writes.run(create) == 1
-            if (record.status, record.last_seq) == (RunStatus.RUNNING, -1) and (
-                getattr(record, "worker", record.owner) == worker
-            ):
-                return True
-            raise RunIdInUseError(
-                f"run id {run_id!r} is already in {self._where}"
-            ) from exc
+        return await create_settled(
+            self._writes, self._control, self._sql, params, self._where
+        )
 
     async def append(
         self,
@@ -396,19 +368,7 @@ class PostgresJournal:
         worker = await self._keeper.ensure()
         token = secrets.token_hex(8)
         params = {**params, "me": worker, "token": token, "max": self._max_claims}
-        try:
-            rows = await self._control.run(
-                lambda c: c.execute(self._sql[name], params).fetchall()
-            )
-        except JournalError as exc:
-            if not (exc.__cause__ and is_connection_error(exc.__cause__)):
-                raise
-            # Did the claim commit before the connection dropped? The token
-            # finds exactly the rows it touched.
-            rows = await self._control.run(
-                lambda c: c.execute(self._sql["CLAIMED_BY_TOKEN"], params).fetchall(),
-                retry=True,
-            )
+        rows = await claim_settled(self._control, self._sql, name, params)
         out = []
         for row in rows:
             record = q.run_record(row)
@@ -527,8 +487,3 @@ def _statuses(statuses: object, argument: str) -> list[str]:
             raise TypeError(f"{argument} must be RunStatus values, got {status!r}")
         out.append(status.value)
     return out
-
-
-def worker_identity() -> tuple[str, int]:
-    """This process's host name and pid, for its worker row."""
-    return socket.gethostname(), os.getpid()
