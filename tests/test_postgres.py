@@ -274,3 +274,17 @@ async def test_a_lapsed_run_stops_and_another_worker_rolls_it_back(
             assert record is not None
             assert (record.status, record.epoch) == (RunStatus.COMPENSATED, 2)
             assert sorted(undone) == ["charge", "reserve"]
+
+
+async def test_lapsed_worker_registers_anew(pg_server: PgServer) -> None:
+    """A lapsed lease is never revived: the next use registers a new worker id."""
+    schema = pg_server.new_schema()
+    with trio.fail_after(GUARD):
+        async with journal(pg_server, schema) as a, journal(pg_server, schema) as b:
+            first = a.worker_id
+            await b.expire_worker(first)
+            fence = await a.create_run("r2", scene="s", state=b"{}")
+            assert a.worker_id == fence.worker != first
+            ids = {w.worker_id: w for w in await b.workers()}
+            assert ids[first].expires_at <= ids[fence.worker].started_at
+            await a.append(fence, entries("r2", 0))
