@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 import trio
+import trio.testing
 
 import trio_sagas
 from trio_sagas import JournalEntry, JournalSchemaError, RunStatus
@@ -288,3 +289,19 @@ async def test_lapsed_worker_registers_anew(pg_server: PgServer) -> None:
             ids = {w.worker_id: w for w in await b.workers()}
             assert ids[first].expires_at <= ids[fence.worker].started_at
             await a.append(fence, entries("r2", 0))
+
+
+async def test_virtual_clock_arms_no_local_deadline(
+    pg_server: PgServer, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Under an autojump clock trio time is not the server's: no local deadline
+    is armed, so a long virtual sleep in a held scope is not cancelled."""
+    schema = pg_server.new_schema()
+    async with journal(pg_server, schema, lease=5.0) as j:
+        async with j.hold() as scope:
+            fence = await j.create_run("r", scene="s", state=b"{}")
+            with scope:
+                await trio.sleep(100)
+                await j.append(fence, entries("r", 0))
+        assert not scope.cancelled_caught
+        assert [e.seq for e in await j.events("r")] == [0]

@@ -344,7 +344,7 @@ async def test_a_blocked_worker_cancels_its_own_runs(journal_factory: Factory) -
             async with a.hold() as scope:
                 fence = await a.create_run("r", scene="s", state=b"{}")
                 with scope:
-                    time.sleep(0.8)  # noqa: ASYNC251 -- the event loop is blocked
+                    time.sleep(1.5)  # noqa: ASYNC251 -- the event loop is blocked
                     await trio.lowlevel.checkpoint()
                     went_on = True
             assert scope.cancelled_caught
