@@ -8,9 +8,12 @@ Wall time (``time.perf_counter``), real processes, a throwaway PostgreSQL
   lease/2 with jitter) takes them over. Reported: seconds from the kill to
   each run's claim (epoch 2), as a distribution, against the bound
   lease + one poll interval.
-* **steps/s**: 1, 4 and 8 worker processes each run 10-step sagas (several
+* **steps/s**: 1, 4 and 8 worker processes each run 10-step sagas (eight
   at once) for a fixed window; durable steps/s counts the ActCompleted
-  events the journal holds at the end.
+  events the journal holds at the end. Interleaved with the same number of
+  DBOS 3.4 processes (when ``dbos`` is installed: the ``bench`` group) doing
+  the same 10 steps with its own ``@DBOS.workflow``/``@DBOS.step``, eight
+  threads each, its system database on the same server.
 """
 
 from __future__ import annotations
@@ -122,6 +125,80 @@ async def takeover_trial(dsn: str) -> list[float]:
     return list(claimed.values())
 
 
+def child_dbos(dsn: str, database: str) -> None:
+    """DBOS 3.4 doing the same 10 steps (its own decorators), 8 threads."""
+    import logging
+    import threading
+
+    from dbos import DBOS
+
+    host = dict(p.split("=", 1) for p in dsn.split())["host"]
+    logging.getLogger("dbos").setLevel(logging.WARNING)
+    DBOS(
+        config={
+            "name": "bench",
+            "system_database_url": f"postgresql+psycopg://postgres@/{database}?host={host}",
+        }
+    )
+
+    @DBOS.step()
+    def step(n: int) -> int:
+        return n + 1
+
+    @DBOS.workflow()
+    def saga() -> int:
+        n = 0
+        for _ in range(10):
+            n = step(n)
+        return n
+
+    DBOS.launch()
+    print("ready", flush=True)
+    until = float(sys.stdin.readline())
+    done = [0] * CONCURRENT
+
+    def loop(k: int) -> None:
+        while time.time() < until:
+            saga()
+            done[k] += 10
+
+    threads = [threading.Thread(target=loop, args=(k,)) for k in range(CONCURRENT)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(sum(done), flush=True)
+    DBOS.destroy()
+
+
+def dbos_steps_per_second(dsn: str, processes: int) -> float | None:
+    """DBOS's durable steps/s with *processes* processes (None: not installed)."""
+    try:
+        import dbos  # noqa: F401
+    except ImportError:
+        return None
+    database = f"dbos_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {database}")
+    procs = []
+    for _ in range(processes):  # one at a time: each launch migrates
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "dbos", dsn, database],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        procs.append(proc)
+    until = time.time() + WINDOW
+    total = 0
+    for proc in procs:
+        out, _ = proc.communicate(f"{until}\n")
+        total += int(out.split()[-1])
+    return total / WINDOW
+
+
 def steps_per_second(dsn: str, processes: int) -> float:
     schema = f"b_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(dsn, autocommit=True):
@@ -159,6 +236,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "parked":
         trio.run(child_parked, sys.argv[2], sys.argv[3])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "dbos":
+        child_dbos(sys.argv[2], sys.argv[3])
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "steps":
         trio.run(child_steps, sys.argv[2], sys.argv[3], sys.argv[4])
         return
@@ -173,7 +253,10 @@ def main() -> None:
         delays: list[float] = []
         for _ in range(TRIALS):
             delays += trio.run(takeover_trial, dsn)
-        rates = {n: steps_per_second(dsn, n) for n in PROCESSES}
+        rates, dbos_rates = {}, {}
+        for n in PROCESSES:  # interleaved: ours, then DBOS, per process count
+            rates[n] = steps_per_second(dsn, n)
+            dbos_rates[n] = dbos_steps_per_second(dsn, n)
     finally:
         if server is not None and top is not None:
             stop_server(server, top)
@@ -184,8 +267,14 @@ def main() -> None:
           f"max {delays[-1]:.2f} s; bound lease + longest poll = {bound:.2f} s; "
           f"within it: {sum(d <= bound for d in delays)}/{len(delays)}")  # fmt: skip
     for n, rate in rates.items():
+        other = dbos_rates[n]
+        versus = (
+            "DBOS not installed"
+            if other is None
+            else f"DBOS 3.4 {other:,.0f} steps/s ({rate / other:.1f}x)"
+        )
         print(f"{n} worker process(es) x {CONCURRENT} concurrent 10-step sagas: "
-              f"{rate:,.0f} durable steps/s")  # fmt: skip
+              f"{rate:,.0f} durable steps/s; {versus}")  # fmt: skip
 
 
 if __name__ == "__main__":

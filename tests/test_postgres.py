@@ -305,3 +305,22 @@ async def test_virtual_clock_arms_no_local_deadline(
                 await j.append(fence, entries("r", 0))
         assert not scope.cancelled_caught
         assert [e.seq for e in await j.events("r")] == [0]
+
+
+async def test_outside_cancellation_is_a_bare_cancelled(pg_server: PgServer) -> None:
+    """Cancelling around the journal's block, or a hold() block, raises a plain
+    trio.Cancelled through them (never a group), and the worker row is gone."""
+    schema = pg_server.new_schema()
+    with trio.fail_after(GUARD):
+        with trio.move_on_after(0.3) as outer:
+            async with journal(pg_server, schema) as j:
+                await trio.sleep(10)
+        assert outer.cancelled_caught
+        loose = journal(pg_server, schema)
+        with trio.move_on_after(0.3) as inner:
+            async with loose.hold():
+                await trio.sleep(10)
+        assert inner.cancelled_caught
+        assert [w.worker_id for w in await loose.workers()] == [loose.worker_id]
+        await loose.aclose()
+        assert j.worker_id == ""
