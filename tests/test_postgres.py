@@ -3,6 +3,7 @@ connections and "commit outcome unknown", a server restart, bad arguments."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import psycopg
@@ -324,3 +325,53 @@ async def test_outside_cancellation_is_a_bare_cancelled(pg_server: PgServer) -> 
         assert [w.worker_id for w in await loose.workers()] == [loose.worker_id]
         await loose.aclose()
         assert j.worker_id == ""
+
+
+@pytest.mark.parametrize("entered", [True, False])
+async def test_outside_cancel_rollback_longer_than_the_lease_completes(
+    pg_server: PgServer, entered: bool
+) -> None:
+    """A run cancelled from outside rolls back shielded; the heartbeat is
+    shielded too, so an undo longer than the lease still commits COMPENSATED."""
+    schema = pg_server.new_schema()
+    started = trio.Event()
+
+    async def do(ctx: trio_sagas.StepContext, state: Any) -> None:
+        pass
+
+    async def block(ctx: trio_sagas.StepContext, state: Any) -> None:
+        started.set()
+        await trio.sleep_forever()
+
+    async def slow_undo(ctx: trio_sagas.StepContext, state: Any) -> None:
+        await trio.sleep(1.5)  # three times the lease
+
+    scene = trio_sagas.Scene(
+        "order",
+        saga=True,
+        steps=[
+            trio_sagas.Act("a", run=do, compensate=slow_undo),
+            trio_sagas.Act("b", run=block),
+        ],
+    )
+    j = journal(pg_server, schema, lease=0.5)
+    with trio.fail_after(GUARD):
+        async with contextlib.AsyncExitStack() as stack:
+            if entered:
+                await stack.enter_async_context(j)
+            async with trio.open_nursery() as nursery:
+
+                async def run() -> None:
+                    with pytest.raises(trio.Cancelled):
+                        await trio_sagas.run_scene(scene, {}, journal=j, run_id="r")
+
+                nursery.start_soon(run)
+                await started.wait()
+                nursery.cancel_scope.cancel()
+            record = await j.get_run("r")
+            assert record is not None
+            assert record.status is RunStatus.COMPENSATED
+            kinds = [e.kind for e in await j.events("r")]
+            assert kinds.count("CompensationStepCompleted") == 1
+        if not entered:
+            await j.aclose()

@@ -45,6 +45,7 @@ class LeaseKeeper:
         self.nursery: trio.Nursery | None = None
         self.last_error: JournalError | None = None
         self._held: dict[trio.CancelScope, str] = {}
+        self._beats: set[trio.CancelScope] = set()
         self._lock = trio.Lock()
 
     def _deadline(self, sent: float) -> float:
@@ -137,8 +138,26 @@ class LeaseKeeper:
                     scope.deadline = self.valid_until
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """The heartbeat task: renew every lease/3 (a tenth after a failure)."""
-        task_status.started()
+        """The heartbeat task: renew every lease/3 (a tenth after a failure).
+
+        Shielded from outside cancellation: a run cancelled from outside
+        still rolls back (shielded), and its undos need the lease; only the
+        block that started the heartbeat stops it (:meth:`stop`).
+        """
+        with trio.CancelScope(shield=True) as scope:
+            self._beats.add(scope)
+            try:
+                task_status.started(scope)
+                await self._beat()
+            finally:
+                self._beats.discard(scope)
+
+    def stop(self, beat: trio.CancelScope | None = None) -> None:
+        """Stop one heartbeat (by the scope :meth:`run` started with), or all."""
+        for scope in [beat] if beat is not None else list(self._beats):
+            scope.cancel(reason="heartbeat stopped: its block ended")
+
+    async def _beat(self) -> None:
         failed = False
         while True:
             await self._pause(self._lease / (10 if failed else 3))
@@ -162,11 +181,11 @@ class LeaseKeeper:
                 return
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self.run)
+                    beat = await nursery.start(self.run)
                     try:
                         yield scope
                     finally:
-                        nursery.cancel_scope.cancel(reason="hold() block ended")
+                        self.stop(beat)
             except BaseExceptionGroup as group:
                 # The heartbeat never raises: the group holds the block's own
                 # exception, which the caller must see as it was raised.

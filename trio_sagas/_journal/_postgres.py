@@ -191,7 +191,7 @@ class PostgresJournal:
         try:
             await nursery.start(self._keeper.run)
         except BaseException:
-            nursery.cancel_scope.cancel()
+            self._keeper.stop()
             await self._nursery_manager.__aexit__(None, None, None)
             raise
         self._keeper.nursery = nursery
@@ -202,7 +202,7 @@ class PostgresJournal:
         try:
             if manager is not None:
                 assert self._keeper.nursery is not None
-                self._keeper.nursery.cancel_scope.cancel(reason="journal closed")
+                self._keeper.stop()
                 self._keeper.nursery = None
                 # The heartbeat never raises; the block's own exception, if
                 # any, propagates from here as it was (never in a group).
