@@ -60,6 +60,7 @@ from ._ignition import SignalStarted as SignalStarted
 from ._ignition import StagePolicy as StagePolicy
 from ._ignition import StageResult as StageResult
 from ._ignition import StageStarted as StageStarted
+from ._journal import PostgresJournal as PostgresJournal
 from ._journal import SQLiteJournal as SQLiteJournal
 from ._logging import LoggingObserver as LoggingObserver
 from ._merge import MergedReceiveChannel as MergedReceiveChannel
@@ -212,6 +213,7 @@ __all__ = (
     "Observer",
     "Outcome",
     "OutcomeError",
+    "PostgresJournal",
     "RecordedFailure",
     "RecoveryReport",
     "ResultRejected",
