@@ -254,3 +254,25 @@ def attrs_validator(check: Any, **options: Any) -> Any:
         check(value, attribute.name, **options)
 
     return validator
+
+
+def check_name_list(value: object, argument: str) -> tuple[str, ...]:
+    """An iterable of distinct names (a lone str is refused: it is not a list)."""
+    if isinstance(value, str):
+        raise TypeError(
+            f"{argument} must be an iterable of names, not the str {value!r}"
+        )
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{argument} must be an iterable of names, got {value!r}")
+    names = tuple(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{argument} must hold names (str), got {name!r}")
+    check_unique(names, argument)
+    return names
+
+
+def check_optional_instance(value: object, kind: type, argument: str) -> None:
+    """Raise :exc:`TypeError` unless *value* is None or an instance of *kind*."""
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"{argument} must be a {kind.__name__} or None, got {value!r}")
