@@ -13,8 +13,8 @@ from __future__ import annotations
 import collections
 import math
 import types
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 import trio
 
@@ -30,32 +30,26 @@ from ._records import (
     SignalCompleted,
     SignalStarted,
     StagePolicy,
-    StageResult,
     StageStarted,
 )
 from ._settings import Settings, policy_name
-from ._signal import Signal, Stage, build_stages, root_of, stop_cause
-from ._tasks import SoftTimer, watch_scope
-
-
-class Worker(Protocol):
-    """What each signal's task does (:class:`~._work.SignalWork`)."""
-
-    async def signal_task(self, sig: Signal) -> None: ...
-
-    def timed_out_at(self, sig: Signal, at: float) -> None: ...
-
-
-def _unset(sig: Signal, at: float) -> None:
-    raise AssertionError("Run.execute() sets the soft-timeout callback")
-
-
-async def _unset_task(sig: Signal) -> None:
-    raise AssertionError("Run.execute() sets the signal task")
+from ._signal import (
+    Signal,
+    Stage,
+    Worker,
+    build_result,
+    build_stages,
+    root_of,
+    stop_cause,
+)
+from ._tasks import SoftTimer, host_nursery, watch_scope
 
 
 class Run:
     """The state of the one run of an :class:`Ignition`."""
+
+    # What each signal's task does; given to execute().
+    work: Worker
 
     def __init__(
         self,
@@ -96,9 +90,7 @@ class Run:
         self.timed_out = False
         self.policy_error: Exception | None = None
         self.all_decided = trio.Event()
-        # Both set by execute() from the SignalWork that carries the signals.
-        self.soft = SoftTimer(_unset)
-        self.signal_task: Callable[[Signal], Awaitable[None]] = _unset_task
+        self.soft = SoftTimer()
         self.sequence_position = 0
         self.sequence_active: Signal | None = None
         self.started_at = 0.0
@@ -115,7 +107,7 @@ class Run:
 
     async def execute(self, work: Worker) -> IgnitionResult:
         """Run every signal once; *work* is what each signal's task does."""
-        self.signal_task = work.signal_task
+        self.work = work
         self.soft.expired = work.timed_out_at
         try:
             return await self._execute()
@@ -138,7 +130,7 @@ class Run:
             async with trio.open_nursery() as internal:
                 self.internal = internal
                 if self.caller is None:
-                    self.host = await internal.start(self.host_signals)
+                    self.host = await internal.start(host_nursery, self._hosting)
                 else:
                     self.host = self.caller
                 self._begin()
@@ -163,26 +155,12 @@ class Run:
                 self._abort("ignition run() was cancelled or failed")
         if self.policy_error is not None:
             raise self.policy_error
-        outcomes: dict[str, Outcome[Any]] = {}
-        for sig in self.signals:
-            assert sig.outcome is not None
-            outcomes[sig.name] = sig.outcome
-        result = IgnitionResult(
-            outcomes=types.MappingProxyType(outcomes),
+        result = build_result(
+            self.signals,
+            self.stages,
             timed_out=self.timed_out,
             started_at=self.started_at,
             finished_at=finished_at,
-            stages=tuple(
-                StageResult(
-                    stage=stage.number,
-                    outcomes=types.MappingProxyType(
-                        {s.name: outcomes[s.name] for s in stage.signals}
-                    ),
-                    promoted=stage.promoted,
-                    promoted_at=stage.promoted_at,
-                )
-                for stage in self.stages
-            ),
         )
         if self.emit.enabled:
             self.emit(IgnitionCompleted(at=trio.current_time(), result=result))
@@ -258,39 +236,6 @@ class Run:
         self._cancel_running(reason, everything=True)
 
     # -- decisions ---------------------------------------------------------
-
-    def outcome(
-        self,
-        sig: Signal,
-        status: Status,
-        *,
-        value: object = None,
-        error: BaseException | None = None,
-        cause: CancelCause | None = None,
-        at: float | None = None,
-        attributes: Mapping[str, object] | None = None,
-    ) -> Outcome[Any]:
-        return Outcome(
-            sig.name,
-            status,
-            value=value,
-            error=error,
-            cause=cause,
-            started_at=sig.started_at,
-            finished_at=trio.current_time() if at is None else at,
-            attributes=attributes,
-        )
-
-    def not_started(
-        self, sig: Signal, status: Status, cause: CancelCause
-    ) -> Outcome[Any]:
-        """The outcome of a signal resolved without running.
-
-        A cancelled scope is the more specific statement: it wins.
-        """
-        if sig.scope is not None and sig.scope.cause is not None:
-            return self.outcome(sig, Status.CANCELLED, cause=sig.scope.cause)
-        return self.outcome(sig, status, cause=cause)
 
     def record(self, sig: Signal, outcome: Outcome[Any]) -> bool:
         """Set *sig*'s outcome if it is still open; True if this call set it."""
@@ -384,7 +329,7 @@ class Run:
                     triggered_by=root,
                     message=f"dependency {sig.name!r} {sig.outcome.status.value}",
                 )
-                self.record(dependent, self.not_started(dependent, status, cause))
+                self.record(dependent, dependent.unstarted(status, cause))
                 stack.append(dependent)
 
     def _continue(self, outcome: Outcome[Any]) -> bool:
@@ -408,9 +353,9 @@ class Run:
         self.stopped = cause
         for sig in list(self.undecided):
             if sig.started_at is not None:
-                self.record(sig, self.outcome(sig, Status.CANCELLED, cause=cause))
+                self.record(sig, sig.ended(Status.CANCELLED, cause=cause))
             else:
-                self.record(sig, self.not_started(sig, Status.SKIPPED, cause))
+                self.record(sig, sig.unstarted(Status.SKIPPED, cause))
         self._cancel_running(cause.describe(), everything=False)
 
     def _global_timeout(self) -> None:
@@ -425,7 +370,7 @@ class Run:
         )
         self.stopped = cause
         for sig in list(self.undecided):
-            self.record(sig, self.outcome(sig, Status.TIMED_OUT, cause=cause))
+            self.record(sig, sig.ended(Status.TIMED_OUT, cause=cause))
         hard = self.caller is None or self.settings.cancel_on_global_timeout
         self._cancel_running(cause.describe(), everything=hard)
 
@@ -436,9 +381,7 @@ class Run:
             return
         if sig.scope is not None and sig.scope.cause is not None:
             # Its scope was cancelled while it waited: never start it.
-            self.resolve(
-                sig, self.outcome(sig, Status.CANCELLED, cause=sig.scope.cause)
-            )
+            self.resolve(sig, sig.ended(Status.CANCELLED, cause=sig.scope.cause))
             return
         if self.limiter is not None:
             try:
@@ -457,7 +400,7 @@ class Run:
         now = sig.started_at = trio.current_time()
         if self.emit.enabled:
             self.emit(SignalStarted(at=now, name=sig.name, stage=sig.stage))
-        self.host.start_soon(self.signal_task, sig, name=f"ignition:{sig.name}")
+        self.host.start_soon(self.work.signal_task, sig, name=f"ignition:{sig.name}")
 
     def release_slot(self, sig: Signal) -> None:
         if not sig.holds_slot:
@@ -526,17 +469,11 @@ class Run:
             for later in self.stages[stage.position + 1 :]:
                 for sig in later.signals:
                     if sig.outcome is None:
-                        self.record(sig, self.not_started(sig, Status.SKIPPED, cause))
-
-    async def host_signals(
-        self, *, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """The nursery every signal runs in when the caller passed none."""
-        async with trio.open_nursery() as nursery:
-            self.bulk = nursery.cancel_scope
-            task_status.started(nursery)
-            await trio.sleep(math.inf)
+                        self.record(sig, sig.unstarted(Status.SKIPPED, cause))
 
     def scope_cancelled(self, sig: Signal, node: CancellationScope) -> None:
         """*sig*'s scope *node* was cancelled: it ends CANCELLED with the root cause."""
-        self.resolve(sig, self.outcome(sig, Status.CANCELLED, cause=node.cause))
+        self.resolve(sig, sig.ended(Status.CANCELLED, cause=node.cause))
+
+    def _hosting(self, nursery: trio.Nursery) -> None:
+        self.bulk = nursery.cancel_scope

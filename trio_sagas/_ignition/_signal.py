@@ -11,14 +11,16 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import types
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from .._cancel import CancellationScope
 from .._outcome import CancelCause, CancelReason, Outcome, Status
 from .._retry import RetryPolicy
+from ._records import IgnitionResult, StageResult
 
 
 def keyword_parameters(fn: object) -> frozenset[str]:
@@ -122,6 +124,37 @@ class Signal:
     def __repr__(self) -> str:
         return f"<Signal {self.name!r}>"
 
+    def ended(
+        self,
+        status: Status,
+        *,
+        value: object = None,
+        error: BaseException | None = None,
+        cause: CancelCause | None = None,
+        at: float | None = None,
+        attributes: Mapping[str, object] | None = None,
+    ) -> Outcome[Any]:
+        """Its outcome, decided now (or at *at*)."""
+        return Outcome(
+            self.name,
+            status,
+            value=value,
+            error=error,
+            cause=cause,
+            started_at=self.started_at,
+            finished_at=trio.current_time() if at is None else at,
+            attributes=attributes,
+        )
+
+    def unstarted(self, status: Status, cause: CancelCause) -> Outcome[Any]:
+        """Its outcome when resolved without running.
+
+        A cancelled scope is the more specific statement: it wins.
+        """
+        if self.scope is not None and self.scope.cause is not None:
+            return self.ended(Status.CANCELLED, cause=self.scope.cause)
+        return self.ended(status, cause=cause)
+
     def attributes(self) -> Mapping[str, object] | None:
         """The extras of its outcome: ``{"attempts": n}`` when it retries."""
         return None if self.attempts is None else {"attempts": self.attempts}
@@ -130,6 +163,14 @@ class Signal:
         """The value it succeeded with (what a dependent receives)."""
         assert self.outcome is not None
         return self.outcome.value
+
+
+class Worker(Protocol):
+    """What each signal's task does (:class:`~._work.SignalWork`)."""
+
+    async def signal_task(self, sig: Signal) -> None: ...
+
+    def timed_out_at(self, sig: Signal, at: float) -> None: ...
 
 
 class Stage:
@@ -196,3 +237,35 @@ def build_stages(signals: list[Signal], threshold: float) -> list[Stage]:
         # round() first: 0.7 * 10 is 7.000000000000001 in binary.
         stage.needed = max(1, math.ceil(round(threshold * len(stage.signals), 9)))
     return stages
+
+
+def build_result(
+    signals: list[Signal],
+    stages: list[Stage],
+    *,
+    timed_out: bool,
+    started_at: float,
+    finished_at: float,
+) -> IgnitionResult:
+    """The :class:`IgnitionResult` of a run whose outcomes are all decided."""
+    outcomes: dict[str, Outcome[Any]] = {}
+    for sig in signals:
+        assert sig.outcome is not None
+        outcomes[sig.name] = sig.outcome
+    return IgnitionResult(
+        outcomes=types.MappingProxyType(outcomes),
+        timed_out=timed_out,
+        started_at=started_at,
+        finished_at=finished_at,
+        stages=tuple(
+            StageResult(
+                stage=stage.number,
+                outcomes=types.MappingProxyType(
+                    {s.name: outcomes[s.name] for s in stage.signals}
+                ),
+                promoted=stage.promoted,
+                promoted_at=stage.promoted_at,
+            )
+            for stage in stages
+        ),
+    )

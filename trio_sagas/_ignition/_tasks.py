@@ -20,13 +20,29 @@ from .._util import lone_cancelled
 from ._signal import Signal
 
 
+async def host_nursery(
+    opened: Callable[[trio.Nursery], None],
+    *,
+    task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Open a nursery for other tasks to run in; it lasts until cancelled."""
+    async with trio.open_nursery() as nursery:
+        opened(nursery)
+        task_status.started(nursery)
+        await trio.sleep(math.inf)
+
+
+def _nobody(sig: Signal, at: float) -> None:
+    raise AssertionError("SoftTimer.expired was never set")
+
+
 class SoftTimer:
     """One timer task for every soft per-signal deadline: a heap, not a task each."""
 
     __slots__ = ("expired", "heap", "wakeup")
 
-    def __init__(self, expired: Callable[[Signal, float], None]) -> None:
-        self.expired = expired
+    def __init__(self) -> None:
+        self.expired: Callable[[Signal, float], None] = _nobody
         self.heap: list[tuple[float, int, Signal]] = []
         self.wakeup = trio.Event()
 

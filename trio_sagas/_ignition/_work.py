@@ -44,8 +44,8 @@ class SignalWork:
             )
         self.run.resolve(
             sig,
-            self.run.outcome(
-                sig, Status.TIMED_OUT, cause=cause, at=at, attributes=sig.attributes()
+            sig.ended(
+                Status.TIMED_OUT, cause=cause, at=at, attributes=sig.attributes()
             ),
         )
 
@@ -61,9 +61,7 @@ class SignalWork:
             )
         self.run.resolve(
             sig,
-            self.run.outcome(
-                sig, Status.FAILED, error=error, attributes=sig.attributes()
-            ),
+            sig.ended(Status.FAILED, error=error, attributes=sig.attributes()),
         )
 
     async def signal_task(self, sig: Signal) -> None:
@@ -100,9 +98,7 @@ class SignalWork:
                 # down. Record it and stop the run, so that nothing new
                 # starts (dependents of this signal would otherwise run).
                 cause = CancelCause.from_cancelled(exc)
-                self.run.record(
-                    sig, self.run.outcome(sig, Status.CANCELLED, cause=cause)
-                )
+                self.run.record(sig, sig.ended(Status.CANCELLED, cause=cause))
                 if self.run.stopped is None and not self.run.closed:
                     self.run.stop(cause)
             raise
@@ -132,9 +128,7 @@ class SignalWork:
                 return
         self.run.resolve(
             sig,
-            self.run.outcome(
-                sig, Status.SUCCEEDED, value=value, attributes=sig.attributes()
-            ),
+            sig.ended(Status.SUCCEEDED, value=value, attributes=sig.attributes()),
         )
 
     def _values(self, sig: Signal) -> Mapping[str, object]:
