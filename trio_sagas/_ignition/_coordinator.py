@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TypeVarTuple, Unpack, final
+from typing import final
 
 import trio
 
@@ -40,8 +40,6 @@ from ._settings import Settings, policy_name
 from ._signal import Signal, keyword_parameters
 from ._tasks import enter_context
 from ._work import SignalWork
-
-PosArgsT = TypeVarTuple("PosArgsT")
 
 
 @final
@@ -140,8 +138,8 @@ class Ignition:
     def add(
         self,
         name: str,
-        fn: Callable[[Unpack[PosArgsT]], Awaitable[object]],
-        *args: *PosArgsT,
+        fn: Callable[..., Awaitable[object]],
+        *args: object,
         timeout: float | None = None,
         depends_on: Iterable[str] = (),
         stage: int = 0,

@@ -1,0 +1,515 @@
+"""Ignition services: ordered shutdown, values handed to dependents, retried checks,
+bare Cancelled from outside, and FAIL_FAST on timeouts and cancelled scopes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from trio_sagas import (
+    CancellationScope,
+    CancelReason,
+    ExecutionMode,
+    Ignition,
+    IgnitionPolicy,
+    RetryPolicy,
+    StagePolicy,
+    Status,
+)
+
+
+class Boom(Exception):
+    """The failure the test signals raise."""
+
+
+async def ok(delay: float, value: object = None) -> object:
+    await trio.sleep(delay)
+    return value
+
+
+class Journal:
+    """A stand-in for a journal: writes are refused once it is closed."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        if self.closed:
+            raise RuntimeError(f"journal is closed: {text!r} lost")
+        self.writes.append(text)
+
+
+def recorder() -> tuple[list[tuple[float, str]], Any]:
+    log: list[tuple[float, str]] = []
+
+    def note(what: str) -> None:
+        log.append((trio.current_time(), what))
+
+    return log, note
+
+
+# -- ordered shutdown ----------------------------------------------------------
+
+
+async def test_shutdown_stops_dependents_before_their_dependency(
+    autojump_clock: MockClock,
+) -> None:
+    """Cancelling the nursery: the sagas' cleanup runs and ends before the journal's starts."""
+    log, note = recorder()
+
+    @asynccontextmanager
+    async def open_journal() -> AsyncIterator[Journal]:
+        await trio.sleep(0.5)
+        journal = Journal()
+        note("journal open")
+        try:
+            yield journal
+        finally:
+            note("journal closing")
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.1)
+            journal.closed = True
+            note("journal closed")
+
+    async def saga_service(
+        *,
+        deps: Mapping[str, Any],
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        journal: Journal = deps["journal"]
+        task_status.started("sagas ready")
+        try:
+            await trio.sleep_forever()
+        finally:
+            # A rollback that writes to the journal while shutting down.
+            note("sagas rolling back")
+            with trio.CancelScope(shield=True):
+                await trio.sleep(1)
+                journal.write("compensated")
+            note("sagas stopped")
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
+            ignition.add_context("journal", open_journal)
+            ignition.add("sagas", saga_service, depends_on=["journal"])
+            result = await ignition.run(nursery=nursery)
+            assert result.ok
+            assert result.outcomes["sagas"].value == "sagas ready"
+            journal = result.outcomes["journal"].value
+            assert isinstance(journal, Journal)
+            await trio.sleep(10)
+            nursery.cancel_scope.cancel(reason="shutting down")
+    assert log == [
+        (0.5, "journal open"),
+        (10.5, "sagas rolling back"),
+        (11.5, "sagas stopped"),
+        (11.5, "journal closing"),
+        (11.6, "journal closed"),
+    ]
+    assert journal.writes == ["compensated"]
+    assert trio.current_time() == 11.6
+
+
+async def test_shutdown_order_follows_the_graph_not_the_add_order(
+    autojump_clock: MockClock,
+) -> None:
+    """a <- b <- c, and d beside them: c stops, then b, then a; d stops at once."""
+    log, note = recorder()
+
+    def service(name: str, cleanup: float) -> Any:
+        async def run(*, task_status: trio.TaskStatus[str]) -> None:
+            task_status.started(name)
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(cleanup)
+                note(f"{name} stopped")
+
+        return run
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
+            ignition.add("c", service("c", 1), depends_on=["b"])
+            ignition.add("a", service("a", 1))
+            ignition.add("d", service("d", 0.5))
+            ignition.add("b", service("b", 1), depends_on=["a"])
+            assert (await ignition.run(nursery=nursery)).ok
+            nursery.cancel_scope.cancel()
+    assert log == [
+        (0.5, "d stopped"),
+        (1, "c stopped"),
+        (2, "b stopped"),
+        (3, "a stopped"),
+    ]
+
+
+@pytest.mark.parametrize("mode", [ExecutionMode.SEQUENTIAL, ExecutionMode.STAGED])
+async def test_shutdown_in_reverse_start_order_without_a_graph(
+    autojump_clock: MockClock, mode: ExecutionMode
+) -> None:
+    """SEQUENTIAL and STAGED: later services stop before earlier ones."""
+    log, note = recorder()
+
+    async def service(name: str, *, task_status: trio.TaskStatus[str]) -> None:
+        task_status.started(name)
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(1)
+            note(f"{name} stopped")
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            ignition = Ignition(mode=mode)
+            for stage, name in enumerate(("first", "second", "third")):
+                ignition.add(
+                    name,
+                    service,
+                    name,
+                    stage=stage if mode is ExecutionMode.STAGED else 0,
+                )
+            assert (await ignition.run(nursery=nursery)).ok
+            nursery.cancel_scope.cancel()
+    assert log == [(1, "third stopped"), (2, "second stopped"), (3, "first stopped")]
+
+
+async def test_shutdown_reason_reaches_the_service(autojump_clock: MockClock) -> None:
+    """The service sees the reason the nursery was cancelled with."""
+    reasons: list[str | None] = []
+
+    async def service(*, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled as exc:
+            reasons.append(exc.reason)
+            raise
+
+    async with trio.open_nursery() as nursery:
+        ignition = Ignition()
+        ignition.add("svc", service)
+        await ignition.run(nursery=nursery)
+        nursery.cancel_scope.cancel(reason="deploy finished")
+    assert reasons == ["deploy finished"]
+
+
+async def test_service_scope_cancel_is_not_delayed_by_dependents(
+    autojump_clock: MockClock,
+) -> None:
+    """Cancelling a service's own scope stops it at once, dependents or not."""
+    log, note = recorder()
+    scope = CancellationScope("db")
+
+    async def service(name: str, *, task_status: trio.TaskStatus[str]) -> None:
+        task_status.started(name)
+        try:
+            await trio.sleep_forever()
+        finally:
+            note(f"{name} stopped")
+
+    async with trio.open_nursery() as nursery:
+        ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
+        ignition.add("db", service, "db", scope=scope)
+        ignition.add("api", service, "api", depends_on=["db"])
+        await ignition.run(nursery=nursery)
+        await trio.sleep(1)
+        scope.cancel()
+        await trio.sleep(1)
+        note("api still up")
+        nursery.cancel_scope.cancel()
+    assert log == [(1, "db stopped"), (2, "api still up"), (2, "api stopped")]
+
+
+async def test_service_failing_in_its_cleanup_is_reported(
+    autojump_clock: MockClock,
+) -> None:
+    """A service that raises while being stopped: the caller's nursery sees that error."""
+
+    async def service(*, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            raise Boom("cleanup failed")
+
+    with pytest.RaisesGroup(pytest.RaisesExc(Boom, match="cleanup failed")):
+        async with trio.open_nursery() as nursery:
+            ignition = Ignition()
+            ignition.add("svc", service)
+            await ignition.run(nursery=nursery)
+            nursery.cancel_scope.cancel()
+
+
+async def test_context_service_value_and_bad_factories(
+    autojump_clock: MockClock,
+) -> None:
+    """add_context: ready with __aenter__'s value; a factory returning no context fails."""
+
+    @asynccontextmanager
+    async def pool(size: int) -> AsyncIterator[list[int]]:
+        yield list(range(size))
+
+    def not_a_context() -> object:
+        return 42
+
+    async with trio.open_nursery() as nursery:
+        ignition = Ignition()
+        ignition.add_context("pool", pool, 3, timeout=1)
+        ignition.add_context("broken", not_a_context)  # type: ignore[arg-type]
+        result = await ignition.run(nursery=nursery)
+        nursery.cancel_scope.cancel()
+    assert result.outcomes["pool"].value == [0, 1, 2]
+    broken = result.outcomes["broken"]
+    assert broken.status is Status.FAILED
+    assert isinstance(broken.error, TypeError)
+    assert "must return an async context manager, got 42" in str(broken.error)
+
+
+def test_context_and_service_validation() -> None:
+    """add_context refuses async factories; a service refuses a retry policy."""
+
+    async def factory() -> None:
+        pass
+
+    async def service(*, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+
+    ignition = Ignition()
+    with pytest.raises(TypeError, match="factory must be a sync callable"):
+        ignition.add_context("x", factory)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="factory must be a callable, got 3"):
+        ignition.add_context("x", 3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="retry given for the service 'svc'"):
+        ignition.add("svc", service, retry=RetryPolicy())
+    assert ignition.names == ()
+
+
+# -- values handed to dependents ----------------------------------------------------
+
+
+async def test_dependents_receive_their_dependencies_values(
+    autojump_clock: MockClock,
+) -> None:
+    """A signal with a deps parameter gets its dependencies' values by name, read-only."""
+    seen: list[Mapping[str, Any]] = []
+
+    async def report(*, deps: Mapping[str, Any]) -> str:
+        seen.append(deps)
+        return f"{deps['database']}+{deps['cache']}"
+
+    ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
+    ignition.add("database", ok, 1, "pg")
+    ignition.add("cache", ok, 2, "redis")
+    ignition.add("report", report, depends_on=["database", "cache"])
+    ignition.add("alone", report)
+    result = await ignition.run()
+    assert result.outcomes["report"].value == "pg+redis"
+    assert [dict(deps) for deps in seen] == [{}, {"database": "pg", "cache": "redis"}]
+    with pytest.raises(TypeError):
+        seen[1]["x"] = 1  # type: ignore[index]
+
+
+# -- retried warm-up checks --------------------------------------------------------
+
+
+async def test_retry_a_failing_warm_up_check(autojump_clock: MockClock) -> None:
+    """A check failing twice succeeds on the third try, after backoffs on the trio clock."""
+    tries: list[float] = []
+
+    async def check() -> str:
+        tries.append(trio.current_time())
+        await trio.sleep(0.5)
+        if len(tries) < 3:
+            raise ConnectionError("not yet")
+        return "warm"
+
+    ignition = Ignition()
+    ignition.add(
+        "cache",
+        check,
+        retry=RetryPolicy(max_attempts=5, initial_backoff=1, multiplier=2),
+    )
+    result = await ignition.run()
+    outcome = result.outcomes["cache"]
+    assert outcome.status is Status.SUCCEEDED
+    assert outcome.value == "warm"
+    assert outcome.attributes["attempts"] == 3
+    assert tries == [0, 1.5, 4.0]
+    assert (outcome.started_at, outcome.finished_at) == (0, 4.5)
+
+
+async def test_retry_exhausted_fails_with_the_last_error(
+    autojump_clock: MockClock,
+) -> None:
+    """Out of tries: FAILED with the last error; dependents are skipped."""
+    calls = 0
+
+    async def check() -> None:
+        nonlocal calls
+        calls += 1
+        raise Boom(f"try {calls}")
+
+    ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
+    ignition.add("cache", check, retry=RetryPolicy(max_attempts=2, initial_backoff=1))
+    ignition.add("api", ok, 1, depends_on=["cache"])
+    result = await ignition.run()
+    cache = result.outcomes["cache"]
+    assert cache.status is Status.FAILED
+    assert str(cache.error) == "try 2"
+    assert cache.attributes["attempts"] == 2
+    assert cache.finished_at == 1
+    assert result.outcomes["api"].status is Status.SKIPPED
+
+
+async def test_retry_bounded_by_the_signal_timeout(autojump_clock: MockClock) -> None:
+    """The signal's timeout bounds every try and backoff together (hard: cancelled)."""
+    calls = 0
+
+    async def check() -> None:
+        nonlocal calls
+        calls += 1
+        await trio.sleep(1)
+        raise Boom("down")
+
+    ignition = Ignition(cancel_individual_on_timeout=True)
+    ignition.add(
+        "cache",
+        check,
+        timeout=3.5,
+        retry=RetryPolicy(max_attempts=10, initial_backoff=1, multiplier=1),
+    )
+    result = await ignition.run()
+    outcome = result.outcomes["cache"]
+    assert outcome.status is Status.TIMED_OUT
+    assert outcome.cause is not None
+    assert outcome.cause.reason is CancelReason.STEP_TIMEOUT
+    assert outcome.finished_at == 3.5
+    assert calls == 2
+
+
+# -- FAIL_FAST stops at any unsuccessful signal -------------------------------------
+
+
+@pytest.mark.parametrize("hard", [False, True])
+async def test_fail_fast_stops_at_a_timeout(
+    autojump_clock: MockClock, hard: bool
+) -> None:
+    """FAIL_FAST: a signal that times out (soft or hard) stops the run like a failure."""
+    ignition = Ignition(
+        mode=ExecutionMode.DEPENDENCY_AWARE,
+        policy=IgnitionPolicy.FAIL_FAST,
+        cancel_individual_on_timeout=hard,
+    )
+    ignition.add("slow", ok, 10, timeout=1)
+    ignition.add("peer", ok, 5)
+    ignition.add("after", ok, 1, depends_on=["peer"])
+    with trio.fail_after(20):
+        result = await ignition.run()
+    statuses = {name: o.status for name, o in result.outcomes.items()}
+    assert statuses == {
+        "slow": Status.TIMED_OUT,
+        "peer": Status.CANCELLED,
+        "after": Status.SKIPPED,
+    }
+    for name in ("peer", "after"):
+        cause = result.outcomes[name].cause
+        assert cause is not None
+        assert cause.reason is CancelReason.STEP_TIMEOUT
+        assert cause.triggered_by == "slow"
+    assert result.duration == 1
+    assert trio.current_time() == 1
+
+
+async def test_fail_fast_stops_at_a_cancelled_scope(autojump_clock: MockClock) -> None:
+    """FAIL_FAST: a signal whose scope was cancelled stops the run (SCOPE_CANCELLED)."""
+    bundle = CancellationScope("bundle")
+    ignition = Ignition(mode=ExecutionMode.SEQUENTIAL, policy=IgnitionPolicy.FAIL_FAST)
+    ignition.add("first", ok, 1)
+    ignition.add("in-bundle", ok, 5, scope=bundle)
+    ignition.add("last", ok, 1)
+
+    async def operator() -> None:
+        await trio.sleep(2)
+        bundle.cancel(CancelReason.MANUAL, triggered_by="operator")
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(operator)
+            result = await ignition.run()
+    statuses = {name: o.status for name, o in result.outcomes.items()}
+    assert statuses == {
+        "first": Status.SUCCEEDED,
+        "in-bundle": Status.CANCELLED,
+        "last": Status.SKIPPED,
+    }
+    last = result.outcomes["last"].cause
+    assert last is not None
+    assert last.reason is CancelReason.SCOPE_CANCELLED
+    assert last.triggered_by == "in-bundle"
+    assert result.duration == 2
+
+
+async def test_stage_fail_fast_stops_at_a_timeout(autojump_clock: MockClock) -> None:
+    """StagePolicy.FAIL_FAST: a timed-out signal stops the stage at once."""
+    ignition = Ignition(mode=ExecutionMode.STAGED, stage_policy=StagePolicy.FAIL_FAST)
+    ignition.add("slow", ok, 10, timeout=1, stage=0)
+    ignition.add("peer", ok, 5, stage=0)
+    ignition.add("next", ok, 1, stage=1)
+    with trio.fail_after(20):
+        result = await ignition.run()
+    assert [o.status for o in result.outcomes.values()] == [
+        Status.TIMED_OUT,
+        Status.CANCELLED,
+        Status.SKIPPED,
+    ]
+    assert result.duration == 1
+
+
+# -- cancelled from outside: a bare trio.Cancelled -------------------------------------
+
+
+@pytest.mark.parametrize("with_nursery", [False, True])
+async def test_outside_cancel_raises_a_bare_cancelled(
+    autojump_clock: MockClock, with_nursery: bool
+) -> None:
+    """run() cancelled from outside raises trio.Cancelled itself, never a group of them."""
+    caught: list[BaseException] = []
+
+    async def main(nursery: trio.Nursery | None) -> None:
+        ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE, global_timeout=None)
+        ignition.add("a", ok, 10)
+        ignition.add("b", ok, 10)
+        ignition.add("c", ok, 1, depends_on=["a"])
+        with trio.CancelScope() as scope:
+            try:
+                await ignition.run(nursery=nursery)
+            except trio.Cancelled as exc:
+                caught.append(exc)
+                raise
+        assert scope.cancelled_caught
+
+    async def cancel_soon(scope: trio.CancelScope) -> None:
+        await trio.sleep(1)
+        scope.cancel(reason="operator pressed stop")
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as outer:
+            with trio.CancelScope() as run_scope:
+                outer.start_soon(cancel_soon, run_scope)
+                async with trio.open_nursery() as signals:
+                    await main(signals if with_nursery else None)
+    assert len(caught) == 1
+    assert type(caught[0]) is trio.Cancelled
+    assert trio.current_time() == 1
+    assert not math.isinf(trio.current_time())
