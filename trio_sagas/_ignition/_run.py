@@ -4,8 +4,8 @@ Every decision is made synchronously, in the task whose outcome caused it,
 so a failure's consequences (scope cancelled, dependents skipped, the run
 stopped, the next stage started) all happen in the same scheduling turn, and
 the work per signal is proportional to its own edges: no scan of all signals
-except once when the run stops or times out. The tasks that carry signals
-live in :mod:`._tasks`.
+except once when the run stops or times out. What each signal's task does
+is in :mod:`._work`; the stage rules in :mod:`._stages`.
 """
 
 from __future__ import annotations
@@ -29,19 +29,10 @@ from ._records import (
     IgnitionResult,
     SignalCompleted,
     SignalStarted,
-    StagePolicy,
-    StageStarted,
 )
 from ._settings import Settings, policy_name
-from ._signal import (
-    Signal,
-    Stage,
-    Worker,
-    build_result,
-    build_stages,
-    root_of,
-    stop_cause,
-)
+from ._signal import Signal, Stage, Worker, build_result, root_of, stop_cause
+from ._stages import build_stages, check_stage, start_stage
 from ._tasks import SoftTimer, host_nursery, watch_scope
 
 
@@ -202,7 +193,7 @@ class Run:
         elif self.mode is ExecutionMode.SEQUENTIAL:
             self._advance_sequence()
         else:
-            self.start_stage(self.stages[0])
+            start_stage(self, self.stages[0])
 
     def _cancel_running(self, reason: str, *, everything: bool) -> None:
         """Cancel the signals still running (*everything*, or only the undecided)."""
@@ -307,7 +298,7 @@ class Run:
         if sig is self.sequence_active:
             self._advance_sequence()
         if sig.stage_state is not None:
-            self.check_stage(sig.stage_state)
+            check_stage(self, sig.stage_state)
 
     def _fail_dependents(self, failed: Signal) -> None:
         """Resolve every transitive dependent of *failed* at once (O(edges))."""
@@ -420,56 +411,6 @@ class Run:
                 self.spawn(sig)
                 return
         self.sequence_active = None
-
-    def start_stage(self, stage: Stage) -> None:
-        stage.started = True
-        if self.emit.enabled:
-            self.emit(
-                StageStarted(
-                    at=trio.current_time(),
-                    stage=stage.number,
-                    names=tuple(s.name for s in stage.signals),
-                )
-            )
-        for sig in stage.signals:
-            self.spawn(sig)
-        self.check_stage(stage)
-
-    def check_stage(self, stage: Stage) -> None:
-        if not stage.started or self.stopped is not None or self.closed:
-            return
-        policy = self.settings.stage_policy
-        if policy is StagePolicy.FAIL_FAST and stage.first_bad is not None:
-            self.stop(
-                stop_cause(
-                    stage.first_bad,
-                    f"stage {stage.number} failed under StagePolicy.FAIL_FAST",
-                )
-            )
-            return
-        if stage.promoted:
-            return
-        if policy is StagePolicy.EARLY_PROMOTION:
-            met = stage.succeeded >= stage.needed
-        elif stage.decided < len(stage.signals):
-            return
-        else:
-            met = policy is StagePolicy.BEST_EFFORT or stage.first_bad is None
-        if met:
-            stage.promoted = True
-            stage.promoted_at = trio.current_time()
-            if stage.position + 1 < len(self.stages):
-                self.start_stage(self.stages[stage.position + 1])
-        elif stage.decided == len(stage.signals):
-            assert stage.first_bad is not None
-            cause = stop_cause(
-                stage.first_bad,
-                f"stage {stage.number} did not meet StagePolicy.{policy.name}",
-            )
-            for later in self.stages[stage.position + 1 :]:
-                for sig in later.signals:
-                    if sig.outcome is None:
-                        self.record(sig, sig.unstarted(Status.SKIPPED, cause))
 
     def scope_cancelled(self, sig: Signal, node: CancellationScope) -> None:
         """*sig*'s scope *node* was cancelled: it ends CANCELLED with the root cause."""

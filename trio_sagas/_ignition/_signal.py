@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import types
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -119,7 +118,7 @@ class Signal:
         # Tries made, for a signal with a retry policy (its outcome's
         # attributes["attempts"]).
         self.attempts: object = None
-        self.stage_state: Stage | None = None
+        self.stage_state: Stage | None = None  # STAGED mode only
 
     def __repr__(self) -> str:
         return f"<Signal {self.name!r}>"
@@ -220,23 +219,6 @@ def stop_cause(outcome: Outcome[Any], message: str) -> CancelCause:
     """The cause given to what a stop cancels or skips, naming *outcome*'s signal."""
     reason = _STOP_REASONS.get(outcome.status, CancelReason.TERMINAL)
     return CancelCause.of(reason, triggered_by=outcome.name, message=message)
-
-
-def build_stages(signals: list[Signal], threshold: float) -> list[Stage]:
-    """The stages of a STAGED run in ascending order, each knowing its signals."""
-    by_number: dict[int, Stage] = {}
-    stages: list[Stage] = []
-    for number in sorted({sig.stage for sig in signals}):
-        by_number[number] = Stage(number, len(stages))
-        stages.append(by_number[number])
-    for sig in signals:
-        stage = by_number[sig.stage]
-        stage.signals.append(sig)
-        sig.stage_state = stage
-    for stage in stages:
-        # round() first: 0.7 * 10 is 7.000000000000001 in binary.
-        stage.needed = max(1, math.ceil(round(threshold * len(stage.signals), 9)))
-    return stages
 
 
 def build_result(
