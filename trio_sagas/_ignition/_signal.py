@@ -64,6 +64,7 @@ class Signal:
         "retry",
         "scope",
         "service",
+        "serving",
         "stage",
         "stage_state",
         "started_at",
@@ -115,6 +116,9 @@ class Signal:
         # built when it runs in the caller's nursery, for ordered shutdown.
         self.stopped: trio.Event | None = None
         self.holds_slot = False
+        # A service that got ready: its own task (not the signal's) sets
+        # ``stopped`` when it ends.
+        self.serving = False
         # Tries made, for a signal with a retry policy (its outcome's
         # attributes["attempts"]).
         self.attempts: object = None

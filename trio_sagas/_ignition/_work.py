@@ -74,7 +74,9 @@ class SignalWork:
         finally:
             if sig.task_scope is not None:
                 self.run.live.pop(sig, None)
-                if not sig.service:
+                if not sig.serving:
+                    # Its work is over: it ran here, or it is a service that
+                    # never got ready (then its own task has ended too).
                     assert sig.stopped is not None
                     sig.stopped.set()
             if sig.holds_slot:
@@ -150,7 +152,9 @@ class SignalWork:
         value = await self.run.caller.start(
             run_service, sig, kwargs, lambda: self._stop_first(sig)
         )
-        # Ready: it no longer counts against max_parallelism.
+        # Ready: it runs in the caller's nursery now, stopped in order, and
+        # no longer counts against max_parallelism.
+        sig.serving = True
         self.run.release_slot(sig)
         return value
 
