@@ -19,6 +19,7 @@ from trio_sagas import (
     CancellationScope,
     CancelReason,
     ExecutionMode,
+    HedgePolicy,
     Ignition,
     IgnitionPolicy,
     Outcome,
@@ -296,6 +297,8 @@ def test_context_and_service_validation() -> None:
         ignition.add_context("x", 3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="retry given for the service 'svc'"):
         ignition.add("svc", service, retry=RetryPolicy())
+    with pytest.raises(ValueError, match="retried, never hedged"):
+        ignition.add("x", factory, retry=RetryPolicy(hedge=HedgePolicy()))
     assert ignition.names == ()
 
 

@@ -289,6 +289,11 @@ class Ignition:
                 f"cancel_scope_on_failure=True given for {name!r} without a scope"
             )
         check_optional_instance(retry, RetryPolicy, "retry")
+        if retry is not None and retry.hedge is not None:
+            raise ValueError(
+                f"retry.hedge={retry.hedge!r} given for {name!r}: a signal is "
+                "retried, never hedged (use a RetryPolicy without hedge)"
+            )
         if retry is not None and service:
             raise ValueError(
                 f"retry given for the service {name!r}: a service is started "
