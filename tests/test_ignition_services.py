@@ -408,9 +408,10 @@ async def test_retry_bounded_by_the_signal_timeout(autojump_clock: MockClock) ->
 # -- FAIL_FAST stops at any unsuccessful signal -------------------------------------
 
 
+@pytest.mark.parametrize("with_nursery", [False, True])
 @pytest.mark.parametrize("hard", [False, True])
 async def test_fail_fast_stops_at_a_timeout(
-    autojump_clock: MockClock, hard: bool
+    autojump_clock: MockClock, hard: bool, with_nursery: bool
 ) -> None:
     """FAIL_FAST: a signal that times out (soft or hard) stops the run like a failure."""
     ignition = Ignition(
@@ -418,11 +419,24 @@ async def test_fail_fast_stops_at_a_timeout(
         policy=IgnitionPolicy.FAIL_FAST,
         cancel_individual_on_timeout=hard,
     )
+    peer_ended: list[float] = []
+
+    async def peer() -> None:
+        try:
+            await trio.sleep(5)
+        finally:
+            peer_ended.append(trio.current_time())
+
     ignition.add("slow", ok, 10, timeout=1)
-    ignition.add("peer", ok, 5)
+    ignition.add("peer", peer)
     ignition.add("after", ok, 1, depends_on=["peer"])
     with trio.fail_after(20):
-        result = await ignition.run()
+        async with trio.open_nursery() as nursery:
+            result = await ignition.run(nursery=nursery if with_nursery else None)
+            await trio.testing.wait_all_tasks_blocked()
+            # The stopped peer was cancelled at once, in the caller's nursery too.
+            assert peer_ended == [1]
+            nursery.cancel_scope.cancel()
     statuses = {name: o.status for name, o in result.outcomes.items()}
     assert statuses == {
         "slow": Status.TIMED_OUT,
@@ -629,3 +643,91 @@ def test_property_shutdown_respects_every_dependency(
         dependents = [j for j, (deps, _) in enumerate(dag) if index in deps]
         expected = max((ended[f"s{j}"] for j in dependents), default=0)
         assert began[f"s{index}"] == expected
+
+
+# -- cancelled at each await ----------------------------------------------------------
+
+
+async def test_run_in_an_already_cancelled_scope_starts_nothing(
+    autojump_clock: MockClock,
+) -> None:
+    """run() entered under a cancelled scope: a bare Cancelled, no signal ran."""
+    ran: list[str] = []
+
+    async def work() -> None:
+        ran.append("work")
+
+    ignition = Ignition()
+    ignition.add("a", work)
+    with trio.CancelScope() as scope:
+        scope.cancel(reason="already shutting down")
+        with pytest.raises(trio.Cancelled) as caught:
+            await ignition.run()
+        assert type(caught.value) is trio.Cancelled
+        raise caught.value
+    assert scope.cancelled_caught
+    assert ran == []
+
+
+async def test_fail_fast_during_a_retry_backoff_stops_the_retries(
+    autojump_clock: MockClock,
+) -> None:
+    """A peer fails while a check waits to retry: it ends CANCELLED and is not tried again."""
+    tries: list[float] = []
+
+    async def flaky() -> None:
+        tries.append(trio.current_time())
+        raise ConnectionError("not yet")
+
+    async def peer() -> None:
+        await trio.sleep(1.5)
+        raise Boom("peer down")
+
+    ignition = Ignition(policy=IgnitionPolicy.FAIL_FAST)
+    ignition.add(
+        "flaky",
+        flaky,
+        retry=RetryPolicy(max_attempts=10, initial_backoff=1, multiplier=1),
+    )
+    ignition.add("peer", peer)
+    with trio.fail_after(20):
+        result = await ignition.run()
+    flaky_outcome = result.outcomes["flaky"]
+    assert flaky_outcome.status is Status.CANCELLED
+    assert flaky_outcome.cause is not None
+    assert flaky_outcome.cause.triggered_by == "peer"
+    assert tries == [0, 1]
+    assert trio.current_time() == 1.5
+
+
+async def test_fail_fast_while_a_service_starts_stops_it(
+    autojump_clock: MockClock,
+) -> None:
+    """A peer fails while a service is starting: the service is stopped and CANCELLED."""
+    log, note = recorder()
+
+    async def slow_service(*, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            await trio.sleep(5)
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            note("service cleaned up")
+
+    async def peer() -> None:
+        await trio.sleep(1)
+        raise Boom("peer down")
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            ignition = Ignition(policy=IgnitionPolicy.FAIL_FAST)
+            ignition.add("svc", slow_service)
+            ignition.add("peer", peer)
+            result = await ignition.run(nursery=nursery)
+    svc = result.outcomes["svc"]
+    assert svc.status is Status.CANCELLED
+    assert svc.cause is not None
+    assert svc.cause.reason is CancelReason.STEP_FAILED
+    assert svc.cause.triggered_by == "peer"
+    assert log == [(1, "service cleaned up")]
+    assert trio.current_time() == 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import math
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import trio
@@ -195,16 +195,15 @@ class Run:
         else:
             start_stage(self, self.stages[0])
 
-    def _cancel_running(self, reason: str, *, everything: bool) -> None:
-        """Cancel the signals still running (*everything*, or only the undecided)."""
+    def _cancel_running(self, reason: str, which: Iterable[Signal] | None) -> None:
+        """Cancel the running signals among *which* (None: every running one)."""
         if self.bulk is not None:
             # Our own nursery: what is decided but still running (after a
             # soft timeout) would be cancelled when run() returns anyway.
             self.bulk.cancel(reason=reason)
             return
-        for sig in list(self.live):
-            if everything or sig.outcome is None or sig.started_at is None:
-                assert sig.task_scope is not None
+        for sig in list(self.live) if which is None else which:
+            if sig.task_scope is not None:
                 sig.task_scope.cancel(reason=reason)
 
     def _close(self) -> None:
@@ -224,7 +223,7 @@ class Run:
 
     def _abort(self, reason: str) -> None:
         self.closed = True
-        self._cancel_running(reason, everything=True)
+        self._cancel_running(reason, None)
 
     # -- decisions ---------------------------------------------------------
 
@@ -342,12 +341,13 @@ class Run:
     def stop(self, cause: CancelCause) -> None:
         """The policy said stop: cancel what runs, skip what has not started."""
         self.stopped = cause
-        for sig in list(self.undecided):
+        undecided = list(self.undecided)
+        for sig in undecided:
             if sig.started_at is not None:
                 self.record(sig, sig.ended(Status.CANCELLED, cause=cause))
             else:
                 self.record(sig, sig.unstarted(Status.SKIPPED, cause))
-        self._cancel_running(cause.describe(), everything=False)
+        self._cancel_running(cause.describe(), undecided)
 
     def _global_timeout(self) -> None:
         self.timed_out = True
@@ -362,8 +362,8 @@ class Run:
         self.stopped = cause
         for sig in list(self.undecided):
             self.record(sig, sig.ended(Status.TIMED_OUT, cause=cause))
-        hard = self.caller is None or self.settings.cancel_on_global_timeout
-        self._cancel_running(cause.describe(), everything=hard)
+        if self.caller is None or self.settings.cancel_on_global_timeout:
+            self._cancel_running(cause.describe(), None)
 
     # -- scheduling --------------------------------------------------------
 
