@@ -3,6 +3,7 @@ bare Cancelled from outside, and FAIL_FAST on timeouts and cancelled scopes."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -731,3 +732,33 @@ async def test_fail_fast_while_a_service_starts_stops_it(
     assert svc.cause.triggered_by == "peer"
     assert log == [(1, "service cleaned up")]
     assert trio.current_time() == 1
+
+
+async def test_services_and_deps_are_recognised_through_wrappers(
+    autojump_clock: MockClock,
+) -> None:
+    """task_status and deps are found behind functools.wraps decorators and partials."""
+
+    def logged(fn: Any) -> Any:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await fn(*args, **kwargs)
+
+        return wrapper
+
+    @logged
+    async def service(*, task_status: trio.TaskStatus[str]) -> None:
+        task_status.started("up")
+        await trio.sleep_forever()
+
+    async def uses(prefix: str, *, deps: Mapping[str, Any]) -> str:
+        return prefix + str(deps["svc"])
+
+    async with trio.open_nursery() as nursery:
+        ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
+        ignition.add("svc", service)
+        ignition.add("user", functools.partial(uses, "is "), depends_on=["svc"])
+        result = await ignition.run(nursery=nursery)
+        nursery.cancel_scope.cancel()
+    assert result.outcomes["svc"].value == "up"
+    assert result.outcomes["user"].value == "is up"

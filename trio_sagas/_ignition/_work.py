@@ -87,12 +87,13 @@ class SignalWork:
         await trio.lowlevel.checkpoint_if_cancelled()
         if sig.outcome is not None:
             return
+        node = sig.scope
         node_scope: trio.CancelScope | None = None
         try:
-            if sig.scope is None:
+            if node is None:
                 await self._timed(sig)
             else:
-                with sig.scope.open() as node_scope:
+                with node.open() as node_scope:
                     await self._timed(sig)
         except trio.Cancelled as exc:
             if sig.outcome is None:
@@ -105,23 +106,24 @@ class SignalWork:
                     self.run.stop(cause)
             raise
         except Exception as exc:
-            if node_scope is not None and node_scope.cancel_called:
+            if node is not None and node_scope is not None and node_scope.cancel_called:
                 # Whatever it raised on the way out, its scope stopped it.
-                self.run.scope_cancelled(sig, sig.scope)  # type: ignore[arg-type]
+                self.run.scope_cancelled(sig, node)
             else:
                 self._failed(sig, exc)
             return
-        if node_scope is not None and node_scope.cancelled_caught:
-            self.run.scope_cancelled(sig, sig.scope)  # type: ignore[arg-type]
+        if node is not None and node_scope is not None and node_scope.cancelled_caught:
+            self.run.scope_cancelled(sig, node)
 
     async def _timed(self, sig: Signal) -> None:
-        if sig.timeout is None:
+        timeout, started_at = sig.timeout, sig.started_at
+        if timeout is None or started_at is None:
             value = await self._work(sig)
         elif not self.run.settings.cancel_individual_on_timeout:
-            self.run.soft.push(sig.started_at + sig.timeout, sig)  # type: ignore[operator]
+            self.run.soft.push(started_at + timeout, sig)
             value = await self._work(sig)
         else:
-            deadline = sig.started_at + sig.timeout  # type: ignore[operator]
+            deadline = started_at + timeout
             with trio.move_on_at(deadline) as timeout_scope:
                 value = await self._work(sig)
             if timeout_scope.cancelled_caught:
