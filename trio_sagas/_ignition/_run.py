@@ -85,6 +85,8 @@ class Run:
         self.sequence_position = 0
         self.sequence_active: Signal | None = None
         self.started_at = 0.0
+        # Only services wait for other signals to stop (ordered shutdown).
+        self.has_services = any(sig.service for sig in self.signals)
         for sig in self.signals:
             for dep in sig.depends_on:
                 signals[dep].dependents.append(sig)
@@ -384,7 +386,8 @@ class Run:
         assert self.host is not None
         if self.bulk is None:
             sig.task_scope = trio.CancelScope()
-            sig.stopped = trio.Event()
+            if self.has_services:
+                sig.stopped = trio.Event()
             self.live[sig] = None
         # Started now, in this deterministic order: trio may run the tasks
         # spawned in one turn in either order, logs should not.

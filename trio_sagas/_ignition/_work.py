@@ -74,10 +74,9 @@ class SignalWork:
         finally:
             if sig.task_scope is not None:
                 self.run.live.pop(sig, None)
-                if not sig.serving:
+                if sig.stopped is not None and not sig.serving:
                     # Its work is over: it ran here, or it is a service that
                     # never got ready (then its own task has ended too).
-                    assert sig.stopped is not None
                     sig.stopped.set()
             if sig.holds_slot:
                 self.run.release_slot(sig)
