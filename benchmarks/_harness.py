@@ -16,12 +16,29 @@ import gc
 import json
 import pathlib
 import platform
+import re
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-RESULTS = pathlib.Path(__file__).parent / "results"
+QUICK = "--quick" in sys.argv
+"""A smoke run (``nox -s bench -- --quick``): few rounds, small sizes."""
+
+RESULTS = pathlib.Path(__file__).parent / ("scratch" if QUICK else "results")
+"""Full runs write the committed results the docs quote; quick runs a scratch
+folder (git-ignored), so a smoke run never changes a published figure."""
+
+
+def rounds(full: int, quick: int = 3) -> int:
+    """How many measured rounds: *full*, or *quick* in a smoke run."""
+    return quick if QUICK else full
+
+
+def slug(case: str) -> str:
+    """A row's default key: its case name in lower-case words joined by '_'."""
+    return re.sub(r"[^a-z0-9]+", "_", case.lower()).strip("_")
 
 
 Timer = Callable[[], float]
@@ -40,6 +57,8 @@ def compare(
     candidate: Callable[[], object],
     baseline: Callable[[], object],
     *,
+    key: str | None = None,
+    items: int | None = None,
     rounds: int = 11,
     warmup: int = 1,
     target: float | None = None,
@@ -49,6 +68,11 @@ def compare(
 
     Args:
         case: Row name.
+        key: The row's stable name for the pages that quote it
+            (``|suite.KEY.ratio|``); the case's slug by default.
+        items: How many items (tasks, steps, messages) one call handles;
+            adds the per-item costs ``candidate_us``, ``baseline_us`` and
+            ``overhead_us`` (candidate minus baseline) to the row.
         candidate: One full run of the thing measured (e.g. ``trio.run(...)``).
         baseline: One full run of what it is compared with.
         rounds: Measured rounds.
@@ -71,8 +95,9 @@ def compare(
         base_times.append(b)
         ratios.append(c / b)
     ratio = statistics.median(ratios)
-    return {
+    row: dict[str, Any] = {
         "case": case,
+        "key": key or slug(case),
         "ratio": ratio,
         "ratio_min": min(ratios),
         "ratio_max": max(ratios),
@@ -83,6 +108,16 @@ def compare(
         "met": None if target is None else ratio <= target,
         "timer": getattr(timer, "__name__", str(timer)),
     }
+    if items:
+        cand_us = statistics.median(cand_times) / items * 1e6
+        base_us = statistics.median(base_times) / items * 1e6
+        row.update(
+            items=items,
+            candidate_us=cand_us,
+            baseline_us=base_us,
+            overhead_us=cand_us - base_us,
+        )
+    return row
 
 
 def machine() -> dict[str, str]:
@@ -112,5 +147,13 @@ def report(
     for key, value in (extra or {}).items():
         print(f"{key}: {value}")
     RESULTS.mkdir(exist_ok=True)
-    payload = {"suite": suite, "machine": machine(), "rows": rows, "extra": extra or {}}
+    for row in rows:
+        row.setdefault("key", slug(row["case"]))
+    payload = {
+        "suite": suite,
+        "quick": QUICK,
+        "machine": machine(),
+        "rows": rows,
+        "extra": extra or {},
+    }
     (RESULTS / f"{suite}.json").write_text(json.dumps(payload, indent=2, default=str))

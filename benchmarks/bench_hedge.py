@@ -1,6 +1,6 @@
-"""Hedged retry executor: success-path overhead and tail latency (DESIGN 6).
+"""Hedged retry executor: success-path overhead, tail latency, memory per call name.
 
-1. Success-path overhead, wall clock: ``Executor.run`` against tenacity's
+1. Success-path overhead, CPU time (process_time): ``Executor.run`` against tenacity's
    ``AsyncRetrying`` (and stamina's ``retry_context``) on trio, for the same
    policy (3 attempts, exponential backoff 0.1 s x2 up to 10 s, retry on any
    exception) and an operation that succeeds at once. Target ratio <= 1.0.
@@ -10,6 +10,12 @@
    attempts for no hedging, a fixed 20 ms delay, and ``LatencyTrigger(p95)``.
    Target: p99.9 cut >= 20x with <= 5 % extra attempts. A latency CDF is
    saved to ``docs/_static/hedge_cdf.png``.
+3. Memory kept per distinct call name (tracemalloc, after ``gc.collect()``):
+   an executor serving NAMES calls with a fresh name each, unhedged, hedged
+   on a fixed delay, and hedged on a ``LatencyTrigger`` (windows capped at
+   ``max_windows``, 1000 by default). Target: flat, i.e. no growth with the
+   number of names beyond ``max_windows`` windows (it was ~20 KiB per name,
+   forever, whatever the policy).
 
 Run with ``nox -s bench`` (``-- --quick`` for a smoke run).
 """
@@ -36,6 +42,7 @@ QUICK = "--quick" in sys.argv
 CALLS = 200 if QUICK else 2000
 ROUNDS = 3 if QUICK else 11
 REQUESTS = 2000 if QUICK else 20000
+NAMES = 1500 if QUICK else 20000
 PNG = pathlib.Path(__file__).parent.parent / "docs" / "_static" / "hedge_cdf.png"
 
 POLICY = trio_sagas.RetryPolicy(
@@ -222,6 +229,46 @@ def plot(results: dict[str, dict[str, Any]]) -> None:
     print(f"CDF written to {PNG.relative_to(PNG.parent.parent.parent)}")
 
 
+def window_memory() -> dict[str, Any]:
+    """Bytes an executor keeps after NAMES calls, each under a new name."""
+    import gc
+    import tracemalloc
+
+    policies = {
+        "unhedged": POLICY,
+        "fixed_delay": HEDGED,
+        "latency_trigger": trio_sagas.RetryPolicy(
+            hedge=trio_sagas.HedgePolicy(trigger="p95")
+        ),
+    }
+    kept: dict[str, Any] = {"names": NAMES}
+    for label, policy in policies.items():
+        holder: list[trio_sagas.Executor] = []
+
+        async def main(
+            policy: trio_sagas.RetryPolicy = policy,
+            holder: list[trio_sagas.Executor] = holder,
+        ) -> None:
+            executor = trio_sagas.Executor(
+                triggers={"p95": trio_sagas.LatencyTrigger()}
+            )
+            holder.append(executor)
+            for i in range(NAMES):
+                await executor.run(succeed, policy=policy, name=f"request-{i}")
+
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        trio.run(main)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        kept[f"{label}_kib"] = round((after - before) / 1024, 1)
+        kept[f"{label}_bytes_per_name"] = round((after - before) / NAMES, 1)
+        holder.clear()
+    return kept
+
+
 def main() -> None:
     rows = [
         compare(
@@ -246,7 +293,16 @@ def main() -> None:
         ),
     ]
     _, tail = tail_at_scale()
-    report("hedge", rows, extra={"calls_per_round": CALLS, "tail_at_scale": tail})
+    memory = window_memory()
+    report(
+        "hedge",
+        rows,
+        extra={
+            "calls_per_round": CALLS,
+            "tail_at_scale": tail,
+            "window_memory": memory,
+        },
+    )
 
 
 if __name__ == "__main__":

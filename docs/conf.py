@@ -28,7 +28,8 @@ default_role = "py:obj"
 exclude_patterns = ["_build", "_generated"]
 html_theme = "furo"
 html_title = "trio-sagas"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["timelines.css"]
 # No network on build machines: intersphinx stays off, so references to trio
 # and the stdlib render as plain text instead of failing the -W build.
 nitpicky = False

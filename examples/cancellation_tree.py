@@ -23,7 +23,6 @@ import math
 import trio
 import trio.testing
 
-import trio_sagas
 from trio_sagas import CancellationScope, CancelReason
 
 
@@ -83,7 +82,6 @@ async def main() -> None:
     assert replica.cause is not None
     assert replica.cause.scope == "app/cache"
     assert replica.cause.triggered_by == "primary"
-    print(f"\n(trio-sagas {trio_sagas.__version__})")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,8 @@ def observe(event: Event) -> None:
             f"GROUP CANCELLED ({event.cause.reason.value}, by {event.cause.triggered_by})"
         )
     elif isinstance(event, trio_sagas.GroupCompensationStarted):
-        say(f"compensation starts: {', '.join(event.actions)}")
+        # The event lists actions in registration order; they run newest first.
+        say(f"compensation starts: {', '.join(reversed(event.actions))}")
     elif isinstance(event, trio_sagas.GroupCompensationCompleted):
         say(f"compensation done, ok={event.report.ok}")
 

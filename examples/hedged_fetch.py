@@ -44,16 +44,23 @@ class ReplicaSet:
         return f"{key}=v{request} (replica {replica})"
 
 
-def describe(record: trio_sagas.AttemptRecord) -> str:
+def describe(
+    record: trio_sagas.AttemptRecord, group: tuple[trio_sagas.AttemptRecord, ...]
+) -> str:
+    """One line per attempt; a cancelled one says who won instead."""
     role = f"hedge {record.hedge_index}" if record.is_hedge else "primary"
     what = record.status.name.lower()
-    if record.cause is not None:
-        what += f" ({record.cause.reason.value})"
+    cause = record.cause
+    if cause is not None and cause.reason is trio_sagas.CancelReason.WINNER:
+        winner = next(r for r in group if r.status is trio_sagas.Status.SUCCEEDED)
+        what += ": a hedge won" if winner.is_hedge else ": the primary won"
+    elif cause is not None:
+        what += f" ({cause.reason.value})"
     elif record.reason is not None:
         what += f" ({record.reason})"
     return (
         f"    #{record.attempt} group {record.retry_index} {role:<8} "
-        f"{what:<22} {record.started_at * 1e3:7.1f} .. {record.finished_at * 1e3:7.1f} ms"
+        f"{what:<24} {record.started_at * 1e3:7.1f} .. {record.finished_at * 1e3:7.1f} ms"
     )
 
 
@@ -87,7 +94,8 @@ async def main() -> None:
         if len(records) > 1:
             print(f"  read {request}: {result.value} in {elapsed * 1e3:.1f} ms")
             for record in records:
-                print(describe(record))
+                group = tuple(r for r in records if r.retry_index == record.retry_index)
+                print(describe(record, group))
     window = executor.latency("get-user")
     assert window is not None
     p95 = window.quantile(0.95)

@@ -168,9 +168,9 @@ async def main() -> None:
         if http.ok:
             print(f"serving on {http.value}; degraded: {not result.ok}")
         flags = result.outcomes["feature-flags"]
-        print(
-            f"feature flags: {flags.value} after {flags.attributes['attempts']} tries"
-        )
+        tries = flags.attributes["attempts"]  # one record per try
+        if isinstance(tries, tuple):
+            print(f"feature flags: {flags.value} after {len(tries)} tries")
         # ... serve for a while, then shut down.
         await trio.sleep(60)
         nursery.cancel_scope.cancel(reason="example finished")

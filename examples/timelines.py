@@ -3,7 +3,7 @@ hedge wins, and a startup DAG with a skipped branch.
 
 ``python examples/timelines.py`` prints plain-text Gantt charts (no extra
 dependency). ``python examples/timelines.py --png DIR`` also writes PNGs with
-matplotlib (``pip install 'trio-sagas[plot]'``); ``nox -s bench`` does that
+matplotlib (``pip install '.[plot]'`` from a checkout); ``nox -s bench`` does that
 for the docs.
 """
 

@@ -1,10 +1,12 @@
-"""The hedged retry executor (DESIGN 6), on virtual time with exact times."""
+"""The hedged retry executor, on virtual time with exact times."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import random
+import resource
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -138,7 +140,7 @@ NON_RETRY, ABORT = Classification.NON_RETRYABLE, Classification.ABORT
 WINNER, TERMINAL = CancelReason.WINNER, CancelReason.TERMINAL
 
 
-# -- the seed's four scenarios ---------------------------------------------
+# -- the four basic scenarios: winner, terminal, retry, budget ---------------
 
 
 async def test_hedge_wins_and_cancels_the_slow_primary(
@@ -186,7 +188,7 @@ async def test_terminal_non_retryable_both_ways(
         result = await executor.run(op, policy=policy, name="x")
     cancelled = [e for e in events if isinstance(e, trio_sagas.HedgeCancelled)]
     if cancel_on_first_terminal:
-        assert [(e.at, e.attempt, e.reason) for e in cancelled] == [
+        assert [(e.at, e.attempt.attempt, e.reason) for e in cancelled] == [
             (0.375, 1, TERMINAL)
         ]
     else:
@@ -428,7 +430,7 @@ async def test_jittered_backoff_uses_the_executor_rng(
 async def test_retry_budget_denial_ends_the_loop(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """A denied retry returns the last group's failure with reason retry_budget_denied."""
+    """A denied retry returns the last group's failure with reason budget_denied."""
     budget = TokenBucketBudget(capacity=1, refill_per_second=0)
     policy = RetryPolicy(max_attempts=5, initial_backoff=0.5, budget=budget)
     op = Script({}, default=(0.25, Retryable("down")))
@@ -436,7 +438,7 @@ async def test_retry_budget_denial_ends_the_loop(
     assert op.starts == [(0.0, 0, 0), (0.75, 1, 0)]
     assert trio.current_time() == 1.0
     assert result.status is Status.FAILED
-    assert result.attributes["reason"] == "retry_budget_denied"
+    assert result.attributes["reason"] == "budget_denied"
     assert result.attributes["retry_groups"] == 2
 
 
@@ -638,9 +640,10 @@ async def test_latency_window_excludes_fast_failures(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Failed attempts add no latency sample; successes do."""
-    executor = Executor()
+    executor = Executor(triggers={"p99": LatencyTrigger(percentile=0.99)})
     op = Script({1: (0.125, Retryable()), 2: (0.5, "ok")})
-    await executor.run(op, policy=RetryPolicy(initial_backoff=0.25), name="w")
+    policy = RetryPolicy(initial_backoff=0.25, hedge=hedged(trigger="p99", delay=1.0))
+    await executor.run(op, policy=policy, name="w")
     window = executor.latency("w")
     assert window is not None
     assert (len(window), window.quantile(1.0), window.quantile(0.0)) == (1, 0.5, 0.5)
@@ -650,9 +653,9 @@ async def test_terminal_cancelled_attempts_add_no_sample(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Attempts cancelled by a terminal result are not latency samples."""
-    executor = Executor(classifier=classify)
+    executor = Executor(classifier=classify, triggers={"p": LatencyTrigger()})
     op = Script({1: (1.0, "p"), 2: (0.125, Fatal())})
-    policy = RetryPolicy(hedge=hedged(cancel_on_first_terminal=True))
+    policy = RetryPolicy(hedge=hedged(cancel_on_first_terminal=True, trigger="p"))
     await executor.run(op, policy=policy, name="t")
     window = executor.latency("t")
     assert window is not None
@@ -830,8 +833,10 @@ async def test_run_validates_its_arguments() -> None:
         Executor(classifier=async_classifier)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="triggers"):
         Executor(triggers=[FixedDelayTrigger(1)])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="size"):
+    with pytest.raises(ValueError, match="latency_window must be an int >= 1, got 0"):
         Executor(latency_window=0)
+    with pytest.raises(ValueError, match="max_windows must be an int >= 1, got 0"):
+        Executor(max_windows=0)
     with pytest.raises(TypeError, match="rng"):
         Executor(rng=7)  # type: ignore[arg-type]
 
@@ -907,11 +912,13 @@ async def test_external_cancel_propagates_and_stops_everything(
     expected = [1] if hedge is None else [1, 2, 3]
     assert sorted(op.cancelled) == expected
     finished = [e for e in events if isinstance(e, trio_sagas.AttemptFinished)]
-    assert sorted(e.attempt for e in finished) == expected
+    assert sorted(e.attempt.attempt for e in finished) == expected
     assert all(e.status is C and e.cause is not None for e in finished)
     assert {e.cause.origin for e in finished if e.cause} == {CancelOrigin.EXTERNAL}
     cancelled = [e for e in events if isinstance(e, trio_sagas.HedgeCancelled)]
-    assert sorted(e.attempt for e in cancelled) == ([] if hedge is None else expected)
+    assert sorted(e.attempt.attempt for e in cancelled) == (
+        [] if hedge is None else expected
+    )
     assert {e.reason for e in cancelled} <= {CancelReason.EXTERNAL}
 
 
@@ -1031,12 +1038,15 @@ async def test_observer_sees_the_hedge_race_in_order(
         (True, 0.25, "fixed_delay"),
     ]
     finished = [e for e in events if isinstance(e, trio_sagas.AttemptFinished)]
-    assert [(e.attempt, e.status, e.classification, e.is_hedge) for e in finished] == [
+    assert [
+        (e.attempt.attempt, e.status, e.classification, e.is_hedge) for e in finished
+    ] == [
         (2, S, SUCCESS, True),
         (1, C, None, False),
     ]
     cancelled = [e for e in events if isinstance(e, trio_sagas.HedgeCancelled)]
-    assert [(e.attempt, e.reason) for e in cancelled] == [(1, WINNER)]
+    assert [(e.attempt.attempt, e.reason) for e in cancelled] == [(1, WINNER)]
+    assert {e.name for e in finished} | {e.name for e in cancelled} == {"o"}
 
 
 async def test_a_raising_observer_does_not_break_the_call(
@@ -1120,7 +1130,8 @@ def test_property_groups_follow_the_precedence_table(
     cancel_on_first_terminal: bool,
     budget: int | None,
 ) -> None:
-    """For random latencies and results: precedence holds, no leak, bounded attempts."""
+    """For random latencies and results: precedence holds, hedges keep their absolute
+    schedule (delay 0 included), no leak, bounded attempts."""
     results: dict[int, tuple[float, object]] = {}
     for index, (latency, kind) in enumerate(plan, start=1):
         error = _KINDS[kind]
@@ -1152,6 +1163,10 @@ def test_property_groups_follow_the_precedence_table(
     assert list(groups) == list(range(len(groups)))
     for index, group in groups.items():
         assert len(group) <= max_hedges
+        # Absolute schedule: hedge k (run or denied) at group start + k * delay.
+        assert [r.started_at for r in group] == [
+            group[0].started_at + r.hedge_index * delay for r in group
+        ]
         done = sorted(
             (r for r in group if r.classification is not None),
             key=lambda r: r.finished_at,
@@ -1248,9 +1263,9 @@ async def test_a_hedge_cut_short_by_an_older_winner_adds_no_sample(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Only attempts outrun by a faster winner are superseded samples."""
-    executor = Executor()
+    executor = Executor(triggers={"p": LatencyTrigger()})
     op = Script({1: (0.375, "primary"), 2: (1.0, "hedge")})
-    await executor.run(op, policy=RetryPolicy(hedge=hedged()), name="s")
+    await executor.run(op, policy=RetryPolicy(hedge=hedged(trigger="p")), name="s")
     window = executor.latency("s")
     assert window is not None
     # The primary's 0.375; the hedge ran 0.125 < 0.375 when it was cancelled.
@@ -1333,3 +1348,232 @@ async def test_a_hedge_due_when_an_attempt_succeeds_is_not_launched(
         assert [r.hedge_index for r in records] == [0, 1]  # type: ignore[attr-defined]
         assert result.finished_at is not None
         assert result.duration == 2.0
+
+
+# -- zero delay, absolute schedule, denied hedges (issues 16 and 21) ----------
+
+
+async def test_zero_delay_launches_every_attempt_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """HedgePolicy(delay=0): group_start + k * 0, so all attempts start together."""
+    op = Script({1: (1.0, "p"), 2: (0.75, "h1"), 3: (0.5, "h2")})
+    policy = RetryPolicy(hedge=hedged(max_hedges=3, delay=0))
+    with trio.fail_after(10):
+        await trio.sleep(2.0)
+        result = await Executor().run(op, policy=policy)
+    assert op.starts == [(2.0, 0, 0), (2.0, 0, 1), (2.0, 0, 2)]
+    assert result.value == "h2"
+    assert trio.current_time() == 2.5
+    assert brief(result) == [
+        (1, 0, 0, C, None, WINNER, 2.0, 2.5),
+        (2, 0, 1, C, None, WINNER, 2.0, 2.5),
+        (3, 0, 2, S, SUCCESS, None, 2.0, 2.5),
+    ]
+
+
+async def test_zero_delay_in_every_retry_group(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each retry group launches its attempts together at its own start."""
+    op = Script({}, default=(0.25, Retryable()))
+    policy = RetryPolicy(
+        max_attempts=2, initial_backoff=0.5, hedge=hedged(max_hedges=2, delay=0)
+    )
+    with trio.fail_after(10):
+        await Executor().run(op, policy=policy)
+    assert op.starts == [(0.0, 0, 0), (0.0, 0, 1), (0.75, 1, 0), (0.75, 1, 1)]
+
+
+class NeverAgain:
+    """Asks for a hedge at once, then never wants to be consulted again."""
+
+    def should_spawn_hedge(self, state: HedgeState) -> tuple[bool, float]:
+        """Spawn at the first check, then wait forever."""
+        return state.attempts_launched == 1, math.inf
+
+
+@pytest.mark.parametrize("trigger", [None, "never-again"])
+async def test_denied_hedge_then_primary_failure_ends_the_group(
+    autojump_clock: trio.testing.MockClock, no_task_leaks: Leaks, trigger: str | None
+) -> None:
+    """A hedge the budget denied is never in flight: the primary's failure ends the group."""
+    budget = TokenBucketBudget(capacity=0, refill_per_second=0)
+    op = Script({1: (0.375, Retryable("down"))})
+    policy = RetryPolicy(
+        max_attempts=1,
+        hedge=hedged(max_hedges=3, delay=0.25, budget=budget, trigger=trigger),
+    )
+    executor = Executor(triggers={"never-again": NeverAgain()})
+    with no_task_leaks(), trio.fail_after(10):
+        result = await executor.run(op, policy=policy, name="d")
+    # Hedge slot 3 (due at 0.5 on the fixed schedule) is never used: the
+    # group ended at the primary's failure, and nothing else launched.
+    assert trio.current_time() == 0.375
+    assert len(op.seen) == 1
+    denied_at = 0.25 if trigger is None else 0.0
+    assert brief(result) == [
+        (1, 0, 0, F, RETRY, None, 0.0, 0.375),
+        (2, 0, 1, K, None, None, denied_at, denied_at),
+    ]
+    assert result.status is Status.FAILED
+    assert result.attributes["reason"] == "retries_exhausted"
+    assert budget.statistics().hedges_denied == 1
+
+
+@pytest.mark.parametrize("max_attempts", [1, 2])
+async def test_denied_hedge_then_primary_failure_retries_after_the_backoff(
+    autojump_clock: trio.testing.MockClock, max_attempts: int
+) -> None:
+    """After a denied hedge and a failed primary, only the outer loop tries again."""
+    budget = TokenBucketBudget(capacity=0, refill_per_second=0)
+    op = Script({}, default=(0.375, Retryable("down")))
+    policy = RetryPolicy(
+        max_attempts=max_attempts,
+        initial_backoff=1.0,
+        hedge=hedged(max_hedges=2, delay=0.25, budget=budget),
+    )
+    with trio.fail_after(10):
+        result = await Executor().run(op, policy=policy)
+    expected = [(0.0, 0, 0), (1.375, 1, 0)][:max_attempts]
+    assert op.starts == expected
+    assert [r.status for r in records(result)] == [F, K] * max_attempts
+
+
+@attrs.define
+class LateFirstCheck:
+    """A fixed-delay trigger whose first answer asks to be consulted *late*."""
+
+    inner: FixedDelayTrigger
+    extra: float
+    checks: list[float] = attrs.Factory(list)
+
+    def should_spawn_hedge(self, state: HedgeState) -> tuple[bool, float]:
+        """Delegate, but add *extra* to the first wait."""
+        self.checks.append(state.now)
+        spawn, wait = self.inner.should_spawn_hedge(state)
+        return spawn, wait + (self.extra if len(self.checks) == 1 else 0.0)
+
+
+async def test_late_check_does_not_shift_later_hedges(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A hedge launched late leaves the next one at group_start + 2 * delay, not now + delay."""
+    trigger = LateFirstCheck(FixedDelayTrigger(0.25), extra=0.125)
+    op = Script({}, default=(5.0, "slow"))
+    policy = RetryPolicy(hedge=hedged(max_hedges=3, trigger="late"))
+    with trio.fail_after(10):
+        await trio.sleep(1.0)
+        await Executor(triggers={"late": trigger}).run(op, policy=policy)
+    assert trigger.checks == [1.0, 1.375, 1.5]
+    # Hedge 1 went out late (1.375, not 1.25); hedge 2 still at 1.0 + 2 * 0.25.
+    assert [t for t, _ in op.seen] == [1.0, 1.375, 1.5]
+
+
+def test_fixed_delay_trigger_counts_from_the_group_start() -> None:
+    """The wait is to group_start + k * delay, whatever the previous launch time."""
+    trigger = FixedDelayTrigger(0.25)
+    # Hedge 1 launched late at 1.375; at that same check hedge 2 is due at 1.5.
+    assert trigger.should_spawn_hedge(
+        state(group_started_at=1.0, now=1.375, attempts_launched=2)
+    ) == (False, 0.125)
+    assert trigger.should_spawn_hedge(
+        state(group_started_at=1.0, now=1.5, attempts_launched=2)
+    ) == (True, 0.25)
+
+
+# -- latency windows: only where needed, bounded (issue 16) -------------------
+
+
+async def test_no_window_without_a_latency_trigger(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Unhedged and fixed-delay calls keep no latency window."""
+    executor = Executor()
+    for policy in (RetryPolicy(), RetryPolicy(hedge=hedged())):
+        await executor.run(Script({1: (0.125, "ok")}), policy=policy, name="x")
+    assert executor.latency("x") is None
+    named = Executor(triggers={"fixed": FixedDelayTrigger(0.25)})
+    await named.run(
+        Script({1: (0.125, "ok")}),
+        policy=RetryPolicy(hedge=hedged(trigger="fixed")),
+        name="x",
+    )
+    assert named.latency("x") is None
+
+
+async def test_windows_are_evicted_least_recently_used_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With max_windows=2 a third name evicts the name used least recently."""
+    executor = Executor(triggers={"p": LatencyTrigger()}, max_windows=2)
+    policy = RetryPolicy(hedge=hedged(trigger="p"))
+    for name in ("a", "b", "a", "c"):
+        await executor.run(Script({1: (0.125, "ok")}), policy=policy, name=name)
+    assert executor.latency("b") is None
+    kept = executor.latency("a")
+    assert kept is not None
+    assert len(kept) == 2
+    assert executor.latency("c") is not None
+
+
+def live_windows() -> int:
+    """How many LatencyWindow objects are alive."""
+    gc.collect()
+    return sum(isinstance(o, LatencyWindow) for o in gc.get_objects())
+
+
+async def test_many_call_names_keep_memory_bounded() -> None:
+    """100,000 distinct names keep no window without a latency trigger, and at
+    most max_windows with one; memory stays flat."""
+
+    async def op(info: AttemptInfo) -> int:
+        return info.attempt
+
+    executor = Executor(triggers={"p": LatencyTrigger()}, max_windows=50)
+    plain = RetryPolicy()
+    fixed = RetryPolicy(hedge=hedged())
+    baseline = live_windows()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for i in range(100_000):
+        await executor.run(op, policy=plain, name=f"request-{i}")
+    for i in range(2_000):
+        await executor.run(op, policy=fixed, name=f"fixed-{i}")
+    assert live_windows() == baseline
+    # Before the fix, every name kept a ~20 KiB window: ~2 GiB here.
+    rss_growth_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+    assert rss_growth_kib < 64 * 1024
+    latency = RetryPolicy(hedge=hedged(trigger="p"))
+    for i in range(2_000):
+        await executor.run(op, policy=latency, name=f"hedged-{i}")
+    assert live_windows() == baseline + 50
+    kept = [i for i in range(2_000) if executor.latency(f"hedged-{i}") is not None]
+    assert kept == list(range(1_950, 2_000))
+
+
+@pytest.mark.parametrize("hedge", [None, hedged(max_hedges=2)])
+async def test_external_cause_keeps_trios_reason_text(
+    autojump_clock: trio.testing.MockClock, hedge: HedgePolicy | None
+) -> None:
+    """An outside cancel's reason string reaches the observer's EXTERNAL cause."""
+    events: list[Event] = []
+    executor = Executor(observer=events.append)
+    op = Script({}, default=(10.0, "late"))
+    with trio.fail_after(60), trio.CancelScope() as scope:
+
+        async def cancel_soon() -> None:
+            await trio.sleep(0.5)
+            scope.cancel(reason="shutting down")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cancel_soon)
+            await executor.run(op, policy=RetryPolicy(hedge=hedge), name="c")
+    finished = [e for e in events if isinstance(e, trio_sagas.AttemptFinished)]
+    assert finished
+    for event in finished:
+        assert event.cause is not None
+        assert (event.cause.origin, event.cause.reason, event.cause.message) == (
+            CancelOrigin.EXTERNAL,
+            CancelReason.EXTERNAL,
+            "shutting down",
+        )

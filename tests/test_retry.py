@@ -1,22 +1,43 @@
-"""Retry and hedge policy values: defaults, validation, backoff."""
+"""Retry and hedge policy values, and the retry loop of compensations and acts."""
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
+from typing import Any
 
+import outcome
 import pytest
+import trio
+import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
+import trio_sagas
 from trio_sagas import (
+    Act,
+    ActFailed,
+    AttemptInfo,
+    AttemptRecord,
     BudgetKind,
+    CancelReason,
     Classification,
     Classified,
+    CompensationScope,
+    Executor,
+    FixedDelayTrigger,
     HedgePolicy,
     MissingTrigger,
+    ResultRejected,
     RetryPolicy,
+    Scene,
+    Status,
+    StepContext,
+    TokenBucketBudget,
+    run_scene,
 )
+from trio_sagas._retry import run_attempts
 
 
 def test_defaults() -> None:
@@ -68,18 +89,22 @@ def test_defaults() -> None:
             ValueError,
             r"initial_backoff \(5\) must not exceed max_backoff \(1\)",
         ),
-        ({"multiplier": 0.5}, ValueError, "multiplier must be a number >= 1, got 0.5"),
+        (
+            {"multiplier": 0.5},
+            ValueError,
+            "multiplier must be a finite number >= 1, got 0.5",
+        ),
         (
             {"jitter": 1.5},
             ValueError,
-            r"jitter must be a fraction in \[0, 1\], got 1.5",
+            "jitter must be 0 <= x <= 1, got 1.5",
         ),
         (
             {"jitter": -0.1},
             ValueError,
-            r"jitter must be a fraction in \[0, 1\], got -0.1",
+            "jitter must be 0 <= x <= 1, got -0.1",
         ),
-        ({"hedge": 2}, TypeError, "hedge must be a HedgePolicy or None, got 2"),
+        ({"hedge": 2}, TypeError, "hedge must be a HedgePolicy, got 2"),
         ({"budget": object()}, TypeError, r"budget must implement try_acquire\(kind\)"),
         (
             {"initial_backoff": "1"},
@@ -101,11 +126,11 @@ def test_retry_policy_validation(
     [
         ({"max_hedges": 0}, ValueError, "max_hedges must be an int >= 1, got 0"),
         ({"delay": -0.2}, ValueError, "delay must be >= 0 seconds, got -0.2"),
-        ({"trigger": 3}, TypeError, "trigger must be a registered trigger name, got 3"),
+        ({"trigger": 3}, TypeError, "trigger must be a str, got 3"),
         (
             {"missing_trigger": "fallback"},
             TypeError,
-            "missing_trigger must be a MissingTrigger",
+            "missing_trigger must be one of MissingTrigger.FALLBACK",
         ),
         ({"budget": "x"}, TypeError, r"budget must implement try_acquire\(kind\)"),
     ],
@@ -125,7 +150,7 @@ def test_exponential_backoff_capped() -> None:
     assert policy.backoff(10_000) == 5
     assert policy.cap(100) == 5
     assert policy.cap(0.5) == 0.5
-    with pytest.raises(ValueError, match="retry_index must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="retry_index must be an int >= 0, got -1"):
         policy.backoff(-1)
 
 
@@ -160,3 +185,651 @@ def test_classified_validation() -> None:
 def test_budget_kinds() -> None:
     """Budget kinds are retry and hedge."""
     assert [k.value for k in BudgetKind] == ["retry", "hedge"]
+
+
+# -- the retry loop of compensations and acts: classifier, records -----------
+
+
+class OutOfStock(Exception):
+    """An answer that no retry can change."""
+
+
+def stock_classifier(result: outcome.Outcome[Any]) -> Classification | Classified:
+    """OutOfStock is final; a 'busy' answer asks for 2 s; the rest is retryable."""
+    if isinstance(result, outcome.Value):
+        if result.value == "busy":
+            return Classified(Classification.RETRYABLE, backoff=2.0, reason="busy")
+        return Classification.SUCCESS
+    if isinstance(result, outcome.Error) and isinstance(result.error, OutOfStock):
+        return Classified(Classification.NON_RETRYABLE, reason="out_of_stock")
+    return Classification.RETRYABLE
+
+
+async def test_an_act_does_not_retry_what_its_classifier_calls_final(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Act(retry=...) with a classifier: an out-of-stock answer is tried once, not 5 times."""
+    tries: list[float] = []
+
+    async def reserve(ctx: StepContext, state: object) -> None:
+        tries.append(trio.current_time())
+        raise OutOfStock("sku-42")
+
+    retry = RetryPolicy(
+        max_attempts=5, initial_backoff=1.0, classifier=stock_classifier
+    )
+    scene = Scene("order", [Act("reserve", reserve, retry=retry)], saga=True)
+    with trio.fail_after(60):
+        result = await run_scene(scene, None)
+    assert tries == [0.0]
+    assert isinstance(result.error, OutOfStock)
+    failed = next(e for e in result.events if isinstance(e, ActFailed))
+    assert failed.attempts == 1
+
+
+async def test_an_act_still_retries_what_is_retryable(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The same policy retries a connection error with the exponential backoff."""
+    tries: list[float] = []
+
+    async def reserve(ctx: StepContext, state: object) -> str:
+        tries.append(trio.current_time())
+        if len(tries) < 3:
+            raise ConnectionError("reset")
+        return "reserved"
+
+    retry = RetryPolicy(
+        max_attempts=5, initial_backoff=1.0, classifier=stock_classifier
+    )
+    scene = Scene("order", [Act("reserve", reserve, retry=retry)])
+    with trio.fail_after(60):
+        result = await run_scene(scene, None)
+    assert result.status is Status.SUCCEEDED
+    assert tries == [0.0, 1.0, 3.0]
+
+
+async def test_run_attempts_records_every_try_like_the_executor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """attributes['attempts'] holds one AttemptRecord per try: override, timeout, success."""
+    answers: list[object] = ["busy", "hang", "ok"]
+
+    async def undo() -> object:
+        answer = answers.pop(0)
+        if answer == "hang":
+            await trio.sleep_forever()
+        await trio.sleep(0.25)
+        return answer
+
+    policy = RetryPolicy(
+        max_attempts=3, initial_backoff=0.5, classifier=stock_classifier
+    )
+    with trio.fail_after(60):
+        result = await run_attempts(
+            undo, (), name="undo", retry=policy, timeout=1.0, what="compensation"
+        )
+    assert result.status is Status.SUCCEEDED
+    assert result.value == "ok"
+    tries = result.attributes["attempts"]
+    assert isinstance(tries, tuple)
+    assert all(isinstance(r, AttemptRecord) for r in tries)
+    assert [
+        (
+            r.attempt,
+            r.retry_index,
+            r.hedge_index,
+            r.status,
+            r.classification,
+            r.reason,
+            r.backoff,
+            r.started_at,
+            r.finished_at,
+        )
+        for r in tries
+    ] == [
+        (1, 0, 0, Status.FAILED, Classification.RETRYABLE, "busy", 2.0, 0.0, 0.25),
+        (2, 1, 0, Status.TIMED_OUT, Classification.RETRYABLE, None, None, 2.25, 3.25),
+        (3, 2, 0, Status.SUCCEEDED, Classification.SUCCESS, None, None, 4.25, 4.5),
+    ]
+    # Waits: the busy answer's 2 s override, then backoff(1) = 0.5 * 2 = 1 s.
+    timed_out = tries[1]
+    assert timed_out.cause is not None
+    assert timed_out.cause.reason is CancelReason.STEP_TIMEOUT
+    assert isinstance(timed_out.error, TimeoutError)
+    assert result.attributes["classification"] is Classification.SUCCESS
+
+
+async def test_run_attempts_stops_at_a_non_retryable_result(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """NON_RETRYABLE ends the tries at once: FAILED with the classifier's reason."""
+    calls = 0
+
+    async def undo() -> None:
+        nonlocal calls
+        calls += 1
+        raise OutOfStock("gone")
+
+    policy = RetryPolicy(max_attempts=4, classifier=stock_classifier)
+    result = await run_attempts(
+        undo, (), name="u", retry=policy, timeout=5.0, what="compensation"
+    )
+    assert calls == 1
+    assert (result.status, result.attributes["reason"]) == (
+        Status.FAILED,
+        "out_of_stock",
+    )
+    assert isinstance(result.error, OutOfStock)
+    assert trio.current_time() == 0.0
+
+
+async def test_a_rejected_value_fails_with_result_rejected(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A returned value the classifier calls a failure becomes a ResultRejected error."""
+
+    async def undo() -> str:
+        return "busy"
+
+    policy = RetryPolicy(max_attempts=2, max_backoff=3.0, classifier=stock_classifier)
+    scope = CompensationScope()
+    scope.register(undo, name="release")
+    report = await scope.run(retry=policy)
+    (only,) = report.outcomes
+    assert only.status is Status.FAILED
+    assert isinstance(only.error, ResultRejected)
+    assert only.error.value == "busy"
+    assert str(only.error) == "'release' returned 'busy', classified retryable (busy)"
+    assert only.attributes["reason"] == "busy"
+    # The override (2 s) was used between the two tries, capped at 3 s.
+    assert trio.current_time() == 2.0
+
+
+async def test_a_raising_classifier_aborts_the_try(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A classifier bug makes the try ABORT (no retry) and becomes the error."""
+
+    def broken(result: outcome.Outcome[Any]) -> Classification:
+        raise KeyError("bug")
+
+    async def undo() -> None:
+        raise ConnectionError("down")
+
+    policy = RetryPolicy(max_attempts=3, classifier=broken)
+    result = await run_attempts(
+        undo, (), name="u", retry=policy, timeout=5.0, what="compensation"
+    )
+    assert result.attributes["reason"] == "classifier_error"
+    assert result.attributes["classification"] is Classification.ABORT
+    assert isinstance(result.error, KeyError)
+
+
+async def test_run_attempts_budget_names_match_the_executor(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A denied retry is 'budget_denied'; a raising budget denies as 'budget_error'."""
+
+    class Raising:
+        def try_acquire(self, kind: BudgetKind) -> bool:
+            raise RuntimeError("store down")
+
+    async def undo() -> None:
+        raise ConnectionError("down")
+
+    for budget, reason in (
+        (TokenBucketBudget(capacity=0, refill_per_second=0), "budget_denied"),
+        (Raising(), "budget_error"),
+    ):
+        policy = RetryPolicy(max_attempts=3, budget=budget)
+        result = await run_attempts(
+            undo, (), name="u", retry=policy, timeout=5.0, what="compensation"
+        )
+        assert (len(result.attributes["attempts"]), result.attributes["reason"]) == (  # type: ignore[arg-type]
+            1,
+            reason,
+        )
+    assert "store down" in caplog.text
+
+
+async def test_policy_classifier_wins_over_the_executors(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Executor(classifier=...) is the default; RetryPolicy(classifier=...) wins."""
+
+    async def op(info: AttemptInfo) -> None:
+        raise OutOfStock("gone")
+
+    def everything_retryable(result: outcome.Outcome[Any]) -> Classification:
+        return Classification.RETRYABLE
+
+    executor = Executor(classifier=everything_retryable)
+    loose = RetryPolicy(max_attempts=3, initial_backoff=0.5)
+    result = await executor.run(op, policy=loose, name="a")
+    assert result.attributes["retry_groups"] == 3
+    strict = RetryPolicy(max_attempts=3, classifier=stock_classifier)
+    result = await executor.run(op, policy=strict, name="b")
+    assert (result.attributes["retry_groups"], result.attributes["reason"]) == (
+        1,
+        "out_of_stock",
+    )
+
+
+# -- validation: every constructor and function of the retry and hedge modules -
+
+
+U: Any = trio_sagas
+"""The package, untyped: for feeding it arguments of the wrong type."""
+
+
+async def _async_classifier(result: object) -> Classification:
+    return Classification.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (
+            lambda: U.RetryPolicy(initial_backoff=math.inf),
+            ValueError,
+            "initial_backoff must be a finite number of seconds, got inf",
+        ),
+        (
+            lambda: U.RetryPolicy(max_backoff=math.inf),
+            ValueError,
+            "max_backoff must be a finite number of seconds, got inf",
+        ),
+        (
+            lambda: U.RetryPolicy(initial_backoff=math.nan),
+            ValueError,
+            "initial_backoff must be >= 0 seconds, got nan",
+        ),
+        (
+            lambda: U.RetryPolicy(multiplier=math.inf),
+            ValueError,
+            "multiplier must be a finite number >= 1, got inf",
+        ),
+        (
+            lambda: U.RetryPolicy(multiplier="2"),
+            TypeError,
+            "multiplier must be a number, got '2'",
+        ),
+        (
+            lambda: U.RetryPolicy(jitter="0.1"),
+            TypeError,
+            "jitter must be a number, got '0.1'",
+        ),
+        (
+            lambda: U.RetryPolicy(jitter=math.nan),
+            ValueError,
+            "jitter must be a number, got nan",
+        ),
+        (
+            lambda: U.RetryPolicy(max_attempts="3"),
+            TypeError,
+            "max_attempts must be an int >= 1, got '3'",
+        ),
+        (
+            lambda: U.RetryPolicy(max_attempts=None),
+            TypeError,
+            "max_attempts must be an int >= 1, got None",
+        ),
+        (
+            lambda: U.RetryPolicy(classifier=3),
+            TypeError,
+            "classifier must be a callable, got 3",
+        ),
+        (
+            lambda: U.RetryPolicy(classifier=_async_classifier),
+            TypeError,
+            "classifier must be a sync callable",
+        ),
+        (
+            lambda: U.RetryPolicy().backoff("1"),
+            TypeError,
+            "retry_index must be an int >= 0, got '1'",
+        ),
+        (
+            lambda: U.RetryPolicy().backoff(1, rng=3),
+            TypeError,
+            "rng must be a Random, got 3",
+        ),
+        (
+            lambda: U.RetryPolicy().cap("1"),
+            TypeError,
+            "override must be a number of seconds, got '1'",
+        ),
+        (
+            lambda: U.HedgePolicy(trigger=""),
+            ValueError,
+            "trigger must be a non-empty str, got ''",
+        ),
+        (
+            lambda: U.HedgePolicy(delay=math.nan),
+            ValueError,
+            "delay must be >= 0 seconds, got nan",
+        ),
+        (
+            lambda: U.HedgePolicy(delay=None),
+            TypeError,
+            "delay must be a number of seconds, got None",
+        ),
+        (
+            lambda: U.HedgePolicy(max_hedges=2.0),
+            TypeError,
+            "max_hedges must be an int >= 1, got 2.0",
+        ),
+        (
+            lambda: U.HedgePolicy(cancel_on_first_terminal=1),
+            TypeError,
+            "cancel_on_first_terminal must be a bool, got 1",
+        ),
+        (
+            lambda: U.Classified("retryable"),
+            TypeError,
+            "classification must be one of Classification.SUCCESS",
+        ),
+        (
+            lambda: U.Classified(Classification.RETRYABLE, backoff=math.inf),
+            ValueError,
+            "backoff must be a finite number of seconds, got inf",
+        ),
+        (
+            lambda: U.Classified(Classification.RETRYABLE, reason=3),
+            TypeError,
+            "reason must be a str, got 3",
+        ),
+        (
+            lambda: U.TokenBucketBudget(math.nan, 1),
+            ValueError,
+            "capacity must be a number, got nan",
+        ),
+        (
+            lambda: U.TokenBucketBudget(1, -1),
+            ValueError,
+            "refill_per_second must be a finite number >= 0, got -1",
+        ),
+        (
+            lambda: U.TokenBucketBudget(None, 1),
+            TypeError,
+            "capacity must be a number, got None",
+        ),
+        (
+            lambda: U.TokenBucketBudget(1, 1).try_acquire("hedge"),
+            TypeError,
+            "kind must be one of BudgetKind.RETRY",
+        ),
+        (
+            lambda: U.LatencyTrigger(percentile=0),
+            ValueError,
+            "percentile must be 0 < x <= 1, got 0",
+        ),
+        (
+            lambda: U.LatencyTrigger(percentile=math.nan),
+            ValueError,
+            "percentile must be a number, got nan",
+        ),
+        (
+            lambda: U.LatencyTrigger(min_samples="3"),
+            TypeError,
+            "min_samples must be an int >= 0, got '3'",
+        ),
+        (
+            lambda: U.LatencyTrigger(min_samples=-1),
+            ValueError,
+            "min_samples must be an int >= 0, got -1",
+        ),
+        (
+            lambda: U.LatencyTrigger(fallback_delay=-1),
+            ValueError,
+            "fallback_delay must be >= 0 seconds, got -1",
+        ),
+        (
+            lambda: U.FixedDelayTrigger(math.nan),
+            ValueError,
+            "delay must be >= 0 seconds, got nan",
+        ),
+        (
+            lambda: U.FixedDelayTrigger(None),
+            TypeError,
+            "delay must be a number of seconds, got None",
+        ),
+        (
+            lambda: U.TriggerRegistry([FixedDelayTrigger(1)]),
+            TypeError,
+            "triggers must be a mapping of name to trigger or None",
+        ),
+        (
+            lambda: U.TriggerRegistry({"a": 3}),
+            TypeError,
+            "trigger must have a should_spawn_hedge",
+        ),
+        (
+            lambda: U.TriggerRegistry({"": FixedDelayTrigger(1)}),
+            ValueError,
+            "name must be a non-empty str, got ''",
+        ),
+        (lambda: U.TriggerRegistry().get(3), TypeError, "name must be a str, got 3"),
+        (
+            lambda: U.LatencyWindow(size="3"),
+            TypeError,
+            "size must be an int >= 1, got '3'",
+        ),
+        (
+            lambda: U.LatencyWindow(size=0),
+            ValueError,
+            "size must be an int >= 1, got 0",
+        ),
+        (
+            lambda: U.LatencyWindow().add(math.inf),
+            ValueError,
+            "seconds must be a finite number of seconds, got inf",
+        ),
+        (
+            lambda: U.LatencyWindow().add(-1.0),
+            ValueError,
+            "seconds must be >= 0 seconds, got -1.0",
+        ),
+        (
+            lambda: U.LatencyWindow().add("1"),
+            TypeError,
+            "seconds must be a number of seconds, got '1'",
+        ),
+        (
+            lambda: U.LatencyWindow().quantile(2),
+            ValueError,
+            "fraction must be 0 <= x <= 1, got 2",
+        ),
+        (
+            lambda: U.Executor(max_windows="3"),
+            TypeError,
+            "max_windows must be an int >= 1, got '3'",
+        ),
+        (
+            lambda: U.Executor(latency_window=1.5),
+            TypeError,
+            "latency_window must be an int >= 1, got 1.5",
+        ),
+        (lambda: U.Executor(rng=7), TypeError, "rng must be a Random, got 7"),
+        (
+            lambda: U.Executor(observer=3),
+            TypeError,
+            "observer must be a callable or None, got 3",
+        ),
+        (
+            lambda: U.Executor(classifier=_async_classifier),
+            TypeError,
+            "classifier must be a sync callable",
+        ),
+        (
+            lambda: U.Executor(triggers=3),
+            TypeError,
+            "triggers must be a TriggerRegistry, a mapping or None, got 3",
+        ),
+    ],
+)
+def test_bad_arguments_are_named_with_their_value(
+    make: Callable[[], object], error: type[Exception], message: str
+) -> None:
+    """Wrong type: TypeError; wrong value: ValueError; the message names argument and value."""
+    with pytest.raises(error) as caught:
+        make()
+    assert str(caught.value).startswith(message)
+
+
+async def test_run_refuses_bad_names_and_policies() -> None:
+    """Executor.run checks op, policy and name before starting anything."""
+
+    async def op(info: AttemptInfo) -> None:
+        return None
+
+    executor = Executor()
+    with pytest.raises(TypeError, match="name must be a str, got 3"):
+        await executor.run(op, policy=RetryPolicy(), name=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="policy must be a RetryPolicy, got None"):
+        await executor.run(op, policy=None)  # type: ignore[arg-type]
+
+
+async def test_an_outside_cancel_during_the_backoff_stops_the_tries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Cancelled while waiting to retry: trio.Cancelled propagates, no further try."""
+    tries: list[float] = []
+
+    async def flaky() -> None:
+        tries.append(trio.current_time())
+        raise ConnectionError("down")
+
+    policy = RetryPolicy(max_attempts=5, initial_backoff=1.0)
+    with trio.fail_after(60), trio.move_on_after(0.5) as scope:
+        await run_attempts(flaky, (), name="f", retry=policy, timeout=5.0, what="act")
+    assert scope.cancelled_caught
+    assert tries == [0.0]
+    assert trio.current_time() == 0.5
+
+
+async def test_a_try_timing_out_is_retried_and_recorded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each try is bounded; a timed-out last try makes the outcome TIMED_OUT."""
+
+    async def hang() -> None:
+        await trio.sleep_forever()
+
+    policy = RetryPolicy(max_attempts=2, initial_backoff=0.5)
+    with trio.fail_after(60):
+        result = await run_attempts(
+            hang, (), name="h", retry=policy, timeout=1.0, what="act"
+        )
+    assert result.status is Status.TIMED_OUT
+    assert result.cause is not None
+    assert result.cause.reason is CancelReason.STEP_TIMEOUT
+    assert str(result.error) == "act 'h' timed out after 1.0 s (try 2)"
+    tries = result.attributes["attempts"]
+    assert [(r.status, r.started_at, r.finished_at) for r in tries] == [  # type: ignore[attr-defined]
+        (Status.TIMED_OUT, 0.0, 1.0),
+        (Status.TIMED_OUT, 1.5, 2.5),
+    ]
+    assert result.attributes["reason"] == "retries_exhausted"
+
+
+class Fatal(Exception):
+    """Classified NON_RETRYABLE by the property's classifier."""
+
+
+class Abort(Exception):
+    """Classified ABORT by the property's classifier."""
+
+
+def property_classifier(result: outcome.Outcome[Any]) -> Classification | Classified:
+    """Values succeed except 'busy' (retryable, 1.25 s override); errors by type."""
+    if isinstance(result, outcome.Value):
+        if result.value == "busy":
+            return Classified(Classification.RETRYABLE, backoff=1.25)
+        return Classification.SUCCESS
+    assert isinstance(result, outcome.Error)
+    if isinstance(result.error, Fatal):
+        return Classification.NON_RETRYABLE
+    if isinstance(result.error, Abort):
+        return Classification.ABORT
+    return Classification.RETRYABLE
+
+
+_TRY_KINDS = {
+    "ok": (Classification.SUCCESS, Status.SUCCEEDED),
+    "busy": (Classification.RETRYABLE, Status.FAILED),
+    "error": (Classification.RETRYABLE, Status.FAILED),
+    "fatal": (Classification.NON_RETRYABLE, Status.FAILED),
+    "abort": (Classification.ABORT, Status.FAILED),
+    "hang": (Classification.RETRYABLE, Status.TIMED_OUT),
+}
+
+
+@given(
+    plan=st.lists(
+        st.tuples(
+            st.sampled_from(sorted(_TRY_KINDS)),
+            st.integers(min_value=0, max_value=6).map(lambda n: n / 8),
+        ),
+        min_size=4,
+        max_size=4,
+    ),
+    max_attempts=st.integers(min_value=1, max_value=4),
+)
+def test_property_retry_loop_follows_the_classifier_and_backoff(
+    plan: list[tuple[str, float]], max_attempts: int
+) -> None:
+    """Tries stop at the first non-retryable verdict or max_attempts, exactly on time."""
+    policy = RetryPolicy(
+        max_attempts=max_attempts,
+        initial_backoff=0.25,
+        multiplier=2,
+        max_backoff=1.5,
+        classifier=property_classifier,
+    )
+    tries = iter(plan)
+
+    async def fn() -> str:
+        kind, duration = next(tries)
+        if kind == "hang":
+            await trio.sleep_forever()
+        await trio.sleep(duration)
+        if kind == "error":
+            raise ConnectionError("down")
+        if kind == "fatal":
+            raise Fatal("no")
+        if kind == "abort":
+            raise Abort("stop")
+        return kind
+
+    async def main() -> trio_sagas.Outcome[object]:
+        with trio.fail_after(100):
+            return await run_attempts(
+                fn, (), name="p", retry=policy, timeout=1.0, what="act"
+            )
+
+    result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    # The model: start times, classifications and statuses, try by try.
+    expected: list[tuple[float, float, Classification, Status]] = []
+    now = 0.0
+    for index, (kind, duration) in enumerate(plan[:max_attempts]):
+        if index:
+            previous = plan[index - 1][0]
+            now += 1.25 if previous == "busy" else min(0.25 * 2 ** (index - 1), 1.5)
+        start = now
+        now += 1.0 if kind == "hang" else duration
+        classification, status = _TRY_KINDS[kind]
+        expected.append((start, now, classification, status))
+        if classification is not Classification.RETRYABLE:
+            break
+    records = result.attributes["attempts"]
+    assert isinstance(records, tuple)
+    assert [
+        (r.started_at, r.finished_at, r.classification, r.status) for r in records
+    ] == expected
+    assert [r.attempt for r in records] == list(range(1, len(records) + 1))
+    last_status = expected[-1][3]
+    assert result.status is last_status
+    assert result.ok == (last_status is Status.SUCCEEDED)
+    assert (result.error is None) == result.ok

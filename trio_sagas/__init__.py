@@ -27,6 +27,7 @@ from ._errgroup import GroupTaskFinished as GroupTaskFinished
 from ._errgroup import open_err_group as open_err_group
 from ._events import Event as Event
 from ._events import Observer as Observer
+from ._events import observers as observers
 from ._fanin import MergedReceiveChannel as MergedReceiveChannel
 from ._fanin import MergeStatistics as MergeStatistics
 from ._fanin import fan_in as fan_in
@@ -63,6 +64,7 @@ from ._ignition import StagePolicy as StagePolicy
 from ._ignition import StageResult as StageResult
 from ._ignition import StageStarted as StageStarted
 from ._journal import SQLiteJournal as SQLiteJournal
+from ._logging import LoggingObserver as LoggingObserver
 from ._outcome import CancelCause as CancelCause
 from ._outcome import CancelOrigin as CancelOrigin
 from ._outcome import CancelReason as CancelReason
@@ -75,6 +77,7 @@ from ._retry import Classification as Classification
 from ._retry import Classified as Classified
 from ._retry import HedgePolicy as HedgePolicy
 from ._retry import MissingTrigger as MissingTrigger
+from ._retry import ResultRejected as ResultRejected
 from ._retry import RetryPolicy as RetryPolicy
 from ._saga import DEFAULT_COMPENSATION_RETRY as DEFAULT_COMPENSATION_RETRY
 from ._saga import Act as Act
@@ -98,6 +101,7 @@ from ._saga import JournalEntry as JournalEntry
 from ._saga import JournalError as JournalError
 from ._saga import JournalSchemaError as JournalSchemaError
 from ._saga import JSONCodec as JSONCodec
+from ._saga import LeaseLostError as LeaseLostError
 from ._saga import RecordedFailure as RecordedFailure
 from ._saga import RecoveryReport as RecoveryReport
 from ._saga import RunClaimedError as RunClaimedError
@@ -190,6 +194,8 @@ __all__ = (
     "JournalSchemaError",
     "LatencyTrigger",
     "LatencyWindow",
+    "LeaseLostError",
+    "LoggingObserver",
     "MergeStatistics",
     "MergedReceiveChannel",
     "MissingTrigger",
@@ -198,6 +204,7 @@ __all__ = (
     "OutcomeError",
     "RecordedFailure",
     "RecoveryReport",
+    "ResultRejected",
     "RetryPolicy",
     "RetryScheduled",
     "RunClaimedError",
@@ -229,6 +236,7 @@ __all__ = (
     "TriggerRegistry",
     "compensate_run",
     "fan_in",
+    "observers",
     "open_err_group",
     "open_merge",
     "plot_timeline",

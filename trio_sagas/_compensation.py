@@ -17,8 +17,9 @@ import attrs
 import trio
 
 from ._cancel import CancellationScope
-from ._outcome import CancelCause, CancelReason, Outcome, Status
-from ._retry import BudgetKind, RetryPolicy
+from ._outcome import Outcome
+from ._retry import RetryPolicy
+from ._retry import run_attempts as run_attempts  # moved; importable here too
 from ._validate import (
     check_async,
     check_label,
@@ -65,8 +66,8 @@ class CompensationReport:
     """What a compensation run did: one outcome per action, in run order.
 
     Attributes:
-        outcomes: One :class:`Outcome` per action (attribute ``attempts``
-            counts the tries).
+        outcomes: One :class:`Outcome` per action (attribute ``attempts``:
+            the :class:`AttemptRecord` of each try).
     """
 
     outcomes: tuple[Outcome[Any], ...] = ()
@@ -91,89 +92,6 @@ def _check_retry(retry: object) -> RetryPolicy | None:
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
     return retry
-
-
-async def run_attempts(
-    fn: Callable[..., Awaitable[object]],
-    args: Sequence[object],
-    *,
-    name: str,
-    retry: RetryPolicy | None,
-    timeout: float,
-    what: str,
-) -> Outcome[object]:
-    """Call ``fn(*args)`` up to ``retry.max_attempts`` times, each try bounded.
-
-    Never raises for an :exc:`Exception` from *fn*: the outcome says FAILED
-    (the last error) or TIMED_OUT (a :exc:`TimeoutError`, cause
-    ``STEP_TIMEOUT``), with ``attributes["attempts"]``. A retry budget that
-    denies a retry ends the tries. :exc:`trio.Cancelled` (and any other
-    :exc:`BaseException`) propagates: callers that must not be cancelled
-    shield the call.
-
-    Args:
-        what: Names the kind of work in the timeout message ("act",
-            "compensation").
-    """
-    max_attempts = 1 if retry is None else retry.max_attempts
-    attempts = 0
-    status = Status.FAILED
-    error: Exception | None = None
-    denied = False
-    started = trio.current_time()
-    for retry_index in range(max_attempts):
-        if retry_index:
-            assert retry is not None
-            if retry.budget is not None and not retry.budget.try_acquire(
-                BudgetKind.RETRY
-            ):
-                denied = True
-                break
-            await trio.sleep(retry.backoff(retry_index - 1))
-        attempts += 1
-        # The try wraps the timed scope, not the other way round: when a try
-        # times out while fn's own nursery has a child failing in cleanup,
-        # fn raises [Cancelled, ValueError]; the scope strips the Cancelled
-        # and the rest must still be caught here as this try's failure.
-        try:
-            with trio.move_on_after(timeout) as try_scope:
-                value = await fn(*args)
-        except Exception as exc:
-            status, error = Status.FAILED, exc
-            continue
-        if try_scope.cancelled_caught:
-            status = Status.TIMED_OUT
-            error = TimeoutError(
-                f"{what} {name!r} timed out after {timeout} s (try {attempts})"
-            )
-            continue
-        return Outcome(
-            name,
-            Status.SUCCEEDED,
-            value=value,
-            started_at=started,
-            finished_at=trio.current_time(),
-            attributes={"attempts": attempts},
-        )
-    cause = None
-    if status is Status.TIMED_OUT:
-        cause = CancelCause.of(
-            CancelReason.STEP_TIMEOUT,
-            triggered_by=name,
-            message=f"{what} try exceeded {timeout} s",
-        )
-    attributes: dict[str, object] = {"attempts": attempts}
-    if denied:
-        attributes["retry_denied"] = "budget_denied"
-    return Outcome(
-        name,
-        status,
-        error=error,
-        cause=cause,
-        started_at=started,
-        finished_at=trio.current_time(),
-        attributes=attributes,
-    )
 
 
 async def run_compensation_action(

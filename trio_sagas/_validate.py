@@ -256,6 +256,49 @@ def attrs_validator(check: Any, **options: Any) -> Any:
     return validator
 
 
+# -- retry policies, hedging and the executor ----------------------------------
+
+
+def check_real(value: object, argument: str, *, minimum: float) -> float:
+    """A finite real number (not a bool) that is at least *minimum*."""
+    number = check_number(value, argument)
+    if not minimum <= number < math.inf:
+        raise ValueError(
+            f"{argument} must be a finite number >= {minimum:g}, got {value!r}"
+        )
+    return number
+
+
+def check_rate(value: object, argument: str) -> float:
+    """A finite, non-negative real: a capacity or a rate per second."""
+    return check_real(value, argument, minimum=0)
+
+
+def check_optional_sync_callable(fn: object, argument: str) -> None:
+    """Like :func:`check_sync_callable`, None allowed."""
+    if fn is not None:
+        check_sync_callable(fn, argument)
+
+
+def check_budget(budget: object, argument: str = "budget") -> None:
+    """None, or an object with a ``try_acquire(kind)`` method."""
+    if budget is not None and not callable(getattr(budget, "try_acquire", None)):
+        raise TypeError(
+            f"{argument} must implement try_acquire(kind) or be None, got {budget!r}"
+        )
+
+
+def check_trigger(trigger: object, argument: str = "trigger") -> None:
+    """An object with a ``should_spawn_hedge(state)`` method."""
+    if not callable(getattr(trigger, "should_spawn_hedge", None)):
+        raise TypeError(
+            f"{argument} must have a should_spawn_hedge(state) method, got {trigger!r}"
+        )
+
+
+# -- ignition --------------------------------------------------------------------
+
+
 def check_name_list(value: object, argument: str) -> tuple[str, ...]:
     """An iterable of distinct names (a lone str is refused: it is not a list)."""
     if isinstance(value, str):

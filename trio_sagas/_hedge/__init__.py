@@ -1,7 +1,10 @@
-"""Hedged retries (DESIGN 6): executor, triggers, budgets, latency window, events."""
+"""Hedged retries: the executor, its triggers, budgets, latency window and events."""
 
 from __future__ import annotations
 
+from .._retry import AttemptInfo as AttemptInfo
+from .._retry import AttemptRecord as AttemptRecord
+from .._retry import Classifier as Classifier
 from ._budget import TokenBucketBudget as TokenBucketBudget
 from ._budget import TokenBucketStatistics as TokenBucketStatistics
 from ._events import AttemptFinished as AttemptFinished
@@ -11,9 +14,6 @@ from ._events import HedgeSpawned as HedgeSpawned
 from ._events import RetryScheduled as RetryScheduled
 from ._events import TriggerDecision as TriggerDecision
 from ._events import TriggerMissing as TriggerMissing
-from ._executor import AttemptInfo as AttemptInfo
-from ._executor import AttemptRecord as AttemptRecord
-from ._executor import Classifier as Classifier
 from ._executor import Executor as Executor
 from ._latency import LatencyWindow as LatencyWindow
 from ._trigger import CHECK_FLOOR as CHECK_FLOOR

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import final
 
 import attrs
 import trio
 
 from .._retry import BudgetKind
-
-
-def _check_rate(value: object, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{argument} must be a number, got {value!r}")
-    if math.isnan(value) or value < 0 or math.isinf(value):
-        raise ValueError(f"{argument} must be a finite number >= 0, got {value!r}")
-    return float(value)
+from .._validate import check_enum, check_rate
 
 
 @final
@@ -61,8 +53,8 @@ class TokenBucketBudget:
     __slots__ = ("_capacity", "_denied", "_granted", "_rate", "_tokens", "_updated")
 
     def __init__(self, capacity: float, refill_per_second: float) -> None:
-        self._capacity = _check_rate(capacity, "capacity")
-        self._rate = _check_rate(refill_per_second, "refill_per_second")
+        self._capacity = check_rate(capacity, "capacity")
+        self._rate = check_rate(refill_per_second, "refill_per_second")
         self._tokens = self._capacity
         # Set on first use: a budget may be built before trio.run starts.
         self._updated: float | None = None
@@ -86,8 +78,7 @@ class TokenBucketBudget:
 
     def try_acquire(self, kind: BudgetKind) -> bool:
         """Take one token for an attempt of *kind*; False when none is left."""
-        if not isinstance(kind, BudgetKind):
-            raise TypeError(f"kind must be a BudgetKind, got {kind!r}")
+        check_enum(kind, BudgetKind, "kind")
         if self._refill() >= 1:
             self._tokens -= 1
             self._granted[kind] += 1

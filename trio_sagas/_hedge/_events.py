@@ -1,6 +1,8 @@
 """Observer events of the hedged retry executor.
 
-Each carries the call's ``name`` and the trio time ``at`` it happened.
+Each carries the call's ``name`` and the trio time ``at`` it happened. The
+events about one attempt carry its :class:`AttemptInfo` (``event.attempt``)
+and read the call's name from it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import attrs
 
 from .._events import Event
 from .._outcome import CancelCause, CancelReason, Status
-from .._retry import BudgetKind, Classification
+from .._retry import AttemptInfo, BudgetKind, Classification
 
 
 @final
@@ -20,29 +22,29 @@ class AttemptFinished(Event):
     """An attempt ended: it finished, was cancelled, or was denied by the budget.
 
     Attributes:
-        name: The call's name.
-        retry_index: Its retry group.
-        hedge_index: Its place in the group (0: the primary).
-        attempt: Its global number in the call (from 1).
+        attempt: Which attempt (its call name, retry group, place in the
+            group and global number).
         status: SUCCEEDED, FAILED, CANCELLED or SKIPPED (budget denied).
         classification: What the classifier said; None when it did not run.
         cause: Why it was cancelled, if it was.
         duration: Seconds it ran.
     """
 
-    name: str
-    retry_index: int
-    hedge_index: int
-    attempt: int
+    attempt: AttemptInfo
     status: Status
     classification: Classification | None
     cause: CancelCause | None
     duration: float
 
     @property
+    def name(self) -> str:
+        """The call's name."""
+        return self.attempt.name
+
+    @property
     def is_hedge(self) -> bool:
         """Whether it was a hedge rather than a group's primary attempt."""
-        return self.hedge_index > 0
+        return self.attempt.hedge_index > 0
 
 
 @final
@@ -51,18 +53,17 @@ class HedgeSpawned(Event):
     """A hedge attempt launched.
 
     Attributes:
-        name: The call's name.
-        retry_index: Its retry group.
-        hedge_index: Its place in the group (>= 1).
-        attempt: Its global number in the call.
+        attempt: Which attempt (``hedge_index >= 1``).
         trigger: What decided it (a registry name, or ``"fixed_delay"``).
     """
 
-    name: str
-    retry_index: int
-    hedge_index: int
-    attempt: int
+    attempt: AttemptInfo
     trigger: str
+
+    @property
+    def name(self) -> str:
+        """The call's name."""
+        return self.attempt.name
 
 
 @final
@@ -70,24 +71,23 @@ class HedgeSpawned(Event):
 class HedgeCancelled(Event):
     """An attempt of a hedged group was cancelled before it finished.
 
-    Reported for the primary too (``hedge_index == 0``): in a hedged group it
-    races like any hedge.
+    Reported for the primary too (``attempt.hedge_index == 0``): in a hedged
+    group it races like any hedge.
 
     Attributes:
-        name: The call's name.
-        retry_index: Its retry group.
-        hedge_index: Its place in the group.
-        attempt: Its global number in the call.
+        attempt: Which attempt.
         reason: ``WINNER`` or ``TERMINAL`` (internal), or ``EXTERNAL``.
         cause: The full cause.
     """
 
-    name: str
-    retry_index: int
-    hedge_index: int
-    attempt: int
+    attempt: AttemptInfo
     reason: CancelReason
     cause: CancelCause
+
+    @property
+    def name(self) -> str:
+        """The call's name."""
+        return self.attempt.name
 
 
 @final

@@ -13,7 +13,10 @@ quantile scans at most 40 coarse and 64 fine counters.
 from __future__ import annotations
 
 import math
+from array import array
 from typing import final
+
+from .._validate import check_duration, check_fraction, check_int
 
 _SUB_BITS = 6
 _SUB = 1 << _SUB_BITS
@@ -23,6 +26,7 @@ _COARSE = _MAX_EXP - _MIN_EXP
 _TOP = _COARSE * _SUB - 1
 _FLOOR = math.ldexp(1.0, _MIN_EXP)
 _UNDERFLOW = -1
+_MAX_SIZE = 2**31 - 1
 
 
 def _bucket(seconds: float) -> int:
@@ -49,20 +53,6 @@ def _upper_edge(bucket: int) -> float:
     return _lower_edge(bucket + 1)
 
 
-def _check_size(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"size must be an int >= 1, got {value!r}")
-    return value
-
-
-def _check_fraction(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"fraction must be in [0, 1], got {value!r}")
-    if not 0 <= value <= 1:
-        raise ValueError(f"fraction must be in [0, 1], got {value!r}")
-    return float(value)
-
-
 @final
 class LatencyWindow:
     """The last *size* latency samples of one call name, for hedge triggers.
@@ -78,13 +68,18 @@ class LatencyWindow:
     __slots__ = ("_coarse", "_count", "_fine", "_pos", "_ring", "_size", "_underflow")
 
     def __init__(self, *, size: int = 1000) -> None:
-        self._size = _check_size(size)
-        self._ring: list[int] = []
+        self._size = check_int(size, "size", minimum=1)
+        if size > _MAX_SIZE:
+            raise ValueError(f"size must be <= {_MAX_SIZE}, got {size!r}")
+        # Compact arrays, not lists: an executor may keep many windows, and
+        # a list of 2,560 counters alone is 20 KiB (these are 2 and 10 KiB;
+        # a 32-bit counter holds any count up to the size).
+        self._ring = array("h")  # bucket numbers fit in 16 bits
         self._pos = 0
         self._count = 0
         self._underflow = 0
-        self._coarse = [0] * _COARSE
-        self._fine = [0] * (_COARSE * _SUB)
+        self._coarse = array("i", bytes(4 * _COARSE))
+        self._fine = array("i", bytes(4 * _COARSE * _SUB))
 
     def __repr__(self) -> str:
         return f"<trio_sagas.LatencyWindow {self._count}/{self._size} samples>"
@@ -101,10 +96,11 @@ class LatencyWindow:
         """Record one latency; the oldest sample drops out of a full window.
 
         Raises:
-            ValueError: *seconds* is negative or NaN.
+            TypeError: *seconds* is not a number.
+            ValueError: *seconds* is negative, NaN or infinite.
         """
-        if not seconds >= 0:
-            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+        if seconds.__class__ is not float or not 0.0 <= seconds < math.inf:
+            seconds = check_duration(seconds, "seconds")
         bucket = _bucket(seconds)
         if self._count == self._size:
             self._forget(self._ring[self._pos])
@@ -137,7 +133,7 @@ class LatencyWindow:
         Raises:
             ValueError: *fraction* is not in [0, 1].
         """
-        fraction = _check_fraction(fraction)
+        fraction = check_fraction(fraction, "fraction")
         if not self._count:
             return None
         # round() first so that 0.95 * 100 is rank 95, not 95.00000000000001

@@ -9,18 +9,29 @@ one hedge.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import Protocol, final, runtime_checkable
+from collections.abc import Iterator, Mapping
+from typing import ClassVar, Protocol, final, runtime_checkable
 
 import attrs
 
+from .._validate import (
+    check_fraction,
+    check_int,
+    check_label,
+    check_str,
+    check_timeout,
+    check_trigger,
+)
 from ._latency import LatencyWindow
 
 CHECK_FLOOR = 0.001
 """Seconds the executor waits at least between two trigger consultations.
 
-It keeps a trigger that keeps answering "check again now" from spinning the
-event loop. A trigger asking for a later check is consulted exactly then.
+It keeps a trigger that keeps answering "check again now" without launching
+anything from spinning the event loop. A trigger asking for a later check is
+consulted exactly then; one that just launched a hedge and says the next is
+due now too is consulted again at once (so ``HedgePolicy(delay=0)`` launches
+every attempt of a group at the same instant).
 """
 
 
@@ -71,6 +82,11 @@ class HedgeTrigger(Protocol):
     many seconds to be consulted again (``math.inf``: not before something
     else changes). An exception it raises aborts the call (reason
     ``trigger_error``).
+
+    A trigger that never reads :attr:`HedgeState.latency` may say so with a
+    class attribute ``uses_latency = False`` (as :class:`FixedDelayTrigger`
+    does): the executor then keeps no latency window for its calls. Without
+    it, the executor assumes the trigger reads the window.
     """
 
     def should_spawn_hedge(self, state: HedgeState) -> tuple[bool, float]:
@@ -78,25 +94,10 @@ class HedgeTrigger(Protocol):
         ...
 
 
-def _check_seconds(value: object, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{argument} must be a number of seconds, got {value!r}")
-    if not value >= 0:
-        raise ValueError(f"{argument} must be >= 0 seconds, got {value!r}")
-    return float(value)
-
-
-def check_label(value: object, argument: str) -> str:
-    """Validate a name: a non-empty string."""
-    if not isinstance(value, str):
-        raise TypeError(f"{argument} must be a str, got {value!r}")
-    if not value:
-        raise ValueError(f"{argument} must be a non-empty str, got ''")
-    return value
-
-
 def _check_delay(value: object) -> float:
-    return _check_seconds(value, "delay")
+    seconds = check_timeout(value, "delay", allow_none=False)
+    assert seconds is not None
+    return seconds
 
 
 def _due_in(due: float, now: float) -> float:
@@ -133,6 +134,7 @@ class FixedDelayTrigger:
             hedges).
     """
 
+    uses_latency: ClassVar[bool] = False
     delay: float = attrs.field(converter=_check_delay)
 
     def should_spawn_hedge(self, state: HedgeState) -> tuple[bool, float]:
@@ -140,22 +142,16 @@ class FixedDelayTrigger:
         return _schedule(state, self.delay)
 
 
-def _check_fraction(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"percentile must be a fraction in (0, 1], got {value!r}")
-    if not 0 < value <= 1:
-        raise ValueError(f"percentile must be a fraction in (0, 1], got {value!r}")
-    return float(value)
+def _check_percentile(value: object) -> float:
+    return check_fraction(value, "percentile", allow_zero=False)
 
 
 def _check_min_samples(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"min_samples must be an int >= 0, got {value!r}")
-    return value
+    return check_int(value, "min_samples", minimum=0)
 
 
-def _check_optional_seconds(value: object) -> float | None:
-    return None if value is None else _check_seconds(value, "fallback_delay")
+def _check_fallback_delay(value: object) -> float | None:
+    return check_timeout(value, "fallback_delay")
 
 
 @final
@@ -179,10 +175,11 @@ class LatencyTrigger:
         fallback_delay: Fixed delay during warm-up; None uses the policy's.
     """
 
-    percentile: float = attrs.field(default=0.95, converter=_check_fraction)
+    uses_latency: ClassVar[bool] = True
+    percentile: float = attrs.field(default=0.95, converter=_check_percentile)
     min_samples: int = attrs.field(default=50, converter=_check_min_samples)
     fallback_delay: float | None = attrs.field(
-        default=None, converter=_check_optional_seconds
+        default=None, converter=_check_fallback_delay
     )
 
     def threshold(self, state: HedgeState) -> float:
@@ -213,14 +210,20 @@ class TriggerRegistry:
     the executor resolves the name here for every call.
 
     Args:
-        triggers: Initial ``name -> trigger`` entries.
+        triggers: Initial ``name -> trigger`` entries (a mapping).
     """
 
     __slots__ = ("_triggers",)
 
-    def __init__(self, triggers: dict[str, HedgeTrigger] | None = None) -> None:
+    def __init__(self, triggers: Mapping[str, HedgeTrigger] | None = None) -> None:
         self._triggers: dict[str, HedgeTrigger] = {}
-        for name, trigger in (triggers or {}).items():
+        if triggers is None:
+            return
+        if not isinstance(triggers, Mapping):
+            raise TypeError(
+                f"triggers must be a mapping of name to trigger or None, got {triggers!r}"
+            )
+        for name, trigger in triggers.items():
             self.register(name, trigger)
 
     def __repr__(self) -> str:
@@ -244,14 +247,15 @@ class TriggerRegistry:
             ValueError: *name* is empty or already registered.
         """
         check_label(name, "name")
-        if not callable(getattr(trigger, "should_spawn_hedge", None)):
-            raise TypeError(
-                f"trigger must have a should_spawn_hedge(state) method, got {trigger!r}"
-            )
+        check_trigger(trigger)
         if name in self._triggers:
             raise ValueError(f"a trigger named {name!r} is already registered")
         self._triggers[name] = trigger
 
     def get(self, name: str) -> HedgeTrigger | None:
-        """The trigger registered under *name*, or None."""
-        return self._triggers.get(name)
+        """The trigger registered under *name*, or None.
+
+        Raises:
+            TypeError: *name* is not a string.
+        """
+        return self._triggers.get(check_str(name, "name", allow_empty=True))

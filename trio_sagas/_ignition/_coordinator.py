@@ -180,7 +180,8 @@ class Ignition:
                 ``triggered_by`` = *name*). Needs a *scope*.
             retry: Call *fn* again after it raised, per this
                 :class:`~trio_sagas.RetryPolicy` (backoff on the trio clock);
-                the outcome's ``attributes["attempts"]`` counts the tries. Not
+                the outcome's ``attributes`` are those of the retry loop
+                (``"attempts"``: a record per try, as everywhere). Not
                 for services.
 
         Raises:

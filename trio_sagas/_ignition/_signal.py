@@ -58,7 +58,6 @@ class Signal:
 
     __slots__ = (
         "args",
-        "attempts",
         "cancel_scope_on_failure",
         "dependents",
         "depends_on",
@@ -68,6 +67,7 @@ class Signal:
         "name",
         "outcome",
         "retry",
+        "retry_attributes",
         "scope",
         "service",
         "serving",
@@ -125,9 +125,9 @@ class Signal:
         # A service that got ready: its own task (not the signal's) sets
         # ``stopped`` when it ends.
         self.serving = False
-        # Tries made, for a signal with a retry policy (its outcome's
-        # attributes["attempts"]).
-        self.attempts: object = None
+        # What the retry loop reported (``"attempts"``: one record per
+        # try), for a signal with a retry policy: its outcome's attributes.
+        self.retry_attributes: Mapping[str, object] | None = None
         self.stage_state: Stage | None = None  # STAGED mode only
 
     def __repr__(self) -> str:
@@ -165,8 +165,8 @@ class Signal:
         return self.ended(status, cause=cause)
 
     def attributes(self) -> Mapping[str, object] | None:
-        """The extras of its outcome: ``{"attempts": n}`` when it retries."""
-        return None if self.attempts is None else {"attempts": self.attempts}
+        """The extras of its outcome: the retry loop's, when it retries."""
+        return self.retry_attributes
 
     def value(self) -> object:
         """The value it succeeded with (what a dependent receives)."""

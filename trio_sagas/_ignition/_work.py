@@ -15,8 +15,8 @@ from typing import Any
 
 import trio
 
-from .._compensation import run_attempts
 from .._outcome import CancelCause, CancelReason, Status, describe_error
+from .._retry import run_attempts
 from ._records import ExecutionMode
 from ._run import Run
 from ._signal import Signal
@@ -168,7 +168,7 @@ class SignalWork:
             timeout=math.inf,  # the signal's own timeout bounds every try
             what="signal",
         )
-        sig.attempts = outcome.attributes.get("attempts")
+        sig.retry_attributes = outcome.attributes
         if outcome.error is not None:
             assert isinstance(outcome.error, Exception)
             raise outcome.error

@@ -46,7 +46,6 @@ class RunNotFoundError(JournalError, LookupError):
     """No run with this id is in the journal."""
 
 
-@final
 class RunClaimedError(JournalError):
     """Another owner claimed the run (a recovery took it over); this owner
     may no longer write to it."""

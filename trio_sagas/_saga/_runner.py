@@ -33,12 +33,12 @@ from .._compensation import (
     CompensationReport,
     SagaError,
     StepContext,
-    run_attempts,
     run_compensation_action,
 )
 from .._errgroup import ErrGroup, open_err_group
 from .._events import Observer, notify
 from .._outcome import CancelCause, CancelReason, Outcome, Status
+from .._retry import run_attempts
 from .._util import contains_cancellation, is_cancellation
 from .._validate import check_label, check_sync_observer
 from ._events import (
@@ -353,7 +353,7 @@ class _Run:
                     outcome.error,
                     outcome.cause,
                 )
-                attempts = int(outcome.attributes["attempts"])  # type: ignore[call-overload]
+                attempts = len(outcome.attributes["attempts"])  # type: ignore[arg-type]
         except BaseException as exc:
             # A cleanup failure racing the cancel makes a mixed group: the
             # act was still cancelled, for the reason its context knows.
@@ -681,7 +681,7 @@ class _Run:
             )
         self.undo_outcomes.extend(outcomes)
         duration = self.now() - started
-        attempts = sum(int(o.attributes.get("attempts", 1)) for o in outcomes)  # type: ignore[call-overload]
+        attempts = sum(len(o.attributes["attempts"]) for o in outcomes)  # type: ignore[arg-type, misc]
         failed = [o for o in outcomes if not o.ok]
         if failed:
             assert failed[0].error is not None

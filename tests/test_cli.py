@@ -1,0 +1,491 @@
+"""The ``trio-sagas`` console script, run for real in subprocesses against real journals."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from trio_sagas._cli import main
+from trio_sagas._cli._journal_url import format_age, parse_duration, sqlite_path
+
+SCRIPT = pathlib.Path(sys.executable).with_name("trio-sagas")
+
+APP = textwrap.dedent(
+    """
+    import os, signal, sys
+    import trio, trio.testing
+    import trio_sagas
+    from trio_sagas import Act, Scene
+
+    async def ok(ctx, state):
+        await trio.sleep(1)
+        state.setdefault("done", []).append(ctx.path)
+
+    async def undo(ctx, state):
+        await trio.sleep(1)
+        state.setdefault("undone", []).append(ctx.path)
+
+    async def declined(ctx, state):
+        await trio.sleep(1)
+        raise ValueError("card declined")
+
+    async def refund(ctx, state):
+        if os.environ.get("REFUND_FIXED") != "1":
+            raise RuntimeError("refund service down")
+        state["refunded"] = True
+
+    async def crash(ctx, state):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    order = Scene("order", [Act("reserve", ok, compensate=undo), Act("ship", ok)])
+    refunds = Scene(
+        "refunds",
+        [Act("reserve", ok, compensate=undo), Act("charge", ok, compensate=refund),
+         Act("ship", declined)],
+        saga=True,
+    )
+    plain = Scene("plain", [Act("reserve", ok, compensate=undo), Act("charge", declined)])
+    crashing = Scene(
+        "crashing", [Act("reserve", ok, compensate=undo), Act("charge", crash)], saga=True
+    )
+    SCENES = [order, refunds, plain, crashing]
+
+    async def make(what):
+        with trio_sagas.SQLiteJournal("sagas.db") as journal:
+            if what == "crash":
+                await trio_sagas.run_scene(crashing, {}, journal=journal, run_id="crash-1")
+                return
+            await trio_sagas.run_scene(order, {}, journal=journal, run_id="ok-1")
+            await trio_sagas.run_scene(refunds, {}, journal=journal, run_id="refund-1")
+            await trio_sagas.run_scene(plain, {}, journal=journal, run_id="plain-1")
+
+    if __name__ == "__main__":
+        trio.run(make, sys.argv[1], clock=trio.testing.MockClock(autojump_threshold=0))
+    """
+)
+
+
+def _cli(
+    cwd: pathlib.Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "TRIO_SAGAS_JOURNAL": "sqlite:///sagas.db", **(env or {})}
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def journal_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A journal holding a succeeded, a failed, a needs-intervention and a crashed run."""
+    where = tmp_path_factory.mktemp("cli")
+    (where / "app.py").write_text(APP)
+    subprocess.run(
+        [sys.executable, "app.py", "runs"], cwd=where, check=True, timeout=60
+    )
+    crashed = subprocess.run(
+        [sys.executable, "app.py", "crash"], cwd=where, check=False, timeout=60
+    )
+    assert crashed.returncode == -9
+    return where
+
+
+@pytest.fixture
+def fresh(journal_dir: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
+    """A private copy of the journal (for the commands that write)."""
+    for name in ("app.py", "sagas.db", "sagas.db-wal", "sagas.db-shm"):
+        source = journal_dir / name
+        if source.exists():
+            (tmp_path / name).write_bytes(source.read_bytes())
+    return tmp_path
+
+
+def test_runs_lists_every_run_in_aligned_columns(journal_dir: pathlib.Path) -> None:
+    """`runs` prints a header and one aligned line per run, oldest first."""
+    out = _cli(journal_dir, "runs", "--fields", "run_id,status,scene,last_step")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "RUN ID    STATUS              SCENE     LAST STEP",
+        "ok-1      succeeded           order     ActCompleted order/ship",
+        "refund-1  needs_intervention  refunds   CompensationCompleted refunds",
+        "plain-1   failed              plain     ActFailed plain/charge",
+        "crash-1   running             crashing  ActStarted crashing/charge",
+    ]
+
+
+def test_runs_filters_and_json(journal_dir: pathlib.Path) -> None:
+    """--status/--scene filter; --json gives one object per line."""
+    out = _cli(
+        journal_dir, "runs", "--status", "running", "--status", "failed", "--json"
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [(r["run_id"], r["status"]) for r in rows] == [
+        ("plain-1", "failed"),
+        ("crash-1", "running"),
+    ]
+    assert rows[1]["worker"] is not None  # the crashed process still holds it
+    assert rows[1]["last_step"] == "ActStarted crashing/charge"
+    out = _cli(journal_dir, "runs", "--scene", "order", "--fields", "run_id")
+    assert out.stdout.splitlines() == ["RUN ID", "ok-1"]
+
+
+def test_runs_older_than_and_ages(journal_dir: pathlib.Path) -> None:
+    """--older-than compares with the latest write; ages are whole units."""
+    out = _cli(journal_dir, "runs", "--older-than", "1h", "--fields", "run_id")
+    assert out.stdout.strip() == "no runs"
+    later = {"TRIO_SAGAS_NOW": str(_updated(journal_dir, "crash-1") + 7200.5)}
+    out = _cli(
+        journal_dir, "runs", "--older-than", "1h", "--fields", "run_id,idle", env=later
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "RUN ID    IDLE"
+    assert "crash-1   2h" in lines
+
+
+def _updated(where: pathlib.Path, run_id: str) -> float:
+    with sqlite3.connect(where / "sagas.db") as conn:
+        value = conn.execute(
+            "SELECT updated_at FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()[0]
+    conn.close()
+    return float(value)
+
+
+def test_show_prints_events_errors_and_timeline(journal_dir: pathlib.Path) -> None:
+    """`show` prints the record, every entry, the errors and the text timeline."""
+    out = _cli(journal_dir, "show", "refund-1", "--ascii")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert text.startswith(
+        "run      refund-1\nscene    refunds\nstatus   needs_intervention\n"
+    )
+    assert "9    3.000  CompensationStepStarted    refunds/charge" in text
+    assert "errors\n  refunds/ship: ValueError: card declined\n" in text
+    assert "  refunds/charge: RuntimeError: refund service down\n" in text
+    timeline = text.split("timeline (seconds since the run started)\n")[1].splitlines()
+    assert timeline[0].startswith("refunds/reserve        |")
+    assert timeline[0].endswith("| 0..1 succeeded")
+    assert timeline[-2].startswith("refunds/reserve (undo) |")
+    assert timeline[-2].endswith("| 4.5..5.5 succeeded")
+
+
+def test_show_of_a_crashed_run_marks_the_interrupted_step(
+    journal_dir: pathlib.Path,
+) -> None:
+    """A step whose process died ends, interrupted, at the process's last entry."""
+    out = _cli(journal_dir, "show", "crash-1", "--ascii")
+    assert out.returncode == 0, out.stderr
+    assert "crashing/charge (interrupted) |" in out.stdout
+    assert "status   running" in out.stdout
+
+
+def test_show_json_and_missing_run(journal_dir: pathlib.Path) -> None:
+    """--json gives the entries; an unknown run is one line on stderr, exit 1."""
+    out = _cli(journal_dir, "show", "ok-1", "--json")
+    kinds = [json.loads(line)["kind"] for line in out.stdout.splitlines()]
+    assert kinds[0] == "SceneStarted"
+    assert kinds[-1] == "SceneCompleted"
+    out = _cli(journal_dir, "show", "nope")
+    assert out.returncode == 1
+    assert out.stderr == "trio-sagas: no run 'nope' in the journal\n"
+
+
+def test_recover_rolls_back_the_crashed_run(fresh: pathlib.Path) -> None:
+    """`recover --app` rolls the crashed run back and prints the report."""
+    # By default a run written to in the last 5 minutes may be live: left alone.
+    out = _cli(fresh, "recover", "--app", "app:SCENES")
+    assert out.returncode == 1
+    assert out.stdout == (
+        "crash-1: skipped (crashing): written to less than 300.0 s ago, "
+        "or claimed by another recovery\n"
+    )
+    out = _cli(fresh, "recover", "--app", "app:SCENES", "--stale-after", "0")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "crash-1: compensated (1 undo(s))",
+        "  undo crashing/reserve  succeeded",
+    ]
+    again = _cli(fresh, "recover", "--app", "app:SCENES", "--stale-after", "0")
+    assert again.stdout == "nothing to recover\n"
+    runs = _cli(fresh, "runs", "--status", "running", "--fields", "run_id")
+    assert runs.stdout == "no runs\n"
+
+
+def test_compensate_needs_intervention_then_fixed(fresh: pathlib.Path) -> None:
+    """`compensate` retries a failed undo: exit 1 while it fails, 0 once fixed."""
+    out = _cli(fresh, "compensate", "refund-1", "--app", "app:SCENES")
+    assert out.returncode == 1
+    assert out.stdout.splitlines()[0] == "refund-1: needs intervention (1 undo(s))"
+    assert "RuntimeError: refund service down" in out.stdout
+    out = _cli(
+        fresh,
+        "compensate",
+        "refund-1",
+        "--app",
+        "app:SCENES",
+        env={"REFUND_FIXED": "1"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "refund-1: compensated (1 undo(s))",
+        "  undo refunds/charge  succeeded",
+    ]
+    out = _cli(fresh, "compensate", "plain-1", "--app", "app:SCENES")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "plain-1: compensated (1 undo(s))"
+
+
+def test_compensate_a_succeeded_run_is_one_line(fresh: pathlib.Path) -> None:
+    """Refused operations print one line, no traceback, exit 1."""
+    out = _cli(fresh, "compensate", "ok-1", "--app", "app:SCENES")
+    assert out.returncode == 1
+    assert len(out.stderr.splitlines()) == 1
+    assert "Traceback" not in out.stderr
+
+
+def test_check_healthy_then_damaged(fresh: pathlib.Path) -> None:
+    """`check` says ok, then lists each damaged run and exits 1."""
+    out = _cli(fresh, "check")
+    assert (out.returncode, out.stdout) == (0, "sagas.db: ok\n")
+    with sqlite3.connect(fresh / "sagas.db") as conn:
+        conn.execute(
+            "UPDATE events SET data = '{oops' WHERE run_id = 'ok-1' AND seq = 2"
+        )
+        conn.execute("UPDATE runs SET state = x'ff00' WHERE run_id = 'plain-1'")
+        conn.execute("DELETE FROM events WHERE run_id = 'refund-1' AND seq = 3")
+    conn.close()
+    out = _cli(fresh, "check")
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert lines[0] == "sagas.db: 3 problem(s), 3 damaged run(s)"
+    assert lines[1].startswith("  ok-1: entry 2 (ActCompleted): data is not JSON")
+    assert lines[2] == "  refund-1: entry 3 missing (next is 4)"
+    assert lines[3].startswith("  plain-1: state does not decode: UnicodeDecodeError")
+    # The other commands still work around the damaged run.
+    runs = _cli(fresh, "runs", "--fields", "run_id,last_step")
+    assert runs.returncode == 0, runs.stderr
+    assert "ok-1      (entries unreadable: run `trio-sagas check`)" in runs.stdout
+    show = _cli(fresh, "show", "ok-1")
+    assert show.returncode == 1
+    assert show.stderr.startswith("trio-sagas: run 'ok-1': its entries do not decode")
+    assert len(show.stderr.splitlines()) == 1
+
+
+def test_check_a_file_that_is_not_sqlite(tmp_path: pathlib.Path) -> None:
+    """A garbage file is reported in one line with exit 1."""
+    (tmp_path / "sagas.db").write_bytes(b"not a database at all" * 300)
+    out = _cli(tmp_path, "check")
+    assert out.returncode == 1
+    assert out.stdout.startswith("sagas.db: 1 problem(s), 0 damaged run(s)\n  (file): ")
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_check_an_overwritten_page(fresh: pathlib.Path) -> None:
+    """Bytes overwritten inside the file: found, exit 1, no traceback."""
+    with sqlite3.connect(fresh / "sagas.db") as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray((fresh / "sagas.db").read_bytes())
+    page = 4096
+    data[page + 100 : page * 2] = b"\xa5" * (page - 100)
+    (fresh / "sagas.db").write_bytes(bytes(data))
+    out = _cli(fresh, "check")
+    assert out.returncode == 1
+    assert "problem(s)" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_workers_without_leases(journal_dir: pathlib.Path) -> None:
+    """`workers` on a journal without leases says so and exits 1."""
+    out = _cli(journal_dir, "workers")
+    assert out.returncode == 1
+    assert "no worker leases" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        ((), {}, 2, "the following arguments are required: COMMAND"),
+        (("runs",), {"TRIO_SAGAS_JOURNAL": ""}, 2, "no journal: pass --journal URL"),
+        (("--journal", "mysql://x", "runs"), {}, 2, "unknown scheme 'mysql'"),
+        (("--journal", "postgresql://db/x", "runs"), {}, 2, "PostgreSQL backend"),
+        (("runs", "--status", "lost"), {}, 2, "--status must be one of"),
+        (("runs", "--older-than", "soon"), {}, 2, "--older-than must be a duration"),
+        (("runs", "--fields", "colour"), {}, 2, "unknown field 'colour'"),
+        (("recover", "--app", "app"), {}, 2, "--app must be MODULE:ATTR, got 'app'"),
+        (("recover", "--app", "nosuch:X"), {}, 2, "no module named 'nosuch'"),
+        (("recover", "--app", "app:NOPE"), {}, 2, "has no attribute 'NOPE'"),
+        (
+            ("recover", "--app", "app:SCENES", "--stale-after", "x"),
+            {},
+            2,
+            "--stale-after must be a duration",
+        ),
+        (("--journal", "sqlite:///missing.db", "runs"), {}, 1, "does not exist"),
+    ],
+)
+def test_errors_are_one_line(
+    journal_dir: pathlib.Path,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    code: int,
+    message: str,
+) -> None:
+    """Usage errors exit 2, problems exit 1; one line on stderr, no traceback."""
+    out = _cli(journal_dir, *args, env=env)
+    assert out.returncode == code
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    if code == 1 or args:
+        assert len(out.stderr.strip().splitlines()) <= 3  # argparse adds its usage
+
+
+def test_debug_shows_the_traceback(journal_dir: pathlib.Path) -> None:
+    """--debug lets the exception through with its traceback."""
+    out = _cli(journal_dir, "--debug", "--journal", "sqlite:///missing.db", "runs")
+    assert out.returncode == 1
+    assert "Traceback" in out.stderr
+
+
+def test_python_dash_m(journal_dir: pathlib.Path) -> None:
+    """`python -m trio_sagas` is the same command line."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trio_sagas",
+            "--journal",
+            "sqlite:///sagas.db",
+            "runs",
+            "--fields",
+            "run_id",
+        ],
+        cwd=journal_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[1] == "ok-1"
+
+
+def test_helpers() -> None:
+    """URLs, durations and ages parse and print as documented."""
+    assert sqlite_path("sqlite:///a.db") == pathlib.Path("a.db")
+    assert sqlite_path("sqlite:////var/a.db") == pathlib.Path("/var/a.db")
+    assert sqlite_path("a.db") == pathlib.Path("a.db")
+    assert sqlite_path("postgresql://x") is None
+    assert [
+        parse_duration(t, "d") for t in ("90", "90s", "10m", "2h", "1d", "1.5m")
+    ] == [
+        90,
+        90,
+        600,
+        7200,
+        86400,
+        90,
+    ]
+    assert [format_age(s) for s in (-1, 0, 59.9, 60, 3599, 3600, 86400 * 3)] == [
+        "0s",
+        "0s",
+        "59s",
+        "1m",
+        "59m",
+        "1h",
+        "3d",
+    ]
+
+
+def test_main_returns_usage_status(capsys: pytest.CaptureFixture[str]) -> None:
+    """main() returns 2 for a bad command line instead of exiting."""
+    assert main(["frobnicate"]) == 2
+    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+class _LeasedJournal:
+    """Stands in for a journal with worker leases (not on this branch yet)."""
+
+    def __init__(self, path: object, codec: object = None) -> None:
+        self.expired: list[str] = []
+
+    async def workers(self) -> tuple[object, ...]:
+        from trio_sagas._saga._journal import WorkerRecord
+
+        return (
+            WorkerRecord("w-1", "web-1", 41, 1000.0, 1990.0, 2005.0),
+            WorkerRecord("w-2", "web-2", 42, 100.0, 1400.0, 1415.0),
+        )
+
+    async def expire_worker(self, worker_id: str) -> bool:
+        self.expired.append(worker_id)
+        return worker_id == "w-1"
+
+    def close(self) -> None:
+        pass
+
+
+def test_workers_with_leases(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`workers` lists each lease live or lapsed; --expire declares one dead."""
+    from trio_sagas._cli import _commands
+
+    monkeypatch.setattr(_commands, "open_journal", _LeasedJournal)
+    monkeypatch.setenv("TRIO_SAGAS_NOW", "2000")
+    assert main(["--journal", "sqlite:///x.db", "workers"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "WORKER  HOST   PID  UP   RENEWED  LEASE",
+        "w-1     web-1  41   16m  10s ago  live, 5s left",
+        "w-2     web-2  42   31m  10m ago  lapsed 9m ago",
+    ]
+    assert main(["--journal", "sqlite:///x.db", "workers", "--expire", "w-1"]) == 0
+    assert capsys.readouterr().out == (
+        "worker w-1: lease expired; its runs can be claimed now\n"
+    )
+    assert main(["--journal", "sqlite:///x.db", "workers", "--expire", "w-9"]) == 1
+    assert capsys.readouterr().err == "trio-sagas: no worker 'w-9' in the journal\n"
+
+
+def test_timeline_from_entries_across_processes() -> None:
+    """Entries of two processes (unrelated trio clocks) land on one time axis."""
+    from trio_sagas import JournalEntry, render_timeline
+    from trio_sagas._cli._entries import segments, timeline_from_entries
+
+    def entry(seq: int, kind: str, step: str, at: float, wall: float) -> JournalEntry:
+        return JournalEntry("r", seq, kind, step, at, {}, None, wall)
+
+    entries = [
+        entry(0, "SceneStarted", "s", 5000.0, 100.0),
+        entry(1, "ActStarted", "s/a", 5000.0, 100.0),
+        entry(2, "ActCompleted", "s/a", 5002.0, 102.0),
+        entry(3, "ActStarted", "s/b", 5002.0, 102.0),
+        # the process dies; another recovers 8 s later, its clock at 70000
+        entry(4, "CompensationStarted", "s", 70000.0, 110.0),
+        entry(5, "CompensationStepStarted", "s/a", 70000.0, 110.0),
+        entry(6, "CompensationStepCompleted", "s/a", 70001.0, 111.0),
+    ]
+    assert segments(entries) == [0, 0, 0, 0, 1, 1, 1]
+    spans = timeline_from_entries(entries)
+    assert [(s.name, s.status.value, s.started_at, s.finished_at) for s in spans] == [
+        ("s/a", "succeeded", 0.0, 2.0),
+        ("s/b (interrupted)", "cancelled", 2.0, 2.0),
+        ("s/a (undo)", "succeeded", 10.0, 11.0),
+    ]
+    assert render_timeline(spans, width=11, ascii_only=True).splitlines()[0] == (
+        "s/a               |##         | 0..2 succeeded"
+    )

@@ -1,0 +1,1 @@
+"""Internals of :mod:`trio_sagas.otel` (imported only by it: they need opentelemetry)."""
