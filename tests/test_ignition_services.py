@@ -766,3 +766,33 @@ async def test_services_and_deps_are_recognised_through_wrappers(
         nursery.cancel_scope.cancel()
     assert result.outcomes["svc"].value == "up"
     assert result.outcomes["user"].value == "is up"
+
+
+async def test_retry_honours_the_policy_classifier(autojump_clock: MockClock) -> None:
+    """A classifier calling an error non-retryable ends the check after one try."""
+    import outcome as outcome_lib
+
+    from trio_sagas import Classification
+
+    calls = 0
+
+    async def check() -> None:
+        nonlocal calls
+        calls += 1
+        raise PermissionError("bad credentials")
+
+    def classify(result: outcome_lib.Outcome[object]) -> Classification:
+        if isinstance(result, outcome_lib.Error) and isinstance(
+            result.error, PermissionError
+        ):
+            return Classification.NON_RETRYABLE
+        return Classification.RETRYABLE
+
+    ignition = Ignition()
+    ignition.add("db", check, retry=RetryPolicy(max_attempts=5, classifier=classify))
+    result = await ignition.run()
+    db = result.outcomes["db"]
+    assert db.status is Status.FAILED
+    assert isinstance(db.error, PermissionError)
+    assert calls == 1
+    assert trio.current_time() == 0
