@@ -796,3 +796,26 @@ async def test_retry_honours_the_policy_classifier(autojump_clock: MockClock) ->
     assert isinstance(db.error, PermissionError)
     assert calls == 1
     assert trio.current_time() == 0
+
+
+async def test_several_observers_and_none(autojump_clock: MockClock) -> None:
+    """observer= takes a sequence (each gets every event); a bad member is a TypeError."""
+    first: list[str] = []
+    second: list[str] = []
+    ignition = Ignition(
+        observer=[
+            lambda event: first.append(type(event).__name__),
+            lambda event: second.append(type(event).__name__),
+        ]
+    )
+    ignition.add("a", ok, 1)
+    await ignition.run()
+    assert first == second == ["SignalStarted", "SignalCompleted", "IgnitionCompleted"]
+    with pytest.raises(
+        TypeError, match=r"observer\[1\] must be a callable or None, got 3"
+    ):
+        Ignition(observer=[print, 3])  # type: ignore[list-item]
+    assert (
+        repr(Ignition())
+        == "<trio_sagas.Ignition PARALLEL IgnitionPolicy.BEST_EFFORT signals=0>"
+    )

@@ -319,7 +319,9 @@ class Ignition:
         """Run every signal once and return what each one did.
 
         Returns when every signal's outcome is decided, or at the global
-        timeout at the latest. Without *nursery*, every task it started has
+        timeout at the latest. Cancelled from outside, it cancels every
+        signal it started (ready services excepted) and raises a plain
+        :exc:`trio.Cancelled`, never an exception group of them. Without *nursery*, every task it started has
         ended when it returns (signals still running after a soft timeout are
         cancelled then). With *nursery*, signals run in it: services keep
         running there once ready, and signals still running after a soft
@@ -327,7 +329,8 @@ class Ignition:
 
         Args:
             nursery: A nursery for the signals' tasks to live in; required
-                when a signal is a service.
+                when a signal is a service. When it is cancelled, the
+                services in it stop in reverse dependency order.
 
         Returns:
             The :class:`IgnitionResult`.
