@@ -819,3 +819,31 @@ async def test_several_observers_and_none(autojump_clock: MockClock) -> None:
         repr(Ignition())
         == "<trio_sagas.Ignition PARALLEL IgnitionPolicy.BEST_EFFORT signals=0>"
     )
+
+
+async def test_a_service_outlives_dependents_behind_a_finished_signal(
+    autojump_clock: MockClock,
+) -> None:
+    """journal <- migrations (done) <- api: the journal still outlives the api."""
+    log, note = recorder()
+
+    async def service(
+        name: str, cleanup: float, *, task_status: trio.TaskStatus[str]
+    ) -> None:
+        task_status.started(name)
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(cleanup)
+            note(f"{name} stopped")
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            ignition = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
+            ignition.add("journal", service, "journal", 0)
+            ignition.add("migrations", ok, 1, depends_on=["journal"])
+            ignition.add("api", service, "api", 2, depends_on=["migrations"])
+            assert (await ignition.run(nursery=nursery)).ok
+            nursery.cancel_scope.cancel()
+    assert log == [(3, "api stopped"), (3, "journal stopped")]

@@ -175,9 +175,21 @@ class SignalWork:
         return outcome.value
 
     def _stop_first(self, sig: Signal) -> Iterable[Signal]:
-        """The signals a service outlives on shutdown: those that come after it."""
+        """The signals a service outlives on shutdown: those that come after it.
+
+        With a graph, every transitive dependent: a service behind a plain
+        signal that has finished (api -> migrations -> journal) still needs
+        the journal.
+        """
         if self.run.mode is ExecutionMode.DEPENDENCY_AWARE:
-            return sig.dependents
+            seen: dict[Signal, None] = {}
+            stack = list(sig.dependents)
+            while stack:
+                other = stack.pop()
+                if other not in seen:
+                    seen[other] = None
+                    stack.extend(other.dependents)
+            return seen
         if self.run.mode is ExecutionMode.SEQUENTIAL:
             return self.run.signals[sig.index + 1 :]
         if self.run.mode is ExecutionMode.STAGED:
