@@ -380,3 +380,22 @@ def check_receive_channels(receivers: object, argument: str) -> tuple[Any, ...]:
             )
         seen.add(id(source))
     return sources
+
+
+# -- ignition --------------------------------------------------------------------
+
+
+def check_name_list(value: object, argument: str) -> tuple[str, ...]:
+    """An iterable of distinct names (a lone str is refused: it is not a list)."""
+    if isinstance(value, str):
+        raise TypeError(
+            f"{argument} must be an iterable of names, not the str {value!r}"
+        )
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{argument} must be an iterable of names, got {value!r}")
+    names = tuple(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{argument} must hold names (str), got {name!r}")
+    check_unique(names, argument)
+    return names
