@@ -873,6 +873,13 @@ FAN_IN = [
 
 JOURNAL = [
     case("SQLiteJournal-path-int", lambda: ts.SQLiteJournal(3), TypeError, "path"),
+    case("PostgresJournal-dsn-int", lambda: ts.PostgresJournal(3), TypeError, "dsn"),
+    case(
+        "PostgresJournal-lease-0",
+        lambda: ts.PostgresJournal("postgresql://x", lease=0),
+        ValueError,
+        "lease",
+    ),
     case(
         "SQLiteJournal-synchronous",
         lambda: ts.SQLiteJournal(":memory:", synchronous="FAST"),
