@@ -267,7 +267,9 @@ def check_enum(value: object, enum_type: type[E], argument: str) -> E:
         choices = ", ".join(f"{enum_type.__name__}.{m.name}" for m in enum_type)
         name = enum_type.__name__
         article = "an" if name[0] in "AEIOU" else "a"
-        raise TypeError(f"{argument} must be {article} {name} ({choices}), got {value!r}")
+        raise TypeError(
+            f"{argument} must be {article} {name} ({choices}), got {value!r}"
+        )
     return value
 
 
