@@ -1,16 +1,22 @@
 """SQLiteJournal: the embedded default journal (stdlib :mod:`sqlite3`).
 
-One connection per journal, used by one worker thread at a time: every call
-runs in :func:`trio.to_thread.run_sync` through a capacity-1 limiter, so the
-event loop never waits on the disk and calls never interleave inside SQLite.
-A thread call is not abandoned when its caller is cancelled: a write that
-began finishes (or fails) before the cancellation is delivered, so the
-caller always knows whether it happened.
+Two connections per journal. Writes go through one writer thread that owns
+the write connection and commits whatever is queued as one transaction,
+each write in its own savepoint (group commit, see :mod:`._writer`); reads
+use their own connection in :func:`trio.to_thread.run_sync` and never wait
+behind queued writes (WAL mode: readers see the last commit). The event
+loop never waits on the disk, and a write that began is never abandoned
+when its caller is cancelled: the caller always knows whether it happened.
 
 Durability: WAL mode with ``synchronous=FULL`` by default, so a committed
 write survives a power cut. ``synchronous="NORMAL"`` keeps every write that
 committed before a *process* crash (``kill -9``) but may lose the last
 writes on power loss or an OS crash, for fewer syncs.
+
+Faults SQLite cannot see are checked here: before every write batch and
+every read, the path must still name the files opened (:mod:`._files`);
+every row read back is validated (:mod:`._rows`); an integrity check runs
+on open for files up to :data:`CHECK_ON_OPEN_LIMIT` bytes.
 """
 
 from __future__ import annotations
@@ -20,12 +26,9 @@ import math
 import os
 import pathlib
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar, final
-
-import trio
 
 from .._saga._journal import (
     Codec,
@@ -38,7 +41,10 @@ from .._saga._journal import (
     RunRecord,
     RunStatus,
 )
-from .._validate import check_timeout
+from .._validate import check_bool, check_str, check_timeout
+from ._rows import DamagedRun, damaged_run, decode_entry, decode_run
+from ._store import Store
+from ._writer import WriterStatistics
 
 T = TypeVar("T")
 
@@ -77,6 +83,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1}
 
 _RUN_COLUMNS = "run_id, scene, status, state, owner, created_at, updated_at, last_seq"
 
+MAX_BUSY_TIMEOUT = 2_147_483.0
+"""Seconds: sqlite3 keeps the busy timeout in a C int of milliseconds."""
+
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
     run_id, scene, status, state, owner, created, updated, last_seq = row
@@ -108,27 +117,24 @@ class SQLiteJournal:
         synchronous: ``"FULL"`` (default: every commit synced) or
             ``"NORMAL"`` (WAL: safe against process crashes, not power loss).
         busy_timeout: Seconds to wait for another connection's lock before
-            a write fails with :exc:`JournalError`.
+            a write fails with :exc:`JournalError` (at most
+            :data:`MAX_BUSY_TIMEOUT`, about 24.8 days).
+        check_on_open: Run ``PRAGMA quick_check`` when the file is opened;
+            None (default): for files up to :data:`CHECK_ON_OPEN_LIMIT`
+            bytes (64 MiB; it reads the whole file once).
 
     Raises:
         TypeError, ValueError: bad arguments (at construction).
-        JournalError: on first use, a file that cannot be opened, is not a
-            SQLite database, or is locked for longer than *busy_timeout*.
+        JournalError: on first use, a file that cannot be opened, is empty
+            (0 bytes, refused even with ``create=True``), is not a SQLite
+            database, fails its integrity check, or is locked for longer
+            than *busy_timeout*; at any later call, a file deleted, replaced
+            or emptied since it was opened.
         JournalSchemaError: on first use, a file written by a newer version
             or another application.
     """
 
-    __slots__ = (
-        "_closed",
-        "_codec",
-        "_conn",
-        "_create",
-        "_limiter",
-        "_lock",
-        "_path",
-        "_synchronous",
-        "_timeout",
-    )
+    __slots__ = ("_codec", "_path", "_store", "_synchronous", "_timeout")
 
     def __init__(
         self,
@@ -138,6 +144,7 @@ class SQLiteJournal:
         create: bool = True,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         busy_timeout: float = 5.0,
+        check_on_open: bool | None = None,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
@@ -149,9 +156,9 @@ class SQLiteJournal:
                 f"codec must have encode(value) -> bytes and decode(bytes), got {codec!r}"
             )
         self._codec = codec
-        if not isinstance(create, bool):
-            raise TypeError(f"create must be a bool, got {create!r}")
-        self._create = create
+        check_bool(create, "create")
+        if check_on_open is not None:
+            check_bool(check_on_open, "check_on_open")
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(
                 f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}"
@@ -161,11 +168,21 @@ class SQLiteJournal:
         assert timeout is not None
         if math.isinf(timeout):
             raise ValueError(f"busy_timeout must be finite, got {busy_timeout!r}")
+        if timeout > MAX_BUSY_TIMEOUT:
+            raise ValueError(
+                f"busy_timeout must be at most {MAX_BUSY_TIMEOUT:.0f} seconds "
+                f"(sqlite3's limit), got {busy_timeout!r}"
+            )
         self._timeout = timeout
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
-        self._lock = threading.Lock()
-        self._limiter = trio.CapacityLimiter(1)
+        self._store = Store(
+            self._path,
+            create=create,
+            synchronous=synchronous,
+            timeout=timeout,
+            check_on_open=check_on_open,
+            prepare=self._prepare,
+            error=self._error,
+        )
 
     def __repr__(self) -> str:
         return f"trio_sagas.SQLiteJournal({str(self._path)!r})"
@@ -193,29 +210,40 @@ class SQLiteJournal:
         self.close()
 
     def close(self) -> None:
-        """Close the connection; later calls raise :exc:`JournalError`."""
-        with self._lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        """Finish the writes already queued, then close the connections.
+
+        Later calls raise :exc:`JournalError`.
+        """
+        self._store.close()
+
+    def statistics(self) -> WriterStatistics:
+        """The writer's counters (batches committed, writes, queue length)."""
+        return self._store.statistics()
 
     # -- plumbing ---------------------------------------------------------------
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await trio.to_thread.run_sync(self._locked, fn, limiter=self._limiter)
+    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run *job* in the next group commit (in its own savepoint).
 
-    def _locked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            if self._closed:
-                raise JournalError(f"journal {str(self._path)!r} is closed")
-            try:
-                return fn(self._connection())
-            except sqlite3.Error as exc:
-                conn = self._conn
-                if conn is not None and conn.in_transaction:
-                    conn.rollback()
-                raise self._error(exc) from exc
+        The job must not begin, commit or roll back: it raises to refuse,
+        and only its own changes are rolled back.
+        """
+        return await self._store.write(job)
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run *query* on the read connection (never behind queued writes)."""
+        return await self._store.read(query)
+
+    def _where(self) -> str:
+        return f"journal {str(self._path)!r}"
+
+    def _check_encoded(self, value: object, what: str) -> None:
+        if value is not None and not isinstance(value, bytes):
+            raise TypeError(
+                f"{what}: the codec {self._codec!r} returned "
+                f"{type(value).__name__}, not bytes; a codec's encode() must "
+                "return bytes (nothing was written)"
+            )
 
     def _error(self, exc: sqlite3.Error) -> JournalError:
         text = str(exc)
@@ -231,37 +259,6 @@ class SQLiteJournal:
                 f"journal {str(self._path)!r} is corrupt or not a SQLite database: {text}"
             )
         return JournalError(f"journal {str(self._path)!r}: {text}")
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = self._open()
-        return self._conn
-
-    def _open(self) -> sqlite3.Connection:
-        path = self._path
-        if not self._create and not path.exists():
-            raise JournalError(
-                f"journal {str(path)!r} does not exist (create=False); is the path right?"
-            )
-        if not path.parent.is_dir():
-            raise JournalError(
-                f"journal {str(path)!r}: directory {str(path.parent)!r} does not exist"
-            )
-        try:
-            conn = sqlite3.connect(
-                path,
-                timeout=self._timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        try:
-            self._prepare(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         try:
@@ -316,7 +313,12 @@ class SQLiteJournal:
 
         Raises:
             RunIdInUseError: the id is taken (by a run of any status).
+            TypeError, ValueError: *run_id* or *scene* is not a non-empty
+                str of valid text; *state* is not bytes (the codec's fault).
         """
+        check_str(run_id, "run_id")
+        check_str(scene, "scene")
+        self._check_encoded(state, f"run {run_id!r}: the state")
 
         def create(conn: sqlite3.Connection) -> None:
             now = time.time()
@@ -332,7 +334,7 @@ class SQLiteJournal:
                     "run ids are never reused"
                 ) from None
 
-        await self._call(create)
+        await self._write(create)
 
     async def append(
         self,
@@ -348,6 +350,9 @@ class SQLiteJournal:
         Raises:
             RunClaimedError: *owner* does not own the RUNNING run.
         """
+        self._check_encoded(state, f"run {run_id!r}: the state")
+        for e in entries:
+            self._check_encoded(e.value, f"run {run_id!r}: the result at seq {e.seq}")
         # Encoded here, on the trio thread: the entries are the caller's.
         rows = [
             (
@@ -366,7 +371,6 @@ class SQLiteJournal:
 
         def write(conn: sqlite3.Connection) -> None:
             now = time.time()
-            conn.execute("BEGIN IMMEDIATE")
             updated = conn.execute(
                 "UPDATE runs SET updated_at = ?, last_seq = coalesce(?, last_seq), "
                 "state = coalesce(?, state), status = coalesce(?, status), "
@@ -384,7 +388,6 @@ class SQLiteJournal:
                 ),
             ).rowcount
             if updated != 1:
-                conn.rollback()
                 raise RunClaimedError(
                     f"run {run_id!r} in journal {str(self._path)!r} is no longer "
                     f"owned by {owner!r} (claimed by a recovery, or finished)"
@@ -395,9 +398,8 @@ class SQLiteJournal:
                     "data, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [(*row[:5], now, *row[5:]) for row in rows],
                 )
-            conn.execute("COMMIT")
 
-        await self._call(write)
+        await self._write(write)
 
     async def claim(
         self,
@@ -429,23 +431,56 @@ class SQLiteJournal:
 
         if not wanted:
             return False
-        return await self._call(claim)
+        return await self._write(claim)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        """The run's record, or None."""
+        """The run's record, or None.
+
+        Raises:
+            JournalError: the run's record is damaged (the message names it).
+        """
+        check_str(run_id, "run_id")
 
         def get(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
-            return None if row is None else _run_record(row)
+            return None if row is None else decode_run(row, _run_record, self._where())
 
-        return await self._call(get)
+        return await self._read(get)
 
     async def runs(
         self, *, status: RunStatus | Iterable[RunStatus] | None = None
     ) -> tuple[RunRecord, ...]:
-        """Every run, or those with the given status(es), oldest first."""
+        """Every run, or those with the given status(es), oldest first.
+
+        Raises:
+            JournalError: a run's record is damaged (the message names it;
+                :meth:`scan_runs` lists the others and the damaged apart).
+        """
+        records, damaged = await self.scan_runs(status=status)
+        if damaged:
+            first = damaged[0]
+            more = (
+                f" (and {len(damaged) - 1} more damaged runs)"
+                if len(damaged) > 1
+                else ""
+            )
+            raise JournalError(first.reason + more)
+        return records
+
+    async def scan_runs(
+        self, *, status: RunStatus | Iterable[RunStatus] | None = None
+    ) -> tuple[tuple[RunRecord, ...], tuple[DamagedRun, ...]]:
+        """Like :meth:`runs`, but damaged runs are listed apart, not raised.
+
+        Returns ``(records, damaged)``: the readable runs with one of the
+        given statuses, oldest first, and a :class:`DamagedRun` (run id,
+        scene if readable, reason) for every run whose record cannot be read
+        — including runs whose status is not one this version knows, since
+        such a run may be one that should be recovered.
+        """
+        known = [s.value for s in RunStatus]
         if status is None:
             where, params = "", ()
         else:
@@ -454,20 +489,37 @@ class SQLiteJournal:
                 if isinstance(status, RunStatus)
                 else [RunStatus(s).value for s in status]
             )
-            where = f"WHERE status IN ({', '.join('?' * len(wanted))})"
-            params = tuple(wanted)  # type: ignore[assignment]
+            where = (
+                f"WHERE status IN ({', '.join('?' * len(wanted))}) "
+                f"OR status NOT IN ({', '.join('?' * len(known))})"
+            )
+            params = (*wanted, *known)  # type: ignore[assignment]
 
-        def select(conn: sqlite3.Connection) -> tuple[RunRecord, ...]:
+        def select(
+            conn: sqlite3.Connection,
+        ) -> tuple[tuple[RunRecord, ...], tuple[DamagedRun, ...]]:
             rows = conn.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY created_at, run_id",
                 params,
             ).fetchall()
-            return tuple(_run_record(r) for r in rows)
+            records: list[RunRecord] = []
+            damaged: list[DamagedRun] = []
+            for row in rows:
+                try:
+                    records.append(decode_run(row, _run_record, self._where()))
+                except JournalError as exc:
+                    damaged.append(damaged_run(row, exc))
+            return tuple(records), tuple(damaged)
 
-        return await self._call(select)
+        return await self._read(select)
 
     async def events(self, run_id: str) -> tuple[JournalEntry, ...]:
-        """The run's entries in ``seq`` order."""
+        """The run's entries in ``seq`` order.
+
+        Raises:
+            JournalError: an entry is damaged (the message names the run).
+        """
+        check_str(run_id, "run_id")
 
         def select(conn: sqlite3.Connection) -> tuple[JournalEntry, ...]:
             rows = conn.execute(
@@ -475,18 +527,6 @@ class SQLiteJournal:
                 "WHERE run_id = ? ORDER BY seq",
                 (run_id,),
             ).fetchall()
-            return tuple(
-                JournalEntry(
-                    run_id=run_id,
-                    seq=seq,
-                    kind=kind,
-                    step=step,
-                    at=at,
-                    data=json.loads(data),
-                    value=None if value is None else bytes(value),
-                    written_at=written_at,
-                )
-                for seq, kind, step, at, written_at, data, value in rows
-            )
+            return tuple(decode_entry(run_id, row, self._where()) for row in rows)
 
-        return await self._call(select)
+        return await self._read(select)
