@@ -119,9 +119,10 @@ class SQLiteJournal:
         busy_timeout: Seconds to wait for another connection's lock before
             a write fails with :exc:`JournalError` (at most
             :data:`MAX_BUSY_TIMEOUT`, about 24.8 days).
-        check_on_open: Run ``PRAGMA quick_check`` when the file is opened;
-            None (default): for files up to :data:`CHECK_ON_OPEN_LIMIT`
-            bytes (64 MiB; it reads the whole file once).
+        check_on_open: Run ``PRAGMA integrity_check`` when the file is
+            opened; None (default): for files up to
+            :data:`CHECK_ON_OPEN_LIMIT` bytes (16 MiB; it reads the whole
+            file once, about 7 ms per MiB).
 
     Raises:
         TypeError, ValueError: bad arguments (at construction).

@@ -31,8 +31,14 @@ from ._writer import GroupWriter, Job, WriterStatistics
 
 T = TypeVar("T")
 
-CHECK_ON_OPEN_LIMIT: Final = 64 * 1024 * 1024
-"""Files up to this size get ``PRAGMA quick_check`` on open by default."""
+CHECK_ON_OPEN_LIMIT: Final = 16 * 1024 * 1024
+"""Files up to this size get ``PRAGMA integrity_check`` on open by default.
+
+About 7 ms per MiB measured here (so at most ~0.1 s). ``integrity_check``
+rather than ``quick_check``: at the same cost on journal files, it also
+checks that every index matches its table, and a damaged ``runs_by_status``
+index could hide RUNNING runs from recovery.
+"""
 
 _MAX_CHECK_MESSAGES = 5
 
@@ -231,13 +237,15 @@ class Store:
         if not check:
             return
         try:
-            rows = conn.execute(f"PRAGMA quick_check({_MAX_CHECK_MESSAGES})").fetchall()
+            rows = conn.execute(
+                f"PRAGMA integrity_check({_MAX_CHECK_MESSAGES})"
+            ).fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         problems = [str(r[0]) for r in rows]
         if problems != ["ok"]:
             raise JournalError(
-                f"journal {str(self.path)!r} is corrupt (PRAGMA quick_check on open): "
+                f"journal {str(self.path)!r} is corrupt (PRAGMA integrity_check on open): "
                 + "; ".join(problems)
                 + ". Restore it from a backup; the runs it held need checking"
             )

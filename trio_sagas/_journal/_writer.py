@@ -51,11 +51,20 @@ class _Request:
 
 @attrs.frozen
 class WriterStatistics:
-    """What the writer has done: ``jobs / batches`` is the mean group size."""
+    """What the writer has done: ``jobs / batches`` is the mean group size.
+
+    Attributes:
+        batches: Transactions run (committed or failed).
+        jobs: Writes in them.
+        queued: Writes waiting for the next transaction.
+        in_flight: Writes in the transaction running now (0: idle).
+        largest_batch: The most writes one transaction held.
+    """
 
     batches: int
     jobs: int
     queued: int
+    in_flight: int
     largest_batch: int
 
 
@@ -79,11 +88,14 @@ class GroupWriter:
         self._batches = 0
         self._jobs = 0
         self._largest = 0
+        self._in_flight = 0
 
     def statistics(self) -> WriterStatistics:
         with self._cond:
             queued = sum(r.state == _QUEUED for r in self._queue)
-            return WriterStatistics(self._batches, self._jobs, queued, self._largest)
+            return WriterStatistics(
+                self._batches, self._jobs, queued, self._in_flight, self._largest
+            )
 
     async def run(self, job: Callable[[Any], T]) -> T:
         """Queue *job*, wait until its batch committed, return its result."""
@@ -134,6 +146,7 @@ class GroupWriter:
                     if request.state == _QUEUED:
                         request.state = _TAKEN
                         batch.append(request)
+                self._in_flight = len(batch)
             if batch:
                 self._run_batch(batch)
 
@@ -143,9 +156,11 @@ class GroupWriter:
         except BaseException as exc:
             # A bug in the executor: every caller re-raises it (nothing committed).
             results = [outcome.Error(exc) for _ in batch]
-        self._batches += 1
-        self._jobs += len(batch)
-        self._largest = max(self._largest, len(batch))
+        with self._cond:
+            self._batches += 1
+            self._jobs += len(batch)
+            self._largest = max(self._largest, len(batch))
+            self._in_flight = 0
         by_token: dict[trio.lowlevel.TrioToken, list[tuple[Any, Any]]] = {}
         for request, result in zip(batch, results, strict=True):
             by_token.setdefault(request.token, []).append((request.task, result))
