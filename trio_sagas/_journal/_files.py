@@ -19,6 +19,7 @@ import contextlib
 import os
 import pathlib
 import sqlite3
+import struct
 import uuid
 from collections.abc import Callable
 
@@ -42,6 +43,59 @@ class FileIdentity:
 def wal_path(path: pathlib.Path) -> pathlib.Path:
     """The write-ahead log SQLite keeps next to *path* in WAL mode."""
     return path.with_name(path.name + "-wal")
+
+
+def shm_path(path: pathlib.Path) -> pathlib.Path:
+    """The WAL index SQLite keeps next to *path* in WAL mode."""
+    return path.with_name(path.name + "-shm")
+
+
+# The WAL index header (SQLite's wal.c, WalIndexHdr, native byte order):
+# iVersion, unused, iChange, isInit, bigEndCksum, szPage, mxFrame, nPage, ...
+# stored twice (bytes 0-47 and 48-95), then WalCkptInfo.nBackfill at 96.
+_HEADER = struct.Struct("=IIIBBHII")
+_WAL_HEADER_SIZE = 32
+_FRAME_HEADER_SIZE = 24
+
+
+def refuse_lost_wal(path: pathlib.Path) -> None:
+    """Raise :exc:`JournalError` if commits the WAL index knows of are gone.
+
+    After a crash the ``-shm`` file still says how many WAL frames were
+    committed (``mxFrame``) and how many of them were already copied into
+    the database file (``nBackfill``). If the ``-wal`` file is now missing or
+    shorter than those frames, committed transactions were lost with it —
+    SQLite itself would silently open the database without them. Only
+    detectable while the ``-shm`` file survives (it is not when the WAL was
+    removed together with it, or when the files were copied without it).
+    """
+    try:
+        with open(shm_path(path), "rb") as file:
+            index = file.read(100)
+    except OSError:
+        return
+    if len(index) < 100 or index[:48] != index[48:96]:
+        return  # no index, or one being written right now: nothing to compare
+    _, _, _, is_init, _, page_size, frames, _ = _HEADER.unpack_from(index)
+    (backfilled,) = struct.unpack_from("=I", index, 96)
+    if not is_init or frames <= backfilled:
+        return  # everything committed is in the database file already
+    if page_size == 1:
+        page_size = 65536
+    needed = _WAL_HEADER_SIZE + frames * (_FRAME_HEADER_SIZE + page_size)
+    try:
+        size = os.stat(wal_path(path)).st_size
+    except FileNotFoundError:
+        size = -1
+    if size < needed:
+        what = "is missing" if size < 0 else f"was truncated ({size} of {needed} bytes)"
+        raise JournalError(
+            f"journal {str(path)!r}: its write-ahead log (the -wal file) {what}; "
+            f"it held {frames - backfilled} committed page writes not yet in the "
+            "database file, so committed runs or events would be lost. Restore the "
+            "-wal file (it belongs with the database file), or move the -shm file "
+            "away to accept the loss"
+        )
 
 
 def refuse_empty(path: pathlib.Path) -> None:

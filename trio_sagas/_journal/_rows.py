@@ -20,6 +20,31 @@ import attrs
 from .._saga._journal import JournalEntry, JournalError, RunRecord
 
 
+class BadText(str):
+    """A TEXT value that was not valid UTF-8 (shown with backslash escapes)."""
+
+    __slots__ = ()
+
+
+def decode_text(data: bytes) -> str:
+    """The connections' ``text_factory``: invalid UTF-8 becomes :class:`BadText`.
+
+    sqlite3's default raises :exc:`UnicodeDecodeError` for the whole query;
+    this way only the row holding the value is reported as damaged.
+    """
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return BadText(data.decode(errors="backslashreplace"))
+
+
+def _bad_text(row: tuple[Any, ...]) -> str | None:
+    for value in row:
+        if isinstance(value, BadText):
+            return f"the text {value!r} is not valid UTF-8"
+    return None
+
+
 @attrs.frozen
 class DamagedRun:
     """A run whose record cannot be read back.
@@ -45,8 +70,10 @@ def decode_run(
     """``build(row)``, with every problem a :exc:`JournalError` naming the run."""
     run_id = row[0]
     try:
-        record = build(row)
-        problem = _run_problem(record)
+        problem = _bad_text(row)
+        if problem is None:
+            record = build(row)
+            problem = _run_problem(record)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         problem = str(exc)
     if problem is not None:
@@ -83,6 +110,9 @@ def decode_entry(run_id: str, row: tuple[Any, ...], where: str) -> JournalEntry:
     """One ``events`` row (seq, kind, step, at, written_at, data, value)."""
     seq, kind, step, at, written_at, data, value = row
     try:
+        problem = _bad_text(row)
+        if problem is not None:
+            raise ValueError(problem)
         if isinstance(seq, bool) or not isinstance(seq, int):
             raise ValueError(f"seq is {seq!r}, not an integer")
         if not isinstance(kind, str) or not isinstance(step, str):

@@ -26,7 +26,8 @@ import outcome
 import trio
 
 from .._saga._journal import JournalError
-from ._files import FileWatch, create_atomically, refuse_empty
+from ._files import FileWatch, create_atomically, refuse_empty, refuse_lost_wal
+from ._rows import decode_text
 from ._writer import GroupWriter, Job, WriterStatistics
 
 T = TypeVar("T")
@@ -41,6 +42,10 @@ index could hide RUNNING runs from recovery.
 """
 
 _MAX_CHECK_MESSAGES = 5
+
+# sqlite3 decodes error messages and TEXT values as UTF-8: from a damaged
+# file, what SQLite reports can itself arrive as a UnicodeDecodeError.
+_DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
 
 
 class Store:
@@ -77,6 +82,14 @@ class Store:
             closed=self.closed_error,
         )
 
+    def _map(self, exc: sqlite3.Error | UnicodeDecodeError) -> JournalError:
+        if isinstance(exc, UnicodeDecodeError):
+            return JournalError(
+                f"journal {str(self.path)!r} is corrupt or not a SQLite database: "
+                f"what it holds is not valid UTF-8 ({exc})"
+            )
+        return self._error(exc)
+
     def closed_error(self) -> JournalError:
         return JournalError(f"journal {str(self.path)!r} is closed")
 
@@ -112,14 +125,12 @@ class Store:
             if self._closed:
                 raise self.closed_error()
             try:
-                if self._rconn is None:
-                    self._writer_connection()  # the file exists, with its schema
-                    self._rconn = self._connect()
-                    self._rconn.execute("PRAGMA query_only = ON")
+                self._writer_connection()  # opens both connections once
+                assert self._rconn is not None
                 self._watch.check()
                 return query(self._rconn)
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
+            except _DB_ERRORS as exc:
+                raise self._map(exc) from exc
 
     # -- writing (in the writer thread) --------------------------------------
 
@@ -127,7 +138,7 @@ class Store:
         try:
             conn = self._writer_connection()
             conn.execute("BEGIN IMMEDIATE")
-        except (sqlite3.Error, JournalError) as exc:
+        except (*_DB_ERRORS, JournalError) as exc:
             return self._fail_all(jobs, exc)
         try:
             self._watch.check()
@@ -143,14 +154,14 @@ class Store:
                         return self._fail_all(jobs, exc)
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
-                    if isinstance(exc, sqlite3.Error):
-                        exc = self._error(exc)
+                    if isinstance(exc, _DB_ERRORS):
+                        exc = self._map(exc)
                     results.append(outcome.Error(exc))
                 else:
                     conn.execute("RELEASE job")
                     results.append(outcome.Value(value))
             conn.execute("COMMIT")
-        except (sqlite3.Error, JournalError) as exc:
+        except (*_DB_ERRORS, JournalError) as exc:
             return self._fail_all(jobs, exc)
         return results
 
@@ -164,8 +175,8 @@ class Store:
                 conn.rollback()
         errors: list[outcome.Outcome[Any]] = []
         for _ in jobs:
-            if isinstance(exc, sqlite3.Error):
-                error: BaseException = self._error(exc)
+            if isinstance(exc, _DB_ERRORS):
+                error: BaseException = self._map(exc)
                 error.__cause__ = exc
             elif isinstance(exc, JournalError):
                 error = JournalError(*exc.args)
@@ -183,6 +194,13 @@ class Store:
                 raise self.closed_error()
             if self._wconn is None:
                 self._wconn = self._open()
+                try:
+                    self._rconn = self._connect()
+                    self._rconn.execute("PRAGMA query_only = ON")
+                except _DB_ERRORS as exc:
+                    self._wconn.close()
+                    self._wconn = None
+                    raise self._map(exc) from exc
             return self._wconn
 
     def _open(self) -> sqlite3.Connection:
@@ -200,29 +218,37 @@ class Store:
                 )
             try:
                 create_atomically(path, self._prepare)
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
+            except _DB_ERRORS as exc:
+                raise self._map(exc) from exc
         refuse_empty(path)
+        refuse_lost_wal(path)
         try:
             conn = self._connect()
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+        except _DB_ERRORS as exc:
+            raise self._map(exc) from exc
         try:
             self._prepare(conn)
             self._integrity_check(conn)
             self._watch.record()
+        except UnicodeDecodeError as exc:
+            conn.close()
+            raise self._map(exc) from exc
         except BaseException:
             conn.close()
             raise
         return conn
 
     def _connect(self) -> sqlite3.Connection:
+        # mode=rw: never create a file here (it exists, fully formed, by now);
+        # a path whose file vanished meanwhile must fail, not start afresh.
         conn = sqlite3.connect(
-            self.path,
+            self.path.absolute().as_uri() + "?mode=rw",
             timeout=self._timeout,
             isolation_level=None,
             check_same_thread=False,
+            uri=True,
         )
+        conn.text_factory = decode_text
         try:
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         except BaseException:
@@ -240,8 +266,8 @@ class Store:
             rows = conn.execute(
                 f"PRAGMA integrity_check({_MAX_CHECK_MESSAGES})"
             ).fetchall()
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+        except _DB_ERRORS as exc:
+            raise self._map(exc) from exc
         problems = [str(r[0]) for r in rows]
         if problems != ["ok"]:
             raise JournalError(
