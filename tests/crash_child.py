@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -81,50 +81,26 @@ class KillAfterWrites:
         if self.writes == self.kill_at:
             _die()
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
     async def create_run(
-        self, run_id: str, *, scene: str, owner: str, state: bytes
-    ) -> None:
-        await self.inner.create_run(run_id, scene=scene, owner=owner, state=state)
+        self, run_id: str, *, scene: str, state: bytes
+    ) -> trio_sagas.Fence:
+        fence = await self.inner.create_run(run_id, scene=scene, state=state)
         self._wrote()
+        return fence
 
     async def append(
         self,
-        run_id: str,
+        fence: trio_sagas.Fence,
         entries: Sequence[trio_sagas.JournalEntry],
         *,
-        owner: str,
         state: bytes | None = None,
         status: trio_sagas.RunStatus | None = None,
     ) -> None:
-        await self.inner.append(
-            run_id, entries, owner=owner, state=state, status=status
-        )
+        await self.inner.append(fence, entries, state=state, status=status)
         self._wrote()
-
-    async def claim(
-        self,
-        run_id: str,
-        *,
-        owner: str,
-        stale_after: float = 0.0,
-        statuses: Iterable[trio_sagas.RunStatus] = (trio_sagas.RunStatus.RUNNING,),
-    ) -> bool:
-        return await self.inner.claim(
-            run_id, owner=owner, stale_after=stale_after, statuses=statuses
-        )
-
-    async def get_run(self, run_id: str) -> trio_sagas.RunRecord | None:
-        return await self.inner.get_run(run_id)
-
-    async def runs(
-        self,
-        *,
-        status: trio_sagas.RunStatus | Iterable[trio_sagas.RunStatus] | None = None,
-    ) -> tuple[trio_sagas.RunRecord, ...]:
-        return await self.inner.runs(status=status)
-
-    async def events(self, run_id: str) -> tuple[trio_sagas.JournalEntry, ...]:
-        return await self.inner.events(run_id)
 
 
 def main(argv: list[str]) -> None:

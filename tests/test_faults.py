@@ -21,6 +21,7 @@ import trio
 import trio_sagas
 from trio_sagas import (
     Act,
+    Fence,
     JournalEntry,
     JournalError,
     JournalSchemaError,
@@ -43,10 +44,16 @@ def side(db: pathlib.Path) -> contextlib.closing[sqlite3.Connection]:
     return contextlib.closing(sqlite3.connect(db, isolation_level=None))
 
 
+FENCES: dict[str, Fence] = {}
+"""The fences of the runs journal_with_runs() created last (by run id)."""
+
+
 async def journal_with_runs(db: pathlib.Path, count: int = 2) -> SQLiteJournal:
     journal = SQLiteJournal(db)
+    FENCES.clear()
     for index in range(count):
-        await journal.create_run(f"r{index}", scene="s", owner="me", state=b"{}")
+        run_id = f"r{index}"
+        FENCES[run_id] = await journal.create_run(run_id, scene="s", state=b"{}")
     return journal
 
 
@@ -69,7 +76,7 @@ async def test_file_changed_under_a_live_journal(
     """The next write batch and read after the change are a clear JournalError."""
     db = tmp_path / "j.db"
     with await journal_with_runs(db) as journal:
-        await journal.append("r0", [entry("r0", 0)], owner="me")
+        await journal.append(FENCES["r0"], [entry("r0", 0)])
         wal = db.with_name("j.db-wal")
         if fault == "delete":
             db.unlink()
@@ -84,12 +91,12 @@ async def test_file_changed_under_a_live_journal(
             shutil.copy(wal, tmp_path / "copy-wal")
             os.replace(tmp_path / "copy-wal", wal)
         with pytest.raises(JournalError, match=message) as caught:
-            await journal.append("r0", [entry("r0", 1)], owner="me")
+            await journal.append(FENCES["r0"], [entry("r0", 1)])
         assert str(db) in str(caught.value)
         with pytest.raises(JournalError, match=message):
             await journal.runs()
         with pytest.raises(JournalError, match=message):  # every later batch too
-            await journal.create_run("r9", scene="s", owner="me", state=b"{}")
+            await journal.create_run("r9", scene="s", state=b"{}")
 
 
 async def test_saga_under_a_deleted_journal_does_not_succeed(
@@ -144,7 +151,7 @@ async def test_emptied_between_processes(tmp_path: pathlib.Path) -> None:
     (await journal_with_runs(db)).close()
     os.truncate(db, 0)
     with pytest.raises(JournalError, match="empty"):
-        await SQLiteJournal(db).create_run("x", scene="s", owner="me", state=b"{}")
+        await SQLiteJournal(db).create_run("x", scene="s", state=b"{}")
     assert db.stat().st_size == 0
 
 
@@ -154,7 +161,7 @@ async def test_truncated_file_is_refused(tmp_path: pathlib.Path) -> None:
     journal = await journal_with_runs(db, 300)
     for index in range(300):
         await journal.append(
-            f"r{index}", [entry(f"r{index}", 0, pad="x" * 200)], owner="me"
+            FENCES[f"r{index}"], [entry(f"r{index}", 0, pad="x" * 200)]
         )
     journal.close()
     os.truncate(db, db.stat().st_size // 2)
@@ -195,7 +202,7 @@ import os, signal, sys, trio, trio_sagas
 async def main():
     journal = trio_sagas.SQLiteJournal(sys.argv[1])
     for i in range(20):
-        await journal.create_run(f"r{i}", scene="s", owner="me", state=b"{}")
+        await journal.create_run(f"r{i}", scene="s", state=b"{}")
     os.kill(os.getpid(), signal.SIGKILL)
 trio.run(main)
 """
@@ -260,12 +267,10 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, int]:
         with SQLiteJournal(db, synchronous="NORMAL") as journal:
             for index in range(40):
                 run_id = f"run-{index:02d}"
-                await journal.create_run(run_id, scene="s", owner="me", state=b"{}")
+                fence = await journal.create_run(run_id, scene="s", state=b"{}")
                 entries = [entry(run_id, seq, n=seq) for seq in range(4)]
                 status = RunStatus.SUCCEEDED if index % 2 else None
-                await journal.append(
-                    run_id, entries, owner="me", state=b'{"n":4}', status=status
-                )
+                await journal.append(fence, entries, state=b'{"n":4}', status=status)
 
     trio.run(build)
     with side(db) as conn:
@@ -316,7 +321,7 @@ async def test_damaged_rows_are_journal_errors_naming_the_run(
     db = tmp_path / "j.db"
     with await journal_with_runs(db, 4) as journal:
         for run_id in ("r0", "r1"):
-            await journal.append(run_id, [entry(run_id, 0)], owner="me")
+            await journal.append(FENCES[run_id], [entry(run_id, 0)])
         with side(db) as conn:
             conn.execute("UPDATE events SET data = '{\"oops' WHERE run_id = 'r1'")
             conn.execute("UPDATE runs SET status = 'runnin?' WHERE run_id = 'r2'")
@@ -420,11 +425,11 @@ async def test_run_ids_and_scene_names_must_be_text(tmp_path: pathlib.Path) -> N
     """None is a TypeError; lone surrogates a ValueError; nothing is stored."""
     with SQLiteJournal(tmp_path / "j.db") as journal:
         with pytest.raises(TypeError, match="run_id must be a str, got None"):
-            await journal.create_run(None, scene="s", owner="me", state=b"{}")  # type: ignore[arg-type]
+            await journal.create_run(None, scene="s", state=b"{}")  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="run_id must be valid text"):
-            await journal.create_run("r\udc80", scene="s", owner="me", state=b"{}")
+            await journal.create_run("r\udc80", scene="s", state=b"{}")
         with pytest.raises(ValueError, match="scene must be valid text"):
-            await journal.create_run("r", scene="\ud800", owner="me", state=b"{}")
+            await journal.create_run("r", scene="\ud800", state=b"{}")
         with pytest.raises(ValueError, match="run_id must be valid text"):
             await journal.get_run("\udc80")
         assert await journal.runs() == ()

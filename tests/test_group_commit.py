@@ -5,6 +5,7 @@ and a SIGKILL inside a batch that holds several runs' writes."""
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ import trio.testing
 
 import trio_sagas
 from trio_sagas import (
+    Fence,
     JournalEntry,
     JournalError,
     RunClaimedError,
@@ -64,33 +66,33 @@ def opened_at_exit(gate: Gate) -> Iterator[Gate]:
         gate.opened.set()  # never leave the writer thread stuck
 
 
-async def setup_runs(journal: SQLiteJournal, count: int) -> list[str]:
-    ids = [f"r{i}" for i in range(count)]
-    for run_id in ids:
-        await journal.create_run(run_id, scene="s", owner="me", state=b"{}")
-    return ids
+async def setup_runs(journal: SQLiteJournal, count: int) -> dict[str, Fence]:
+    """Runs r0, r1, ... and their fences."""
+    fences = {}
+    for index in range(count):
+        run_id = f"r{index}"
+        fences[run_id] = await journal.create_run(run_id, scene="s", state=b"{}")
+    return fences
 
 
 async def test_concurrent_appends_share_one_commit(tmp_path: pathlib.Path) -> None:
     """Appends queued while a batch commits go together into the next transaction."""
     with trio.fail_after(20), SQLiteJournal(tmp_path / "j.db") as journal:
-        ids = await setup_runs(journal, 50)
+        fences = await setup_runs(journal, 50)
         before = journal.statistics()
         with opened_at_exit(Gate()) as gate:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(journal._write, gate)
                 await gate.wait_entered()
-                for run_id in ids:
-                    nursery.start_soon(
-                        lambda r: journal.append(r, [entry(r, 0)], owner="me"), run_id
-                    )
+                for run_id, fence in fences.items():
+                    nursery.start_soon(journal.append, fence, [entry(run_id, 0)])
                 await trio.testing.wait_all_tasks_blocked()
                 assert journal.statistics().queued == 50
                 gate.opened.set()
         after = journal.statistics()
         assert after.batches - before.batches == 2  # the gate's, then all 50
         assert after.largest_batch == 50
-        assert committed(tmp_path / "j.db") == dict.fromkeys(ids, 1)
+        assert committed(tmp_path / "j.db") == dict.fromkeys(fences, 1)
 
 
 async def test_one_failing_write_fails_only_its_own_run(
@@ -98,15 +100,14 @@ async def test_one_failing_write_fails_only_its_own_run(
 ) -> None:
     """In one batch, a refused append (stale owner, duplicate seq) rolls back alone."""
     with trio.fail_after(20), SQLiteJournal(tmp_path / "j.db") as journal:
-        ids = await setup_runs(journal, 4)
-        await journal.append("r3", [entry("r3", 0)], owner="me")
+        fences = await setup_runs(journal, 4)
+        await journal.append(fences["r3"], [entry("r3", 0)])
         outcomes: dict[str, BaseException | None] = {}
 
-        async def append(run_id: str, owner: str, seq: int) -> None:
+        async def append(run_id: str, epoch: int, seq: int) -> None:
+            fence = Fence(run_id, fences[run_id].worker, epoch)
             try:
-                await journal.append(
-                    run_id, [entry(run_id, seq)], owner=owner, state=b"[1]"
-                )
+                await journal.append(fence, [entry(run_id, seq)], state=b"[1]")
             except JournalError as exc:
                 outcomes[run_id] = exc
             else:
@@ -116,10 +117,10 @@ async def test_one_failing_write_fails_only_its_own_run(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(journal._write, gate)
                 await gate.wait_entered()
-                nursery.start_soon(append, "r0", "me", 0)
-                nursery.start_soon(append, "r1", "somebody else", 0)
-                nursery.start_soon(append, "r2", "me", 0)
-                nursery.start_soon(append, "r3", "me", 0)  # seq 0 again
+                nursery.start_soon(append, "r0", 1, 0)
+                nursery.start_soon(append, "r1", 2, 0)  # a stale fence
+                nursery.start_soon(append, "r2", 1, 0)
+                nursery.start_soon(append, "r3", 1, 0)  # seq 0 again
                 await trio.testing.wait_all_tasks_blocked()
                 gate.opened.set()
         assert journal.statistics().largest_batch == 4
@@ -127,11 +128,11 @@ async def test_one_failing_write_fails_only_its_own_run(
         assert outcomes["r2"] is None
         assert isinstance(outcomes["r1"], RunClaimedError)
         assert isinstance(outcomes["r3"], JournalError)
-        assert "UNIQUE constraint failed" in str(outcomes["r3"])
+        assert "entries start at seq 0" in str(outcomes["r3"])
         assert committed(tmp_path / "j.db") == {"r0": 1, "r2": 1, "r3": 1}
         states = {r.run_id: r.state for r in await journal.runs()}
         assert states == {"r0": b"[1]", "r1": b"{}", "r2": b"[1]", "r3": b"{}"}
-        assert ids == sorted(states)
+        assert list(fences) == sorted(states)
 
 
 async def test_cancelled_while_queued_withdraws_the_write(
@@ -139,7 +140,7 @@ async def test_cancelled_while_queued_withdraws_the_write(
 ) -> None:
     """A write cancelled before the writer took it is not written; Cancelled is raised."""
     with trio.fail_after(20), SQLiteJournal(tmp_path / "j.db") as journal:
-        await setup_runs(journal, 1)
+        fences = await setup_runs(journal, 1)
         with opened_at_exit(Gate()) as gate:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(journal._write, gate)
@@ -152,10 +153,10 @@ async def test_cancelled_while_queued_withdraws_the_write(
                         scope.cancel(reason="test")
 
                     nursery.start_soon(cancel_when_queued)
-                    await journal.append("r0", [entry("r0", 0)], owner="me")
+                    await journal.append(fences["r0"], [entry("r0", 0)])
                 assert scope.cancelled_caught
                 gate.opened.set()
-        await journal.append("r0", [entry("r0", 0)], owner="me")  # seq 0 is free
+        await journal.append(fences["r0"], [entry("r0", 0)])  # seq 0 is free
         assert committed(tmp_path / "j.db") == {"r0": 1}
         assert journal.statistics().queued == 0
 
@@ -201,15 +202,13 @@ async def test_reads_do_not_wait_behind_the_write_queue(
 ) -> None:
     """runs()/get_run()/events() answer while the writer is busy with a batch."""
     with trio.fail_after(20), SQLiteJournal(tmp_path / "j.db") as journal:
-        await setup_runs(journal, 3)
+        fences = await setup_runs(journal, 3)
         with opened_at_exit(Gate()) as gate:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(journal._write, gate)
                 await gate.wait_entered()
-                for run_id in ("r0", "r1", "r2"):
-                    nursery.start_soon(
-                        lambda r: journal.append(r, [entry(r, 0)], owner="me"), run_id
-                    )
+                for run_id, fence in fences.items():
+                    nursery.start_soon(journal.append, fence, [entry(run_id, 0)])
                 await trio.testing.wait_all_tasks_blocked()
                 assert [r.run_id for r in await journal.runs()] == ["r0", "r1", "r2"]
                 record = await journal.get_run("r1")
@@ -225,7 +224,7 @@ async def test_close_finishes_the_queued_writes(tmp_path: pathlib.Path) -> None:
     """close() commits what was queued before it; later calls are refused."""
     with trio.fail_after(20):
         journal = SQLiteJournal(tmp_path / "j.db")
-        await setup_runs(journal, 5)
+        fences = await setup_runs(journal, 5)
         gate = Gate()
         results: list[str] = []
         async with trio.open_nursery() as nursery:
@@ -235,7 +234,7 @@ async def test_close_finishes_the_queued_writes(tmp_path: pathlib.Path) -> None:
                 run_id = f"r{index}"
 
                 async def append(r: str = run_id) -> None:
-                    await journal.append(r, [entry(r, 0)], owner="me")
+                    await journal.append(fences[r], [entry(r, 0)])
                     results.append(r)
 
                 nursery.start_soon(append)
@@ -245,7 +244,7 @@ async def test_close_finishes_the_queued_writes(tmp_path: pathlib.Path) -> None:
         assert len(results) == 5
         assert committed(tmp_path / "j.db") == {f"r{i}": 1 for i in range(5)}
         with pytest.raises(JournalError, match="is closed"):
-            await journal.append("r0", [entry("r0", 1)], owner="me")
+            await journal.append(fences["r0"], [entry("r0", 1)])
         with pytest.raises(JournalError, match="is closed"):
             await journal.runs()
 
@@ -254,7 +253,7 @@ def test_one_journal_across_trio_runs(tmp_path: pathlib.Path) -> None:
     """The writer thread answers each caller in its own trio.run."""
 
     async def write(index: int) -> None:
-        await journal.create_run(f"r{index}", scene="s", owner="me", state=b"{}")
+        await journal.create_run(f"r{index}", scene="s", state=b"{}")
 
     with SQLiteJournal(tmp_path / "j.db") as journal:
         for index in range(3):
@@ -282,7 +281,8 @@ async def test_many_concurrent_sagas_all_durable(tmp_path: pathlib.Path) -> None
                     index,
                 )
         stats = journal.statistics()
-        assert stats.jobs == 200 * 5  # create, three intents, the final record
+        # Each run: create, three intents, the final record (+ worker writes).
+        assert stats.jobs >= 200 * 5
         assert stats.batches < stats.jobs / 4
         runs = await journal.runs(status=RunStatus.SUCCEEDED)
         assert len(runs) == 200
@@ -319,7 +319,10 @@ async def test_kill_inside_a_multi_run_batch(tmp_path: pathlib.Path, seed: int) 
     )
     lines = [line.split()[:2] for line in log.read_text().splitlines()]
     intent = {"run": "ActStarted", "undo": "CompensationStepStarted"}
-    with SQLiteJournal(db, create=False) as journal:
+    async with SQLiteJournal(db, create=False) as journal:
+        for worker in await journal.workers():  # the killed child's lease
+            if worker.pid != os.getpid():
+                await journal.expire_worker(worker.worker_id)
         runs = await journal.runs()
         assert len(runs) == 8
         for what, key in lines:  # its intent was committed before its code ran
@@ -328,9 +331,7 @@ async def test_kill_inside_a_multi_run_batch(tmp_path: pathlib.Path, seed: int) 
                 e.step for e in await journal.events(run_id) if e.kind == intent[what]
             ]
             assert path in started, (what, key, started)
-        report = await trio_sagas.recover(
-            journal, scenes={"order": build_scene(str(log))}
-        )
+        report = await trio_sagas.recover(journal, {"order": build_scene(str(log))})
         assert not report.skipped
         assert not await journal.runs(status=RunStatus.RUNNING)
         assert len(report.results) == sum(r.status is RunStatus.RUNNING for r in runs)

@@ -218,7 +218,7 @@ async def test_recover_leaves_runs_live_in_this_process(
     (report,) = seen
     assert report.results == ()
     assert [(s.run_id, s.reason) for s in report.skipped] == [
-        ("live", "running in this process")
+        ("live", trio_sagas.HELD_ELSEWHERE)
     ]
     assert (await recover(journal, [scene])) == trio_sagas.RecoveryReport()
 

@@ -77,6 +77,9 @@ from ._retry import HedgePolicy as HedgePolicy
 from ._retry import MissingTrigger as MissingTrigger
 from ._retry import RetryPolicy as RetryPolicy
 from ._saga import DEFAULT_COMPENSATION_RETRY as DEFAULT_COMPENSATION_RETRY
+from ._saga import DEFAULT_LEASE as DEFAULT_LEASE
+from ._saga import DEFAULT_MAX_CLAIMS as DEFAULT_MAX_CLAIMS
+from ._saga import HELD_ELSEWHERE as HELD_ELSEWHERE
 from ._saga import Act as Act
 from ._saga import ActCancelled as ActCancelled
 from ._saga import ActCompleted as ActCompleted
@@ -93,11 +96,13 @@ from ._saga import CompensationStarted as CompensationStarted
 from ._saga import CompensationStepCompleted as CompensationStepCompleted
 from ._saga import CompensationStepFailed as CompensationStepFailed
 from ._saga import CompensationStepStarted as CompensationStepStarted
+from ._saga import Fence as Fence
 from ._saga import Journal as Journal
 from ._saga import JournalEntry as JournalEntry
 from ._saga import JournalError as JournalError
 from ._saga import JournalSchemaError as JournalSchemaError
 from ._saga import JSONCodec as JSONCodec
+from ._saga import LeaseLostError as LeaseLostError
 from ._saga import RecordedFailure as RecordedFailure
 from ._saga import RecoveryReport as RecoveryReport
 from ._saga import RunClaimedError as RunClaimedError
@@ -112,6 +117,7 @@ from ._saga import SceneCompleted as SceneCompleted
 from ._saga import SceneFailed as SceneFailed
 from ._saga import SceneStarted as SceneStarted
 from ._saga import SkippedRun as SkippedRun
+from ._saga import WorkerRecord as WorkerRecord
 from ._saga import compensate_run as compensate_run
 from ._saga import recover as recover
 from ._saga import run_scene as run_scene
@@ -130,6 +136,9 @@ __all__ = (
     "CHECK_FLOOR",
     "DEFAULT_COMPENSATION_RETRY",
     "DEFAULT_COMPENSATION_TIMEOUT",
+    "DEFAULT_LEASE",
+    "DEFAULT_MAX_CLAIMS",
+    "HELD_ELSEWHERE",
     "Act",
     "ActCancelled",
     "ActCompleted",
@@ -168,6 +177,7 @@ __all__ = (
     "Event",
     "ExecutionMode",
     "Executor",
+    "Fence",
     "FixedDelayTrigger",
     "GlobalTimeoutReached",
     "GroupCancelled",
@@ -190,6 +200,7 @@ __all__ = (
     "JournalSchemaError",
     "LatencyTrigger",
     "LatencyWindow",
+    "LeaseLostError",
     "MergeStatistics",
     "MergedReceiveChannel",
     "MissingTrigger",
@@ -227,6 +238,7 @@ __all__ = (
     "TriggerDecision",
     "TriggerMissing",
     "TriggerRegistry",
+    "WorkerRecord",
     "compensate_run",
     "fan_in",
     "open_err_group",

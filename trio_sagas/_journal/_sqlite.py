@@ -25,30 +25,48 @@ import json
 import math
 import os
 import pathlib
+import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, TypeVar, final
 
+import trio
+
 from .._saga._journal import (
+    DEFAULT_LEASE,
+    DEFAULT_MAX_CLAIMS,
     Codec,
+    Fence,
     JournalEntry,
     JournalError,
     JournalSchemaError,
     JSONCodec,
+    LeaseLostError,
     RunClaimedError,
     RunIdInUseError,
     RunRecord,
     RunStatus,
+    WorkerRecord,
 )
-from .._validate import check_bool, check_str, check_timeout
+from .._saga._lease import LeaseKeeper
+from .._validate import (
+    check_bool,
+    check_duration,
+    check_enum,
+    check_int,
+    check_label,
+    check_timeout,
+)
 from ._rows import DamagedRun, damaged_run, decode_entry, decode_run
-from ._store import Store
+from ._store import CHECK_ON_OPEN_LIMIT, Store
 from ._writer import WriterStatistics
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this version writes; ``PRAGMA user_version`` holds a file's."""
 
 APPLICATION_ID = 0x74534A31  # "tSJ1": marks the file as a trio-sagas journal
@@ -78,17 +96,44 @@ _SCHEMA_V1 = (
     ) WITHOUT ROWID""",
 )
 
-# Migrations from version N to N + 1, applied in one transaction each.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1}
+# Version 2: worker leases and epoch fencing. ``runs.owner`` holds the
+# worker id of the holder; runs of version 1 (per-call owner tokens) have no
+# live worker, so they are claimable at once, as they were.
+_SCHEMA_V2 = (
+    "ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
+    """CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        renewed_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    )""",
+)
 
-_RUN_COLUMNS = "run_id, scene, status, state, owner, created_at, updated_at, last_seq"
+# Migrations from version N to N + 1, applied in one transaction each.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
+
+_RUN_COLUMNS = (
+    "run_id, scene, status, state, owner, created_at, updated_at, last_seq, "
+    "epoch, claims"
+)
+
+# A RUNNING run whose holder has no live lease (row gone or expired).
+_HOLDER_DEAD = (
+    "NOT EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = runs.owner "
+    "AND w.expires_at > :now)"
+)
 
 MAX_BUSY_TIMEOUT = 2_147_483.0
 """Seconds: sqlite3 keeps the busy timeout in a C int of milliseconds."""
 
+__all__ = ["CHECK_ON_OPEN_LIMIT", "MAX_BUSY_TIMEOUT", "DamagedRun", "SQLiteJournal"]
+
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, scene, status, state, owner, created, updated, last_seq = row
+    run_id, scene, status, state, owner, created, updated, last_seq, epoch, claims = row
     return RunRecord(
         run_id=run_id,
         scene=scene,
@@ -98,6 +143,8 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
         created_at=created,
         updated_at=updated,
         last_seq=last_seq,
+        epoch=epoch,
+        claims=claims,
     )
 
 
@@ -123,6 +170,11 @@ class SQLiteJournal:
             opened; None (default): for files up to
             :data:`CHECK_ON_OPEN_LIMIT` bytes (16 MiB; it reads the whole
             file once, about 7 ms per MiB).
+        lease: Seconds this worker's lease lasts (renewed every third of
+            that while a run or ``async with journal`` holds it). Leases run
+            on the host's clock: every process sharing the file is on it.
+        max_claims: A run claimed (taken over) this many times goes to
+            NEEDS_INTERVENTION instead of being claimed again.
 
     Raises:
         TypeError, ValueError: bad arguments (at construction).
@@ -135,7 +187,18 @@ class SQLiteJournal:
             or another application.
     """
 
-    __slots__ = ("_codec", "_path", "_store", "_synchronous", "_timeout")
+    __slots__ = (
+        "_cm",
+        "_codec",
+        "_keeper",
+        "_lease",
+        "_max_claims",
+        "_nursery",
+        "_path",
+        "_store",
+        "_synchronous",
+        "_timeout",
+    )
 
     def __init__(
         self,
@@ -146,6 +209,8 @@ class SQLiteJournal:
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         busy_timeout: float = 5.0,
         check_on_open: bool | None = None,
+        lease: float = DEFAULT_LEASE,
+        max_claims: int = DEFAULT_MAX_CLAIMS,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
@@ -175,6 +240,13 @@ class SQLiteJournal:
                 f"(sqlite3's limit), got {busy_timeout!r}"
             )
         self._timeout = timeout
+        self._lease = check_duration(lease, "lease", allow_zero=False)
+        self._max_claims = check_int(max_claims, "max_claims", minimum=1)
+        self._keeper = LeaseKeeper(
+            self._lease, self._register, self._renew, host_clock=True
+        )
+        self._nursery: trio.Nursery | None = None
+        self._cm: Any = None
         self._store = Store(
             self._path,
             create=create,
@@ -204,11 +276,51 @@ class SQLiteJournal:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def lease(self) -> float:
+        """Seconds this worker's lease lasts."""
+        return self._lease
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's current registration; empty until its first use."""
+        return self._keeper.worker_id or ""
+
+    def hold(self) -> AbstractAsyncContextManager[trio.CancelScope]:
+        """Keep this worker's lease renewed while the block runs (see
+        :meth:`trio_sagas.Journal.hold`)."""
+        return self._keeper.hold()
+
     async def __aenter__(self) -> SQLiteJournal:
+        """Register this worker and renew its lease until the block ends."""
+        self._cm = trio.open_nursery()
+        self._nursery = await self._cm.__aenter__()
+        try:
+            await self._nursery.start(self._keeper.heartbeat)
+        except BaseException:
+            self._nursery.cancel_scope.cancel()
+            await self._cm.__aexit__(None, None, None)
+            raise
+        self._keeper.beating = True
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
+        self._keeper.beating = False
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel(reason="journal closed")
+            await self._cm.__aexit__(None, None, None)
+            self._nursery = None
+        worker_id = self._keeper.worker_id
+        try:
+            if worker_id is not None and not self._store.closed:
+                with trio.CancelScope(shield=True):
+                    await self._write(
+                        lambda conn: conn.execute(
+                            "DELETE FROM workers WHERE worker_id = ?", (worker_id,)
+                        )
+                    )
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Finish the writes already queued, then close the connections.
@@ -305,29 +417,88 @@ class SQLiteJournal:
                 conn.rollback()
             raise self._error(exc) from exc
 
+    # -- leases -----------------------------------------------------------------
+
+    async def _register(self) -> str:
+        worker_id = uuid.uuid4().hex
+        host, pid = socket.gethostname(), os.getpid()
+
+        def register(conn: sqlite3.Connection) -> str:
+            now = time.time()
+            conn.execute(
+                "INSERT INTO workers (worker_id, host, pid, started_at, renewed_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (worker_id, host, pid, now, now, now + self._lease),
+            )
+            return worker_id
+
+        return await self._write(register)
+
+    async def _renew(self, worker_id: str) -> bool:
+        def renew(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            return (
+                conn.execute(
+                    "UPDATE workers SET renewed_at = ?, expires_at = ? "
+                    "WHERE worker_id = ? AND expires_at > ?",
+                    (now, now + self._lease, worker_id, now),
+                ).rowcount
+                == 1
+            )
+
+        return await self._write(renew)
+
+    async def workers(self) -> tuple[WorkerRecord, ...]:
+        """Every worker row, live and lapsed."""
+
+        def select(conn: sqlite3.Connection) -> tuple[WorkerRecord, ...]:
+            rows = conn.execute(
+                "SELECT worker_id, host, pid, started_at, renewed_at, expires_at "
+                "FROM workers ORDER BY started_at"
+            ).fetchall()
+            return tuple(WorkerRecord(*row) for row in rows)
+
+        return await self._read(select)
+
+    async def expire_worker(self, worker_id: str) -> bool:
+        """Operator: that worker is dead; its lease lapses now."""
+        check_label(worker_id, "worker_id")
+
+        def expire(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            return bool(
+                conn.execute(
+                    "UPDATE workers SET expires_at = ? WHERE worker_id = ? "
+                    "AND expires_at > ?",
+                    (now, worker_id, now),
+                ).rowcount
+            )
+
+        return await self._write(expire)
+
     # -- the Journal protocol ---------------------------------------------------
 
-    async def create_run(
-        self, run_id: str, *, scene: str, owner: str, state: bytes
-    ) -> None:
-        """Create a RUNNING run owned by *owner*.
+    async def create_run(self, run_id: str, *, scene: str, state: bytes) -> Fence:
+        """Create a RUNNING run held by this worker (epoch 1).
 
         Raises:
             RunIdInUseError: the id is taken (by a run of any status).
             TypeError, ValueError: *run_id* or *scene* is not a non-empty
-                str of valid text; *state* is not bytes (the codec's fault).
+                str of valid text; *state* is not bytes (the codec's fault:
+                nothing was written).
         """
-        check_str(run_id, "run_id")
-        check_str(scene, "scene")
+        check_label(run_id, "run_id")
+        check_label(scene, "scene")
         self._check_encoded(state, f"run {run_id!r}: the state")
+        worker = await self._keeper.ensure()
 
         def create(conn: sqlite3.Connection) -> None:
             now = time.time()
             try:
                 conn.execute(
                     "INSERT INTO runs (run_id, scene, status, owner, state, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, scene, RunStatus.RUNNING.value, owner, state, now, now),
+                    "created_at, updated_at, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+                    (run_id, scene, RunStatus.RUNNING.value, worker, state, now, now),
                 )
             except sqlite3.IntegrityError:
                 raise RunIdInUseError(
@@ -336,21 +507,26 @@ class SQLiteJournal:
                 ) from None
 
         await self._write(create)
+        return Fence(run_id, worker, 1)
 
     async def append(
         self,
-        run_id: str,
+        fence: Fence,
         entries: Sequence[JournalEntry],
         *,
-        owner: str,
         state: bytes | None = None,
         status: RunStatus | None = None,
     ) -> None:
         """Atomically add *entries*, replace the state, set the status.
 
+        One UPDATE checks the fence (worker, epoch, RUNNING), that the
+        entries continue ``last_seq``, and the writer's live lease.
+
         Raises:
-            RunClaimedError: *owner* does not own the RUNNING run.
+            LeaseLostError: the writer's lease lapsed; nothing was written.
+            RunClaimedError: the fence is stale; nothing was written.
         """
+        run_id = fence.run_id
         self._check_encoded(state, f"run {run_id!r}: the state")
         for e in entries:
             self._check_encoded(e.value, f"run {run_id!r}: the result at seq {e.seq}")
@@ -368,31 +544,35 @@ class SQLiteJournal:
             for e in entries
         ]
         last_seq = entries[-1].seq if entries else None
+        first_seq = entries[0].seq if entries else None
         new_status = None if status is None else status.value
 
         def write(conn: sqlite3.Connection) -> None:
             now = time.time()
             updated = conn.execute(
-                "UPDATE runs SET updated_at = ?, last_seq = coalesce(?, last_seq), "
-                "state = coalesce(?, state), status = coalesce(?, status), "
-                "owner = CASE WHEN ? IS NULL OR ? = 'running' THEN owner ELSE NULL END "
-                "WHERE run_id = ? AND owner = ? AND status = 'running'",
-                (
-                    now,
-                    last_seq,
-                    state,
-                    new_status,
-                    new_status,
-                    new_status,
-                    run_id,
-                    owner,
-                ),
+                "UPDATE runs SET updated_at = :now, "
+                "last_seq = coalesce(:last_seq, last_seq), "
+                "state = coalesce(:state, state), status = coalesce(:status, status), "
+                "owner = CASE WHEN :status IS NULL OR :status = 'running' "
+                "THEN owner ELSE NULL END "
+                "WHERE run_id = :run_id AND owner = :worker AND epoch = :epoch "
+                "AND status = 'running' "
+                "AND (:first_seq IS NULL OR last_seq = :first_seq - 1) "
+                "AND EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = :worker "
+                "AND w.expires_at > :now)",
+                {
+                    "now": now,
+                    "last_seq": last_seq,
+                    "first_seq": first_seq,
+                    "state": state,
+                    "status": new_status,
+                    "run_id": run_id,
+                    "worker": fence.worker,
+                    "epoch": fence.epoch,
+                },
             ).rowcount
             if updated != 1:
-                raise RunClaimedError(
-                    f"run {run_id!r} in journal {str(self._path)!r} is no longer "
-                    f"owned by {owner!r} (claimed by a recovery, or finished)"
-                )
+                raise self._refusal(conn, fence, first_seq, now)
             if rows:
                 conn.executemany(
                     "INSERT INTO events (run_id, seq, kind, step, at, written_at, "
@@ -402,37 +582,178 @@ class SQLiteJournal:
 
         await self._write(write)
 
+    def _refusal(
+        self, conn: sqlite3.Connection, fence: Fence, first_seq: int | None, now: float
+    ) -> JournalError:
+        """Why a fenced append wrote nothing (its UPDATE changed no row)."""
+        where = f"run {fence.run_id!r} in journal {str(self._path)!r}"
+        live = conn.execute(
+            "SELECT 1 FROM workers WHERE worker_id = ? AND expires_at > ?",
+            (fence.worker, now),
+        ).fetchone()
+        if live is None:
+            return LeaseLostError(
+                f"{where}: the lease of worker {fence.worker!r} lapsed; it may "
+                "no longer write (the run is left to the worker that claims it)"
+            )
+        row = conn.execute(
+            "SELECT owner, epoch, status, last_seq FROM runs WHERE run_id = ?",
+            (fence.run_id,),
+        ).fetchone()
+        if row is not None and (row[0], row[1], row[2]) == (
+            fence.worker,
+            fence.epoch,
+            RunStatus.RUNNING.value,
+        ):
+            return JournalError(
+                f"{where}: entries start at seq {first_seq}, the journal's last "
+                f"is {row[3]}; nothing was written"
+            )
+        return RunClaimedError(
+            f"{where} is no longer held by worker {fence.worker!r} under epoch "
+            f"{fence.epoch} (claimed by another worker, or finished)"
+        )
+
+    def _claim_one(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        worker: str,
+        wanted: list[str],
+        stale_after: float,
+    ) -> Fence | None:
+        now = time.time()
+        marks = ", ".join(f":s{i}" for i in range(len(wanted)))
+        params: dict[str, Any] = {f"s{i}": v for i, v in enumerate(wanted)}
+        params.update(
+            now=now,
+            run_id=run_id,
+            worker=worker,
+            stale=now - stale_after,
+            max_claims=self._max_claims,
+        )
+        claimable = (
+            f"run_id = :run_id AND status IN ({marks}) AND (status != 'running' "
+            f"OR ({_HOLDER_DEAD} AND updated_at <= :stale))"
+        )
+        # Claimed too often: an operator must look at it.
+        conn.execute(
+            "UPDATE runs SET status = 'needs_intervention', owner = NULL, "
+            f"updated_at = :now WHERE {claimable} AND status = 'running' "
+            "AND claims >= :max_claims",
+            params,
+        )
+        row = conn.execute(
+            "UPDATE runs SET owner = :worker, status = 'running', "
+            "epoch = epoch + 1, claims = claims + 1, updated_at = :now "
+            f"WHERE {claimable} RETURNING epoch",
+            params,
+        ).fetchone()
+        return None if row is None else Fence(run_id, worker, row[0])
+
     async def claim(
         self,
         run_id: str,
         *,
-        owner: str,
-        stale_after: float = 0.0,
         statuses: Iterable[RunStatus] = (RunStatus.RUNNING,),
-    ) -> bool:
-        """Make *owner* the owner of the run and set it RUNNING, atomically.
-
-        Succeeds only if the run's status is in *statuses* and, if it is
-        RUNNING, its latest write is *stale_after* seconds old or older.
-        """
-        wanted = [RunStatus(s).value for s in statuses]
+        stale_after: float = 0.0,
+    ) -> Fence | None:
+        """Take a run over for this worker (see :meth:`trio_sagas.Journal.claim`)."""
+        check_label(run_id, "run_id")
+        wanted = [check_enum(s, RunStatus, "statuses").value for s in statuses]
         check_timeout(stale_after, "stale_after", allow_none=False)
-
-        def claim(conn: sqlite3.Connection) -> bool:
-            now = time.time()
-            marks = ", ".join("?" * len(wanted))
-            return bool(
-                conn.execute(
-                    f"UPDATE runs SET owner = ?, status = 'running', updated_at = ? "
-                    f"WHERE run_id = ? AND status IN ({marks}) "
-                    f"AND (status != 'running' OR updated_at <= ?)",
-                    (owner, now, run_id, *wanted, now - stale_after),
-                ).rowcount
-            )
-
         if not wanted:
-            return False
+            return None
+        worker = await self._keeper.ensure()
+        return await self._write(
+            lambda conn: self._claim_one(conn, run_id, worker, wanted, stale_after)
+        )
+
+    async def claim_batch(
+        self, *, limit: int, stale_after: float = 0.0
+    ) -> tuple[tuple[RunRecord, Fence], ...]:
+        """Claim up to *limit* claimable RUNNING runs, oldest first."""
+        check_int(limit, "limit", minimum=1)
+        check_timeout(stale_after, "stale_after", allow_none=False)
+        worker = await self._keeper.ensure()
+
+        def claim(conn: sqlite3.Connection) -> tuple[tuple[RunRecord, Fence], ...]:
+            out: list[tuple[RunRecord, Fence]] = []
+            damaged = 0  # unreadable candidates are skipped, not claimed
+            while len(out) < limit:
+                now = time.time()
+                candidates = conn.execute(
+                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'running' AND "
+                    f"{_HOLDER_DEAD} AND updated_at <= :stale "
+                    "ORDER BY created_at, run_id LIMIT :limit OFFSET :skip",
+                    {
+                        "now": now,
+                        "stale": now - stale_after,
+                        "limit": limit - len(out),
+                        "skip": damaged,
+                    },
+                ).fetchall()
+                if not candidates:
+                    break
+                for candidate in candidates:
+                    try:
+                        decode_run(candidate, _run_record, self._where())
+                    except JournalError:
+                        damaged += 1
+                        continue
+                    run_id = candidate[0]
+                    fence = self._claim_one(
+                        conn, run_id, worker, ["running"], stale_after
+                    )
+                    if fence is not None:
+                        row = conn.execute(
+                            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                            (run_id,),
+                        ).fetchone()
+                        out.append((_run_record(row), fence))
+            return tuple(out)
+
         return await self._write(claim)
+
+    async def prune(
+        self,
+        *,
+        older_than: float,
+        statuses: Iterable[RunStatus] = (
+            RunStatus.SUCCEEDED,
+            RunStatus.COMPENSATED,
+            RunStatus.FAILED,
+        ),
+    ) -> int:
+        """Delete finished runs (and their entries) last written *older_than*
+        seconds ago or more; RUNNING and NEEDS_INTERVENTION never."""
+        check_duration(older_than, "older_than")
+        wanted = [check_enum(s, RunStatus, "statuses") for s in statuses]
+        kept = {RunStatus.RUNNING, RunStatus.NEEDS_INTERVENTION} & set(wanted)
+        if kept:
+            raise ValueError(
+                f"statuses: {sorted(s.name for s in kept)} are never pruned, "
+                f"got {sorted(s.name for s in wanted)}"
+            )
+        values = [s.value for s in wanted]
+        if not values:
+            return 0
+
+        def prune(conn: sqlite3.Connection) -> int:
+            cutoff = time.time() - older_than
+            marks = ", ".join("?" * len(values))
+            where = f"status IN ({marks}) AND updated_at <= ?"
+            conn.execute(
+                "DELETE FROM events WHERE run_id IN "
+                f"(SELECT run_id FROM runs WHERE {where})",
+                (*values, cutoff),
+            )
+            deleted = conn.execute(
+                f"DELETE FROM runs WHERE {where}", (*values, cutoff)
+            ).rowcount
+            return int(deleted)
+
+        return await self._write(prune)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run's record, or None.
@@ -440,7 +761,7 @@ class SQLiteJournal:
         Raises:
             JournalError: the run's record is damaged (the message names it).
         """
-        check_str(run_id, "run_id")
+        check_label(run_id, "run_id")
 
         def get(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(
@@ -520,7 +841,7 @@ class SQLiteJournal:
         Raises:
             JournalError: an entry is damaged (the message names the run).
         """
-        check_str(run_id, "run_id")
+        check_label(run_id, "run_id")
 
         def select(conn: sqlite3.Connection) -> tuple[JournalEntry, ...]:
             rows = conn.execute(

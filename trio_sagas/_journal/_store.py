@@ -90,6 +90,11 @@ class Store:
             )
         return self._error(exc)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed or self._writer.stopping
+
     def closed_error(self) -> JournalError:
         return JournalError(f"journal {str(self.path)!r} is closed")
 

@@ -90,6 +90,11 @@ class GroupWriter:
         self._largest = 0
         self._in_flight = 0
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called (new jobs are refused)."""
+        return self._stopping
+
     def statistics(self) -> WriterStatistics:
         with self._cond:
             queued = sum(r.state == _QUEUED for r in self._queue)

@@ -21,30 +21,40 @@ from ._events import (
     SceneStarted,
 )
 from ._journal import (
+    DEFAULT_LEASE,
+    DEFAULT_MAX_CLAIMS,
     Codec,
+    Fence,
     Journal,
     JournalEntry,
     JournalError,
     JournalSchemaError,
     JSONCodec,
+    LeaseLostError,
     RunClaimedError,
     RunIdInUseError,
     RunNotFoundError,
     RunRecord,
     RunStatus,
+    WorkerRecord,
 )
 from ._model import DEFAULT_COMPENSATION_RETRY, Act, Chorus, ChorusMode, Scene
+from ._records import SagaResult
 from ._recovery import (
-    RecordedFailure,
+    HELD_ELSEWHERE,
     RecoveryReport,
     SkippedRun,
     compensate_run,
     recover,
 )
-from ._runner import SagaResult, run_scene
+from ._replay import RecordedFailure
+from ._run import run_scene
 
 __all__ = [
     "DEFAULT_COMPENSATION_RETRY",
+    "DEFAULT_LEASE",
+    "DEFAULT_MAX_CLAIMS",
+    "HELD_ELSEWHERE",
     "Act",
     "ActCancelled",
     "ActCompleted",
@@ -61,11 +71,13 @@ __all__ = [
     "CompensationStepCompleted",
     "CompensationStepFailed",
     "CompensationStepStarted",
+    "Fence",
     "JSONCodec",
     "Journal",
     "JournalEntry",
     "JournalError",
     "JournalSchemaError",
+    "LeaseLostError",
     "RecordedFailure",
     "RecoveryReport",
     "RunClaimedError",
@@ -80,6 +92,7 @@ __all__ = [
     "SceneFailed",
     "SceneStarted",
     "SkippedRun",
+    "WorkerRecord",
     "compensate_run",
     "recover",
     "run_scene",
