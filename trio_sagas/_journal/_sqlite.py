@@ -126,6 +126,9 @@ _HOLDER_DEAD = (
     "AND w.expires_at > :now)"
 )
 
+# One encoder for every entry's data (json.dumps would build one per call).
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
 MAX_BUSY_TIMEOUT = 2_147_483.0
 """Seconds: sqlite3 keeps the busy timeout in a C int of milliseconds."""
 
@@ -538,7 +541,7 @@ class SQLiteJournal:
                 e.kind,
                 e.step,
                 e.at,
-                json.dumps(e.data, separators=(",", ":")),
+                _JSON.encode(e.data),
                 e.value,
             )
             for e in entries

@@ -32,7 +32,7 @@ import trio
 
 T = TypeVar("T")
 
-MAX_BATCH: Final = 512
+MAX_BATCH: Final = 1024
 """Jobs per transaction at most (bounds one batch's latency and memory)."""
 
 _QUEUED, _TAKEN, _WITHDRAWN = range(3)
