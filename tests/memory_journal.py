@@ -194,7 +194,7 @@ class MemoryJournal:
         return copy
 
     async def create_run(self, run_id: str, *, scene: str, state: bytes) -> Fence:
-        worker = await self.keeper.ensure()
+        worker = await self.keeper.fresh()
         now = time.time()
 
         def check() -> None:
@@ -287,7 +287,7 @@ class MemoryJournal:
         statuses: Iterable[RunStatus] = (RunStatus.RUNNING,),
         stale_after: float = 0.0,
     ) -> Fence | None:
-        worker = await self.keeper.ensure()
+        worker = await self.keeper.fresh()
         await trio.lowlevel.checkpoint()
         record = self.records.get(run_id)
         if record is None or not self._claimable(record, set(statuses), stale_after):
@@ -297,7 +297,7 @@ class MemoryJournal:
     async def claim_batch(
         self, *, limit: int, stale_after: float = 0.0
     ) -> tuple[tuple[RunRecord, Fence], ...]:
-        worker = await self.keeper.ensure()
+        worker = await self.keeper.fresh()
         await trio.lowlevel.checkpoint()
         out: list[tuple[RunRecord, Fence]] = []
         for record in list(self.records.values()):

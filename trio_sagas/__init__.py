@@ -121,6 +121,7 @@ from ._saga import WorkerRecord as WorkerRecord
 from ._saga import compensate_run as compensate_run
 from ._saga import recover as recover
 from ._saga import run_scene as run_scene
+from ._saga import run_worker as run_worker
 from ._timeline import Span as Span
 from ._timeline import plot_timeline as plot_timeline
 from ._timeline import render_timeline as render_timeline
@@ -247,6 +248,7 @@ __all__ = (
     "recover",
     "render_timeline",
     "run_scene",
+    "run_worker",
     "timeline_spans",
 )
 

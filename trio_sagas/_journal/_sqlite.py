@@ -493,7 +493,7 @@ class SQLiteJournal:
         check_label(run_id, "run_id")
         check_label(scene, "scene")
         self._check_encoded(state, f"run {run_id!r}: the state")
-        worker = await self._keeper.ensure()
+        worker = await self._keeper.fresh()
 
         def create(conn: sqlite3.Connection) -> None:
             now = time.time()
@@ -667,7 +667,7 @@ class SQLiteJournal:
         check_timeout(stale_after, "stale_after", allow_none=False)
         if not wanted:
             return None
-        worker = await self._keeper.ensure()
+        worker = await self._keeper.fresh()
         return await self._write(
             lambda conn: self._claim_one(conn, run_id, worker, wanted, stale_after)
         )
@@ -678,7 +678,7 @@ class SQLiteJournal:
         """Claim up to *limit* claimable RUNNING runs, oldest first."""
         check_int(limit, "limit", minimum=1)
         check_timeout(stale_after, "stale_after", allow_none=False)
-        worker = await self._keeper.ensure()
+        worker = await self._keeper.fresh()
 
         def claim(conn: sqlite3.Connection) -> tuple[tuple[RunRecord, Fence], ...]:
             out: list[tuple[RunRecord, Fence]] = []

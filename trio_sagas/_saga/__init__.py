@@ -49,6 +49,7 @@ from ._recovery import (
 )
 from ._replay import RecordedFailure
 from ._run import run_scene
+from ._worker import run_worker
 
 __all__ = [
     "DEFAULT_COMPENSATION_RETRY",
@@ -96,4 +97,5 @@ __all__ = [
     "compensate_run",
     "recover",
     "run_scene",
+    "run_worker",
 ]

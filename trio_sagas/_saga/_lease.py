@@ -90,6 +90,13 @@ class LeaseKeeper:
                 self.deadline = self._local_deadline(sent)
             return self.worker_id
 
+    async def fresh(self) -> str:
+        """This worker's id, renewed first if the local deadline passed
+        (an idle journal's lease may have lapsed: claim nothing under it)."""
+        if self.worker_id is not None and trio.current_time() >= self.deadline:
+            await self.renew_once()
+        return await self.ensure()
+
     async def renew_once(self) -> None:
         """One renewal; on success push every scope of this registration."""
         worker_id = await self.ensure()
@@ -129,7 +136,7 @@ class LeaseKeeper:
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[trio.CancelScope]:
         """A scope with the local lease deadline, renewed while the block runs."""
-        worker_id = await self.ensure()
+        worker_id = await self.fresh()
         scope = trio.CancelScope(deadline=self.deadline)
         self._scopes[scope] = worker_id
         try:

@@ -90,7 +90,7 @@ class RecoveryReport:
         return len(self.results)
 
 
-def _scene_map(scenes: Mapping[str, Scene] | Iterable[Scene]) -> dict[str, Scene]:
+def scene_map(scenes: Mapping[str, Scene] | Iterable[Scene]) -> dict[str, Scene]:
     given: object = scenes
     if isinstance(given, Mapping):
         items = list(given.items())
@@ -113,7 +113,7 @@ def _scene_map(scenes: Mapping[str, Scene] | Iterable[Scene]) -> dict[str, Scene
     return out
 
 
-def _check_journal(journal: object) -> Journal:
+def check_journal(journal: object) -> Journal:
     if not isinstance(journal, Journal):
         raise TypeError(
             f"journal must implement trio_sagas.Journal (e.g. a SQLiteJournal), "
@@ -237,8 +237,8 @@ async def recover(
     Raises:
         JournalError: the journal could not be read or written.
     """
-    journal = _check_journal(journal)
-    by_name = _scene_map(scenes)
+    journal = check_journal(journal)
+    by_name = scene_map(scenes)
     check_sync_observer(observer)
     check_timeout(stale_after, "stale_after", allow_none=False)
     emitter = Emitter(observer)
@@ -330,9 +330,9 @@ async def compensate_run(
         JournalError: the journal failed, or another caller is compensating
             the run right now (a :exc:`RunClaimedError`).
     """
-    journal = _check_journal(journal)
+    journal = check_journal(journal)
     check_label(run_id, "run_id")
-    by_name = _scene_map(scenes)
+    by_name = scene_map(scenes)
     check_sync_observer(observer)
     record = await journal.get_run(run_id)
     if record is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .._events import Emitter, Observer, logger
+from .._events import SILENT, Emitter, Observer, logger
 from .._validate import check_label, check_sync_observer, check_type
 from ._chorus import CHORUSES
 from ._journal import Journal, LeaseLostError, RunClaimedError, RunStatus
@@ -123,7 +123,8 @@ async def run_scene(
             still says RUNNING, so :func:`recover` will roll it back again
             (compensation is at-least-once: use ``ctx.idempotency_key``).
     """
-    check_type(scene, Scene, "scene")
+    if type(scene) is not Scene:  # isinstance() first: this is the hot path
+        check_type(scene, Scene, "scene")  # type: ignore[unreachable]
     check_sync_observer(observer)
     run_id = uuid.uuid4().hex if run_id is None else check_label(run_id, "run_id")
     if journal is not None and not isinstance(journal, Journal):
@@ -131,7 +132,7 @@ async def run_scene(
             f"journal must implement trio_sagas.Journal (e.g. a "
             f"SQLiteJournal), got {journal!r}"
         )
-    emitter = Emitter(observer)
+    emitter = SILENT if observer is None else Emitter(observer)
     # A run is independent of any run it is called from (an act may call
     # run_scene): the enclosing run's choruses must not see its failures.
     token = CHORUSES.set(())

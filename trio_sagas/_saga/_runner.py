@@ -54,6 +54,17 @@ def act_context(run_id: str, path: str, act: Act, deps: Any) -> StepContext:
 class Runner:
     """Runs one run's steps forward, and rolls saga scenes back."""
 
+    __slots__ = (
+        "deps",
+        "now",
+        "open_rollbacks",
+        "recorder",
+        "rolled_back",
+        "run_id",
+        "state",
+        "undo_outcomes",
+    )
+
     def __init__(
         self,
         run_id: str,
@@ -102,7 +113,9 @@ class Runner:
         return await ChorusRun(self, step, path).run(sink)
 
     async def act(self, act: Act, path: str, sink: list[Record]) -> StepResult:
-        ctx = act_context(self.run_id, path, act, self.deps)
+        ctx = StepContext._trusted(  # act_context(), inlined on the hot path
+            act.name, path=path, deps=self.deps, idempotency_key=f"{self.run_id}/{path}"
+        )
         record = ActRecord(act, path, ctx)
         recorder = self.recorder
         raw = recorder.raw
@@ -308,10 +321,14 @@ class Runner:
     async def undo_act(self, record: ActRecord) -> int:
         act = record.act
         timeout = act.undo_timeout or DEFAULT_COMPENSATION_TIMEOUT
-        # Shielded by roll_back; a broken journal does not stop the undo.
-        await self.recorder.intent(
-            CompensationStepStarted, self.now(), check=False, step=record.path
-        )
+        raw = self.recorder.raw
+        if raw is not None:
+            raw.append((CompensationStepStarted, self.now(), {"step": record.path}))
+        else:
+            # Shielded by roll_back; a broken journal does not stop the undo.
+            await self.recorder.intent(
+                CompensationStepStarted, self.now(), check=False, step=record.path
+            )
         started = self.now()
         outcomes: list[Outcome[Any]] = []
         registered = record.ctx.compensation
