@@ -434,3 +434,22 @@ async def test_run_ids_and_scene_names_must_be_text(tmp_path: pathlib.Path) -> N
             await journal.get_run("\udc80")
         assert await journal.runs() == ()
     assert trio_sagas.SQLiteJournal is SQLiteJournal
+
+
+async def test_claim_batch_skips_a_damaged_run(tmp_path: pathlib.Path) -> None:
+    """A takeover claims every readable run and leaves the unreadable one alone."""
+    db = tmp_path / "j.db"
+    with await journal_with_runs(db, 4) as dead:
+        (worker,) = await dead.workers()
+        await dead.expire_worker(worker.worker_id)
+    with side(db) as conn:  # not UTF-8, then not a time
+        conn.execute("UPDATE runs SET scene = CAST(x'ff' AS TEXT) WHERE run_id = 'r1'")
+        conn.execute("UPDATE runs SET created_at = 'noon' WHERE run_id = 'r2'")
+    async with SQLiteJournal(db, create=False) as journal:
+        claimed = await journal.claim_batch(limit=1)
+        assert [record.run_id for record, _ in claimed] == ["r0"]
+        claimed = await journal.claim_batch(limit=10)
+        assert [record.run_id for record, _ in claimed] == ["r3"]
+        _, damaged = await journal.scan_runs(status=RunStatus.RUNNING)
+        assert sorted(d.run_id for d in damaged) == ["r1", "r2"]
+        assert "not valid UTF-8" in damaged[0].reason

@@ -10,6 +10,7 @@ import pathlib
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import trio_sagas
 from trio_sagas import (
@@ -133,6 +136,72 @@ async def test_one_failing_write_fails_only_its_own_run(
         states = {r.run_id: r.state for r in await journal.runs()}
         assert states == {"r0": b"[1]", "r1": b"{}", "r2": b"[1]", "r3": b"{}"}
         assert list(fences) == sorted(states)
+
+
+class Refused(Exception):
+    """A write job that changed a row, then refused."""
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    plan=st.lists(
+        st.sampled_from(["ok", "stale", "gap", "refused"]), min_size=1, max_size=10
+    )
+)
+async def test_property_every_write_in_a_batch_commits_alone_or_not_at_all(
+    plan: list[str],
+) -> None:
+    """In one batch, exactly the accepted writes commit, whatever fails around them."""
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        trio.fail_after(30),
+        SQLiteJournal(pathlib.Path(folder) / "j.db", synchronous="NORMAL") as journal,
+    ):
+        fences = await setup_runs(journal, len(plan))
+        verdicts: dict[str, str] = {}
+
+        async def write(run_id: str, kind: str) -> None:
+            fence = fences[run_id]
+            try:
+                if kind == "refused":
+
+                    def job(conn: sqlite3.Connection) -> None:
+                        conn.execute(
+                            "UPDATE runs SET state = x'00' WHERE run_id = ?", (run_id,)
+                        )
+                        raise Refused(run_id)
+
+                    await journal._write(job)
+                else:
+                    if kind == "stale":
+                        fence = Fence(run_id, fence.worker, fence.epoch + 1)
+                    seq = 3 if kind == "gap" else 0
+                    await journal.append(fence, [entry(run_id, seq)], state=b"[1]")
+            except (JournalError, Refused) as exc:
+                verdicts[run_id] = type(exc).__name__
+            else:
+                verdicts[run_id] = "committed"
+
+        with opened_at_exit(Gate()) as gate:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(journal._write, gate)
+                await gate.wait_entered()
+                for index, kind in enumerate(plan):
+                    nursery.start_soon(write, f"r{index}", kind)
+                await trio.testing.wait_all_tasks_blocked()
+                gate.opened.set()
+        expected = {
+            "ok": "committed",
+            "stale": "RunClaimedError",
+            "gap": "JournalError",
+            "refused": "Refused",
+        }
+        assert verdicts == {f"r{i}": expected[k] for i, k in enumerate(plan)}
+        states = {r.run_id: r.state for r in await journal.runs()}
+        for index, kind in enumerate(plan):
+            assert states[f"r{index}"] == (b"[1]" if kind == "ok" else b"{}")
+        events = {f"r{i}": len(await journal.events(f"r{i}")) for i in range(len(plan))}
+        assert events == {f"r{i}": int(k == "ok") for i, k in enumerate(plan)}
 
 
 async def test_cancelled_while_queued_withdraws_the_write(
