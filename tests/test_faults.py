@@ -453,3 +453,20 @@ async def test_claim_batch_skips_a_damaged_run(tmp_path: pathlib.Path) -> None:
         _, damaged = await journal.scan_runs(status=RunStatus.RUNNING)
         assert sorted(d.run_id for d in damaged) == ["r1", "r2"]
         assert "not valid UTF-8" in damaged[0].reason
+
+
+async def test_check_reads_every_row(tmp_path: pathlib.Path) -> None:
+    """check(): SQLite's findings plus every run and event decoded, damage listed by run."""
+    db = tmp_path / "j.db"
+    with await journal_with_runs(db, 3) as journal:
+        for run_id in ("r0", "r1"):
+            await journal.append(FENCES[run_id], [entry(run_id, 0), entry(run_id, 1)])
+        healthy = await journal.check()
+        assert healthy.ok
+        assert (healthy.runs, healthy.events, healthy.integrity) == (3, 4, ())
+        with side(db) as conn:
+            conn.execute("UPDATE events SET data = '[' WHERE run_id = 'r1' AND seq = 1")
+        found = await journal.check()
+        assert not found.ok
+        assert [(d.run_id, d.scene) for d in found.damaged] == [("r1", "s")]
+        assert "seq 1" in found.damaged[0].reason

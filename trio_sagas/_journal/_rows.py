@@ -142,3 +142,53 @@ def decode_entry(run_id: str, row: tuple[Any, ...], where: str) -> JournalEntry:
         value=value,
         written_at=written_at,
     )
+
+
+@attrs.frozen
+class JournalCheck:
+    """What :meth:`SQLiteJournal.check` found.
+
+    Attributes:
+        integrity: SQLite's findings (``PRAGMA integrity_check``); empty when
+            the file is sound.
+        damaged: Every run whose record or one of whose events cannot be read.
+        runs: How many runs were read.
+        events: How many events were read.
+    """
+
+    integrity: tuple[str, ...]
+    damaged: tuple[DamagedRun, ...]
+    runs: int
+    events: int
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing is wrong."""
+        return not self.integrity and not self.damaged
+
+
+def check_rows(
+    conn: Any,
+    run_query: str,
+    build: Callable[[tuple[Any, ...]], RunRecord],
+    where: str,
+) -> JournalCheck:
+    """The structure check, then every run row and every event decoded."""
+    rows = conn.execute("PRAGMA integrity_check(100)").fetchall()
+    integrity = tuple(str(r[0]) for r in rows if r[0] != "ok")
+    damaged: list[DamagedRun] = []
+    runs = events = 0
+    for row in conn.execute(run_query).fetchall():
+        runs += 1
+        try:
+            record = decode_run(row, build, where)
+            for entry in conn.execute(
+                "SELECT seq, kind, step, at, written_at, data, value FROM events "
+                "WHERE run_id = ? ORDER BY seq",
+                (record.run_id,),
+            ).fetchall():
+                events += 1
+                decode_entry(record.run_id, entry, where)
+        except JournalError as exc:
+            damaged.append(damaged_run(row, exc))
+    return JournalCheck(integrity, tuple(damaged), runs, events)

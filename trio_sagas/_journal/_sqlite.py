@@ -60,7 +60,14 @@ from .._validate import (
     check_label,
     check_timeout,
 )
-from ._rows import DamagedRun, damaged_run, decode_entry, decode_run
+from ._rows import (
+    DamagedRun,
+    JournalCheck,
+    check_rows,
+    damaged_run,
+    decode_entry,
+    decode_run,
+)
 from ._store import CHECK_ON_OPEN_LIMIT, Store
 from ._writer import WriterStatistics
 
@@ -132,7 +139,13 @@ _JSON = json.JSONEncoder(separators=(",", ":"))
 MAX_BUSY_TIMEOUT = 2_147_483.0
 """Seconds: sqlite3 keeps the busy timeout in a C int of milliseconds."""
 
-__all__ = ["CHECK_ON_OPEN_LIMIT", "MAX_BUSY_TIMEOUT", "DamagedRun", "SQLiteJournal"]
+__all__ = [
+    "CHECK_ON_OPEN_LIMIT",
+    "MAX_BUSY_TIMEOUT",
+    "DamagedRun",
+    "JournalCheck",
+    "SQLiteJournal",
+]
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
@@ -837,6 +850,22 @@ class SQLiteJournal:
             return tuple(records), tuple(damaged)
 
         return await self._read(select)
+
+    async def check(self) -> JournalCheck:
+        """Check the whole journal: SQLite's ``integrity_check`` (whatever the
+        file's size) and every run and event decoded.
+
+        Reads every row once (for the ``check`` command of the command line,
+        or a health check); the journal stays usable meanwhile.
+
+        Returns:
+            A :class:`JournalCheck`: SQLite's findings, the damaged runs
+            (run id, scene, reason), and how many runs and events were read.
+        """
+        query = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY created_at, run_id"
+        return await self._read(
+            lambda conn: check_rows(conn, query, _run_record, self._where())
+        )
 
     async def events(self, run_id: str) -> tuple[JournalEntry, ...]:
         """The run's entries in ``seq`` order.
