@@ -49,7 +49,7 @@ FENCES: dict[str, Fence] = {}
 
 
 async def journal_with_runs(db: pathlib.Path, count: int = 2) -> SQLiteJournal:
-    journal = SQLiteJournal(db)
+    journal = SQLiteJournal(db, synchronous="NORMAL")  # faster; same checks
     FENCES.clear()
     for index in range(count):
         run_id = f"r{index}"
