@@ -436,7 +436,9 @@ async def test_run_ids_and_scene_names_must_be_text(tmp_path: pathlib.Path) -> N
     assert trio_sagas.SQLiteJournal is SQLiteJournal
 
 
-async def test_claim_batch_skips_a_damaged_run(tmp_path: pathlib.Path) -> None:
+async def test_claim_batch_skips_a_damaged_run(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A takeover claims every readable run and leaves the unreadable one alone."""
     db = tmp_path / "j.db"
     with await journal_with_runs(db, 4) as dead:
@@ -450,6 +452,8 @@ async def test_claim_batch_skips_a_damaged_run(tmp_path: pathlib.Path) -> None:
         assert [record.run_id for record, _ in claimed] == ["r0"]
         claimed = await journal.claim_batch(limit=10)
         assert [record.run_id for record, _ in claimed] == ["r3"]
+        skipped = [r.getMessage() for r in caplog.records if "skips" in r.getMessage()]
+        assert any("run 'r2'" in message for message in skipped), skipped
         _, damaged = await journal.scan_runs(status=RunStatus.RUNNING)
         assert sorted(d.run_id for d in damaged) == ["r1", "r2"]
         assert "not valid UTF-8" in damaged[0].reason

@@ -35,6 +35,7 @@ from typing import Any, Literal, TypeVar, final
 
 import trio
 
+from .._events import logger
 from .._saga._journal import (
     DEFAULT_LEASE,
     DEFAULT_MAX_CLAIMS,
@@ -714,7 +715,9 @@ class SQLiteJournal:
                 for candidate in candidates:
                     try:
                         decode_run(candidate, _run_record, self._where())
-                    except JournalError:
+                    except JournalError as exc:
+                        # Left RUNNING for an operator; scan_runs()/check() list it.
+                        logger.warning("claim_batch skips a damaged run: %s", exc)
                         damaged += 1
                         continue
                     run_id = candidate[0]
