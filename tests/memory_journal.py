@@ -149,8 +149,7 @@ class MemoryJournal:
         tb: TracebackType | None,
     ) -> None:
         assert self._nursery is not None
-        self.keeper.beating = False
-        self._nursery.cancel_scope.cancel()
+        self.keeper.stop()
         await self._cm.__aexit__(None, None, None)
         if self.keeper.worker_id is not None:
             self.store.workers.pop(self.keeper.worker_id, None)

@@ -691,3 +691,42 @@ async def test_recover_stale_after_spares_recently_written_runs(
         run = await journal.get_run("r")
         assert run is not None
         assert (run.status, run.owner) == (RunStatus.COMPENSATED, None)
+
+
+async def test_sqlite_migrates_a_version_1_journal(tmp_path: pathlib.Path) -> None:
+    """A journal written by version 1 (owner tokens, no leases) is migrated on
+    open; its RUNNING runs have no live worker, so recover() takes them over."""
+    from trio_sagas._journal import _sqlite
+
+    db = tmp_path / "v1.db"
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        for statement in _sqlite._SCHEMA_V1:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {_sqlite.APPLICATION_ID}")
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO runs (run_id, scene, status, owner, state, created_at, "
+            "updated_at, last_seq) VALUES ('r', 's', 'running', 'old-token', X'7B7D', "
+            "0, 0, 1)"
+        )
+        for seq, kind, step in ((0, "SceneStarted", "s"), (1, "ActStarted", "s/a")):
+            conn.execute(
+                "INSERT INTO events (run_id, seq, kind, step, at, written_at, data) "
+                "VALUES ('r', ?, ?, ?, 0, 0, '{}')",
+                (seq, kind, step),
+            )
+    undone: list[str] = []
+
+    async def back(ctx: StepContext, state: object) -> None:
+        undone.append(ctx.path)
+
+    scene = Scene("s", [Act("a", ok, compensate=back)], saga=True)
+    async with SQLiteJournal(db, create=False) as journal:
+        report = await trio_sagas.recover(journal, [scene])
+        run = await journal.get_run("r")
+    assert [r.run_id for r in report] == ["r"]
+    assert undone == ["s/a"]
+    assert run is not None
+    assert (run.status, run.epoch, run.claims) == (RunStatus.COMPENSATED, 1, 1)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2

@@ -258,8 +258,10 @@ async def test_outside_cancel_between_rollback_writes_does_not_stop_it(
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             with scope:
-                await run_scene_at(scene, journal)
+                result = await run_scene_at(scene, journal)
+                await trio.lowlevel.checkpoint()  # the cancel, delivered now
     assert scope.cancelled_caught
+    assert result.failed_step == "s/c"
     assert log == ["undo b", "undo a"]
     assert status_of(journal) is RunStatus.COMPENSATED
     kinds = [e.kind for e in journal.entries["r"]]
@@ -376,3 +378,34 @@ async def test_run_worker_on_sqlite(tmp_path: pathlib.Path) -> None:
     assert run is not None
     assert (run.status, run.claims, run.epoch) == (RunStatus.COMPENSATED, 1, 2)
     assert undone == ["s/a"]
+
+
+async def test_lease_is_renewed_through_a_long_rollback_after_an_outside_cancel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Cancelled from outside, a durable run rolls back for longer than its
+    lease: the heartbeat is shielded too, so the lease stays live, the undo is
+    journaled and the run ends COMPENSATED."""
+    log: list[str] = []
+
+    async def hold_it(ctx: StepContext, state: object) -> str:
+        return "held"
+
+    async def slow_release(ctx: StepContext, state: object) -> None:
+        await trio.sleep(10)
+        log.append(f"released at {trio.current_time()}")
+
+    async def wait(ctx: StepContext, state: object) -> None:
+        await trio.sleep_forever()
+
+    scene = Scene(
+        "s",
+        [Act("a", hold_it, compensate=slow_release), Act("b", wait)],
+        saga=True,
+    )
+    journal = MemoryJournal(lease=3.0)
+    with trio.fail_after(60):
+        with trio.move_on_after(1):
+            await run_scene_at(scene, journal)
+    assert log == ["released at 11.0"]
+    assert status_of(journal) is RunStatus.COMPENSATED

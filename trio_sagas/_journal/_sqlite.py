@@ -21,13 +21,11 @@ on open for files up to :data:`CHECK_ON_OPEN_LIMIT` bytes.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
 import socket
 import sqlite3
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -35,7 +33,6 @@ from typing import Any, Literal, TypeVar, final
 
 import trio
 
-from .._events import logger
 from .._saga._journal import (
     DEFAULT_LEASE,
     DEFAULT_MAX_CLAIMS,
@@ -45,9 +42,6 @@ from .._saga._journal import (
     JournalError,
     JournalSchemaError,
     JSONCodec,
-    LeaseLostError,
-    RunClaimedError,
-    RunIdInUseError,
     RunRecord,
     RunStatus,
     WorkerRecord,
@@ -61,6 +55,7 @@ from .._validate import (
     check_label,
     check_timeout,
 )
+from . import _sqlite_leases as leases
 from ._rows import (
     DamagedRun,
     JournalCheck,
@@ -104,38 +99,8 @@ _SCHEMA_V1 = (
     ) WITHOUT ROWID""",
 )
 
-# Version 2: worker leases and epoch fencing. ``runs.owner`` holds the
-# worker id of the holder; runs of version 1 (per-call owner tokens) have no
-# live worker, so they are claimable at once, as they were.
-_SCHEMA_V2 = (
-    "ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
-    """CREATE TABLE workers (
-        worker_id TEXT PRIMARY KEY,
-        host TEXT NOT NULL,
-        pid INTEGER NOT NULL,
-        started_at REAL NOT NULL,
-        renewed_at REAL NOT NULL,
-        expires_at REAL NOT NULL
-    )""",
-)
-
 # Migrations from version N to N + 1, applied in one transaction each.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
-
-_RUN_COLUMNS = (
-    "run_id, scene, status, state, owner, created_at, updated_at, last_seq, "
-    "epoch, claims"
-)
-
-# A RUNNING run whose holder has no live lease (row gone or expired).
-_HOLDER_DEAD = (
-    "NOT EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = runs.owner "
-    "AND w.expires_at > :now)"
-)
-
-# One encoder for every entry's data (json.dumps would build one per call).
-_JSON = json.JSONEncoder(separators=(",", ":"))
+_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: leases.SCHEMA_V2}
 
 MAX_BUSY_TIMEOUT = 2_147_483.0
 """Seconds: sqlite3 keeps the busy timeout in a C int of milliseconds."""
@@ -147,22 +112,6 @@ __all__ = [
     "JournalCheck",
     "SQLiteJournal",
 ]
-
-
-def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, scene, status, state, owner, created, updated, last_seq, epoch, claims = row
-    return RunRecord(
-        run_id=run_id,
-        scene=scene,
-        status=RunStatus(status),
-        state=None if state is None else bytes(state),
-        owner=owner,
-        created_at=created,
-        updated_at=updated,
-        last_seq=last_seq,
-        epoch=epoch,
-        claims=claims,
-    )
 
 
 @final
@@ -315,27 +264,22 @@ class SQLiteJournal:
         try:
             await self._nursery.start(self._keeper.heartbeat)
         except BaseException:
-            self._nursery.cancel_scope.cancel()
+            self._keeper.stop()
             await self._cm.__aexit__(None, None, None)
             raise
         self._keeper.beating = True
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._keeper.beating = False
+        self._keeper.stop()
         if self._nursery is not None:
-            self._nursery.cancel_scope.cancel(reason="journal closed")
             await self._cm.__aexit__(None, None, None)
             self._nursery = None
         worker_id = self._keeper.worker_id
         try:
             if worker_id is not None and not self._store.closed:
                 with trio.CancelScope(shield=True):
-                    await self._write(
-                        lambda conn: conn.execute(
-                            "DELETE FROM workers WHERE worker_id = ?", (worker_id,)
-                        )
-                    )
+                    await self._write(lambda conn: leases.unregister(conn, worker_id))
         finally:
             self.close()
 
@@ -437,61 +381,24 @@ class SQLiteJournal:
     # -- leases -----------------------------------------------------------------
 
     async def _register(self) -> str:
-        worker_id = uuid.uuid4().hex
-        host, pid = socket.gethostname(), os.getpid()
-
-        def register(conn: sqlite3.Connection) -> str:
-            now = time.time()
-            conn.execute(
-                "INSERT INTO workers (worker_id, host, pid, started_at, renewed_at, "
-                "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (worker_id, host, pid, now, now, now + self._lease),
-            )
-            return worker_id
-
-        return await self._write(register)
+        worker_id, host, pid = uuid.uuid4().hex, socket.gethostname(), os.getpid()
+        return await self._write(
+            lambda conn: leases.register(conn, worker_id, host, pid, self._lease)
+        )
 
     async def _renew(self, worker_id: str) -> bool:
-        def renew(conn: sqlite3.Connection) -> bool:
-            now = time.time()
-            return (
-                conn.execute(
-                    "UPDATE workers SET renewed_at = ?, expires_at = ? "
-                    "WHERE worker_id = ? AND expires_at > ?",
-                    (now, now + self._lease, worker_id, now),
-                ).rowcount
-                == 1
-            )
-
-        return await self._write(renew)
+        return await self._write(
+            lambda conn: leases.renew(conn, worker_id, self._lease)
+        )
 
     async def workers(self) -> tuple[WorkerRecord, ...]:
         """Every worker row, live and lapsed."""
-
-        def select(conn: sqlite3.Connection) -> tuple[WorkerRecord, ...]:
-            rows = conn.execute(
-                "SELECT worker_id, host, pid, started_at, renewed_at, expires_at "
-                "FROM workers ORDER BY started_at"
-            ).fetchall()
-            return tuple(WorkerRecord(*row) for row in rows)
-
-        return await self._read(select)
+        return await self._read(leases.workers)
 
     async def expire_worker(self, worker_id: str) -> bool:
         """Operator: that worker is dead; its lease lapses now."""
         check_label(worker_id, "worker_id")
-
-        def expire(conn: sqlite3.Connection) -> bool:
-            now = time.time()
-            return bool(
-                conn.execute(
-                    "UPDATE workers SET expires_at = ? WHERE worker_id = ? "
-                    "AND expires_at > ?",
-                    (now, worker_id, now),
-                ).rowcount
-            )
-
-        return await self._write(expire)
+        return await self._write(lambda conn: leases.expire(conn, worker_id))
 
     # -- the Journal protocol ---------------------------------------------------
 
@@ -508,22 +415,10 @@ class SQLiteJournal:
         check_label(scene, "scene")
         self._check_encoded(state, f"run {run_id!r}: the state")
         worker = await self._keeper.fresh()
-
-        def create(conn: sqlite3.Connection) -> None:
-            now = time.time()
-            try:
-                conn.execute(
-                    "INSERT INTO runs (run_id, scene, status, owner, state, "
-                    "created_at, updated_at, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
-                    (run_id, scene, RunStatus.RUNNING.value, worker, state, now, now),
-                )
-            except sqlite3.IntegrityError:
-                raise RunIdInUseError(
-                    f"run id {run_id!r} is already in journal {str(self._path)!r}; "
-                    "run ids are never reused"
-                ) from None
-
-        await self._write(create)
+        where = repr(str(self._path))
+        await self._write(
+            lambda conn: leases.create_run(conn, where, run_id, scene, worker, state)
+        )
         return Fence(run_id, worker, 1)
 
     async def append(
@@ -543,130 +438,16 @@ class SQLiteJournal:
             LeaseLostError: the writer's lease lapsed; nothing was written.
             RunClaimedError: the fence is stale; nothing was written.
         """
-        run_id = fence.run_id
-        self._check_encoded(state, f"run {run_id!r}: the state")
+        self._check_encoded(state, f"run {fence.run_id!r}: the state")
         for e in entries:
-            self._check_encoded(e.value, f"run {run_id!r}: the result at seq {e.seq}")
-        # Encoded here, on the trio thread: the entries are the caller's.
-        rows = [
-            (
-                run_id,
-                e.seq,
-                e.kind,
-                e.step,
-                e.at,
-                _JSON.encode(e.data),
-                e.value,
+            self._check_encoded(
+                e.value, f"run {fence.run_id!r}: the result at seq {e.seq}"
             )
-            for e in entries
-        ]
-        last_seq = entries[-1].seq if entries else None
-        first_seq = entries[0].seq if entries else None
-        new_status = None if status is None else status.value
-
-        def write(conn: sqlite3.Connection) -> None:
-            now = time.time()
-            updated = conn.execute(
-                "UPDATE runs SET updated_at = :now, "
-                "last_seq = coalesce(:last_seq, last_seq), "
-                "state = coalesce(:state, state), status = coalesce(:status, status), "
-                "owner = CASE WHEN :status IS NULL OR :status = 'running' "
-                "THEN owner ELSE NULL END "
-                "WHERE run_id = :run_id AND owner = :worker AND epoch = :epoch "
-                "AND status = 'running' "
-                "AND (:first_seq IS NULL OR last_seq = :first_seq - 1) "
-                "AND EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = :worker "
-                "AND w.expires_at > :now)",
-                {
-                    "now": now,
-                    "last_seq": last_seq,
-                    "first_seq": first_seq,
-                    "state": state,
-                    "status": new_status,
-                    "run_id": run_id,
-                    "worker": fence.worker,
-                    "epoch": fence.epoch,
-                },
-            ).rowcount
-            if updated != 1:
-                raise self._refusal(conn, fence, first_seq, now)
-            if rows:
-                conn.executemany(
-                    "INSERT INTO events (run_id, seq, kind, step, at, written_at, "
-                    "data, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(*row[:5], now, *row[5:]) for row in rows],
-                )
-
-        await self._write(write)
-
-    def _refusal(
-        self, conn: sqlite3.Connection, fence: Fence, first_seq: int | None, now: float
-    ) -> JournalError:
-        """Why a fenced append wrote nothing (its UPDATE changed no row)."""
-        where = f"run {fence.run_id!r} in journal {str(self._path)!r}"
-        live = conn.execute(
-            "SELECT 1 FROM workers WHERE worker_id = ? AND expires_at > ?",
-            (fence.worker, now),
-        ).fetchone()
-        if live is None:
-            return LeaseLostError(
-                f"{where}: the lease of worker {fence.worker!r} lapsed; it may "
-                "no longer write (the run is left to the worker that claims it)"
-            )
-        row = conn.execute(
-            "SELECT owner, epoch, status, last_seq FROM runs WHERE run_id = ?",
-            (fence.run_id,),
-        ).fetchone()
-        if row is not None and (row[0], row[1], row[2]) == (
-            fence.worker,
-            fence.epoch,
-            RunStatus.RUNNING.value,
-        ):
-            return JournalError(
-                f"{where}: entries start at seq {first_seq}, the journal's last "
-                f"is {row[3]}; nothing was written"
-            )
-        return RunClaimedError(
-            f"{where} is no longer held by worker {fence.worker!r} under epoch "
-            f"{fence.epoch} (claimed by another worker, or finished)"
+        rows = leases.entry_rows(entries)  # encoded here: the entries are the caller's
+        where = repr(str(self._path))
+        await self._write(
+            lambda conn: leases.append(conn, where, fence, rows, state, status)
         )
-
-    def _claim_one(
-        self,
-        conn: sqlite3.Connection,
-        run_id: str,
-        worker: str,
-        wanted: list[str],
-        stale_after: float,
-    ) -> Fence | None:
-        now = time.time()
-        marks = ", ".join(f":s{i}" for i in range(len(wanted)))
-        params: dict[str, Any] = {f"s{i}": v for i, v in enumerate(wanted)}
-        params.update(
-            now=now,
-            run_id=run_id,
-            worker=worker,
-            stale=now - stale_after,
-            max_claims=self._max_claims,
-        )
-        claimable = (
-            f"run_id = :run_id AND status IN ({marks}) AND (status != 'running' "
-            f"OR ({_HOLDER_DEAD} AND updated_at <= :stale))"
-        )
-        # Claimed too often: an operator must look at it.
-        conn.execute(
-            "UPDATE runs SET status = 'needs_intervention', owner = NULL, "
-            f"updated_at = :now WHERE {claimable} AND status = 'running' "
-            "AND claims >= :max_claims",
-            params,
-        )
-        row = conn.execute(
-            "UPDATE runs SET owner = :worker, status = 'running', "
-            "epoch = epoch + 1, claims = claims + 1, updated_at = :now "
-            f"WHERE {claimable} RETURNING epoch",
-            params,
-        ).fetchone()
-        return None if row is None else Fence(run_id, worker, row[0])
 
     async def claim(
         self,
@@ -679,11 +460,11 @@ class SQLiteJournal:
         check_label(run_id, "run_id")
         wanted = [check_enum(s, RunStatus, "statuses").value for s in statuses]
         check_timeout(stale_after, "stale_after", allow_none=False)
-        if not wanted:
-            return None
         worker = await self._keeper.fresh()
         return await self._write(
-            lambda conn: self._claim_one(conn, run_id, worker, wanted, stale_after)
+            lambda conn: leases.claim(
+                conn, run_id, worker, wanted, stale_after, self._max_claims
+            )
         )
 
     async def claim_batch(
@@ -693,46 +474,12 @@ class SQLiteJournal:
         check_int(limit, "limit", minimum=1)
         check_timeout(stale_after, "stale_after", allow_none=False)
         worker = await self._keeper.fresh()
-
-        def claim(conn: sqlite3.Connection) -> tuple[tuple[RunRecord, Fence], ...]:
-            out: list[tuple[RunRecord, Fence]] = []
-            damaged = 0  # unreadable candidates are skipped, not claimed
-            while len(out) < limit:
-                now = time.time()
-                candidates = conn.execute(
-                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'running' AND "
-                    f"{_HOLDER_DEAD} AND updated_at <= :stale "
-                    "ORDER BY created_at, run_id LIMIT :limit OFFSET :skip",
-                    {
-                        "now": now,
-                        "stale": now - stale_after,
-                        "limit": limit - len(out),
-                        "skip": damaged,
-                    },
-                ).fetchall()
-                if not candidates:
-                    break
-                for candidate in candidates:
-                    try:
-                        decode_run(candidate, _run_record, self._where())
-                    except JournalError as exc:
-                        # Left RUNNING for an operator; scan_runs()/check() list it.
-                        logger.warning("claim_batch skips a damaged run: %s", exc)
-                        damaged += 1
-                        continue
-                    run_id = candidate[0]
-                    fence = self._claim_one(
-                        conn, run_id, worker, ["running"], stale_after
-                    )
-                    if fence is not None:
-                        row = conn.execute(
-                            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
-                            (run_id,),
-                        ).fetchone()
-                        out.append((_run_record(row), fence))
-            return tuple(out)
-
-        return await self._write(claim)
+        where = self._where()
+        return await self._write(
+            lambda conn: leases.claim_batch(
+                conn, worker, limit, stale_after, self._max_claims, where
+            )
+        )
 
     async def prune(
         self,
@@ -755,24 +502,7 @@ class SQLiteJournal:
                 f"got {sorted(s.name for s in wanted)}"
             )
         values = [s.value for s in wanted]
-        if not values:
-            return 0
-
-        def prune(conn: sqlite3.Connection) -> int:
-            cutoff = time.time() - older_than
-            marks = ", ".join("?" * len(values))
-            where = f"status IN ({marks}) AND updated_at <= ?"
-            conn.execute(
-                "DELETE FROM events WHERE run_id IN "
-                f"(SELECT run_id FROM runs WHERE {where})",
-                (*values, cutoff),
-            )
-            deleted = conn.execute(
-                f"DELETE FROM runs WHERE {where}", (*values, cutoff)
-            ).rowcount
-            return int(deleted)
-
-        return await self._write(prune)
+        return await self._write(lambda conn: leases.prune(conn, values, older_than))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run's record, or None.
@@ -784,9 +514,13 @@ class SQLiteJournal:
 
         def get(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+                f"SELECT {leases.RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
-            return None if row is None else decode_run(row, _run_record, self._where())
+            return (
+                None
+                if row is None
+                else decode_run(row, leases.run_record, self._where())
+            )
 
         return await self._read(get)
 
@@ -840,14 +574,14 @@ class SQLiteJournal:
             conn: sqlite3.Connection,
         ) -> tuple[tuple[RunRecord, ...], tuple[DamagedRun, ...]]:
             rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY created_at, run_id",
+                f"SELECT {leases.RUN_COLUMNS} FROM runs {where} ORDER BY created_at, run_id",
                 params,
             ).fetchall()
             records: list[RunRecord] = []
             damaged: list[DamagedRun] = []
             for row in rows:
                 try:
-                    records.append(decode_run(row, _run_record, self._where()))
+                    records.append(decode_run(row, leases.run_record, self._where()))
                 except JournalError as exc:
                     damaged.append(damaged_run(row, exc))
             return tuple(records), tuple(damaged)
@@ -865,9 +599,9 @@ class SQLiteJournal:
             A :class:`JournalCheck`: SQLite's findings, the damaged runs
             (run id, scene, reason), and how many runs and events were read.
         """
-        query = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY created_at, run_id"
+        query = f"SELECT {leases.RUN_COLUMNS} FROM runs ORDER BY created_at, run_id"
         return await self._read(
-            lambda conn: check_rows(conn, query, _run_record, self._where())
+            lambda conn: check_rows(conn, query, leases.run_record, self._where())
         )
 
     async def events(self, run_id: str) -> tuple[JournalEntry, ...]:

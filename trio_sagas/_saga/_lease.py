@@ -63,6 +63,7 @@ class LeaseKeeper:
         self._scopes: dict[trio.CancelScope, str] = {}
         self._lock = trio.Lock()
         self.beating = False  # a journal-owned heartbeat task is running
+        self._beats: set[trio.CancelScope] = set()
 
     def _virtual(self) -> bool:
         """Whether trio time cannot stand for the journal's (host) clock."""
@@ -119,19 +120,39 @@ class LeaseKeeper:
         await self.ensure()
 
     async def heartbeat(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Renew every lease/3 until cancelled."""
-        await self.ensure()
-        task_status.started()
-        while True:
-            if self._virtual():
-                await trio.to_thread.run_sync(
-                    time.sleep, self.lease / 3, abandon_on_cancel=True
-                )
-            else:
-                await trio.sleep(self.lease / 3)
-            await self.renew_once()
+        """Renew every lease/3 until stopped (:meth:`stop`, or the scope it
+        reports as started).
+
+        Shielded from outside cancellation: a run cancelled from outside
+        still rolls back (shielded) and must keep its lease meanwhile; the
+        block that started the heartbeat stops it when it ends.
+        """
+        scope = trio.CancelScope(shield=True)
+        self._beats.add(scope)
+        try:
+            with scope:
+                await self.ensure()
+                task_status.started(scope)
+                while True:
+                    if self._virtual():
+                        await trio.to_thread.run_sync(
+                            time.sleep, self.lease / 3, abandon_on_cancel=True
+                        )
+                    else:
+                        await trio.sleep(self.lease / 3)
+                    await self.renew_once()
+        finally:
+            self._beats.discard(scope)
+
+    def stop(self) -> None:
+        """Stop every heartbeat of this keeper (a journal's ``__aexit__``)."""
+        self.beating = False
+        for scope in list(self._beats):
+            scope.cancel(reason="journal closed: heartbeat stops")
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[trio.CancelScope]:
@@ -145,11 +166,11 @@ class LeaseKeeper:
                 return
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self.heartbeat)
+                    beat = await nursery.start(self.heartbeat)
                     try:
                         yield scope
                     finally:
-                        nursery.cancel_scope.cancel(reason="run ended: heartbeat stops")
+                        beat.cancel(reason="run ended: heartbeat stops")
             except BaseExceptionGroup as group:
                 raise _unwrap(group) from None
         finally:
