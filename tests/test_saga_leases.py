@@ -409,3 +409,15 @@ async def test_lease_is_renewed_through_a_long_rollback_after_an_outside_cancel(
             await run_scene_at(scene, journal)
     assert log == ["released at 11.0"]
     assert status_of(journal) is RunStatus.COMPENSATED
+
+
+async def test_recover_refuses_bad_arguments_up_front() -> None:
+    """Two definitions with one name, or a negative stale_after, are refused
+    before anything is read, even with no RUNNING run in the journal."""
+    scene = Scene("s")
+    with pytest.raises(ValueError, match="scenes has the name 's' twice"):
+        await trio_sagas.recover(MemoryJournal(), [scene, scene])
+    with pytest.raises(ValueError, match="stale_after must be >= 0 seconds, got -1"):
+        await trio_sagas.recover(MemoryJournal(), [scene], stale_after=-1)
+    with pytest.raises(TypeError, match="stale_after"):
+        await trio_sagas.recover(MemoryJournal(), [scene], stale_after="1")  # type: ignore[arg-type]

@@ -154,6 +154,9 @@ class Replay:
         self.undo_failed: set[str] = set()
         self.failed_step: str | None = None
         self.error: dict[str, Any] | None = None
+        # For a resume: every act that completed (path -> what run returned),
+        # in completion order, whatever was undone since.
+        self.completed: dict[str, object] = {}
         for entry in entries:
             try:
                 self.apply(entry)
@@ -204,6 +207,7 @@ class Replay:
             record = self.acts[path]
             record.done = True
             record.value = None if e.value is None else self.decoded(e.value)
+            self.completed[path] = record.value
             self.attach(record)
         elif kind in (_ACT_FAILED, _ACT_CANCELLED):
             self.open_acts.pop(path, None)
@@ -239,6 +243,16 @@ class Replay:
             if e.data.get("ok", True) or not self.retry_failed:
                 group.compensated = True
                 self.unfinished.discard(path)
+
+    def uncertain(self) -> tuple[str, ...]:
+        """Paths of the acts started and never ended (the crash hit them), in order."""
+        return tuple(sorted(self.open_acts, key=self.open_acts.__getitem__))
+
+    def position(self, group: str) -> tuple[str, ...]:
+        """Names of *group*'s sub-steps that completed, in completion order
+        (a Chorus: its finished branches; a Scene: where to resume)."""
+        record = self.groups[group]
+        return tuple(c.path.rpartition("/")[2] for c in record.children if c.done)
 
     def close_crashed(self, *, uncertain: bool) -> list[GroupRecord]:
         """Attach what the crash left open; return the rollbacks to run, in order."""
