@@ -12,7 +12,7 @@ run that cannot be read, so recovery can report it and go on.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -106,6 +106,48 @@ def damaged_run(row: tuple[Any, ...], error: JournalError) -> DamagedRun:
     return DamagedRun(_name(row[0]), scene, str(error))
 
 
+def select_run(
+    conn: Any,
+    query: str,
+    run_id: str,
+    build: Callable[[tuple[Any, ...]], RunRecord],
+    where: str,
+) -> RunRecord | None:
+    """One run by id (*query* has one parameter), or None."""
+    row = conn.execute(query, (run_id,)).fetchone()
+    return None if row is None else decode_run(row, build, where)
+
+
+def select_runs(
+    conn: Any,
+    query: str,
+    params: Sequence[Any],
+    build: Callable[[tuple[Any, ...]], RunRecord],
+    where: str,
+) -> tuple[tuple[RunRecord, ...], tuple[DamagedRun, ...]]:
+    """The readable runs *query* selects, and the damaged ones apart."""
+    records: list[RunRecord] = []
+    damaged: list[DamagedRun] = []
+    for row in conn.execute(query, params).fetchall():
+        try:
+            records.append(decode_run(row, build, where))
+        except JournalError as exc:
+            damaged.append(damaged_run(row, exc))
+    return tuple(records), tuple(damaged)
+
+
+_EVENTS = (
+    "SELECT seq, kind, step, at, written_at, data, value FROM events "
+    "WHERE run_id = ? ORDER BY seq"
+)
+
+
+def select_events(conn: Any, run_id: str, where: str) -> tuple[JournalEntry, ...]:
+    """The run's entries in ``seq`` order, each checked."""
+    rows = conn.execute(_EVENTS, (run_id,)).fetchall()
+    return tuple(decode_entry(run_id, row, where) for row in rows)
+
+
 def decode_entry(run_id: str, row: tuple[Any, ...], where: str) -> JournalEntry:
     """One ``events`` row (seq, kind, step, at, written_at, data, value)."""
     seq, kind, step, at, written_at, data, value = row
@@ -182,11 +224,7 @@ def check_rows(
         runs += 1
         try:
             record = decode_run(row, build, where)
-            for entry in conn.execute(
-                "SELECT seq, kind, step, at, written_at, data, value FROM events "
-                "WHERE run_id = ? ORDER BY seq",
-                (record.run_id,),
-            ).fetchall():
+            for entry in conn.execute(_EVENTS, (record.run_id,)).fetchall():
                 events += 1
                 decode_entry(record.run_id, entry, where)
         except JournalError as exc:

@@ -40,7 +40,6 @@ from .._saga._journal import (
     Fence,
     JournalEntry,
     JournalError,
-    JournalSchemaError,
     JSONCodec,
     RunRecord,
     RunStatus,
@@ -60,47 +59,20 @@ from ._rows import (
     DamagedRun,
     JournalCheck,
     check_rows,
-    damaged_run,
-    decode_entry,
-    decode_run,
+    select_events,
+    select_run,
+    select_runs,
 )
+
+# Re-exported: tools and tests build old-version journals from these.
+from ._schema import _SCHEMA_V1 as _SCHEMA_V1
+from ._schema import APPLICATION_ID as APPLICATION_ID
+from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
+from ._schema import prepare, sqlite_error
 from ._store import CHECK_ON_OPEN_LIMIT, Store
 from ._writer import WriterStatistics
 
 T = TypeVar("T")
-
-SCHEMA_VERSION = 2
-"""The schema this version writes; ``PRAGMA user_version`` holds a file's."""
-
-APPLICATION_ID = 0x74534A31  # "tSJ1": marks the file as a trio-sagas journal
-
-_SCHEMA_V1 = (
-    """CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY,
-        scene TEXT NOT NULL,
-        status TEXT NOT NULL,
-        owner TEXT,
-        state BLOB,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        last_seq INTEGER NOT NULL DEFAULT -1
-    )""",
-    "CREATE INDEX runs_by_status ON runs (status, created_at)",
-    """CREATE TABLE events (
-        run_id TEXT NOT NULL REFERENCES runs (run_id),
-        seq INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        step TEXT NOT NULL,
-        at REAL NOT NULL,
-        written_at REAL NOT NULL,
-        data TEXT NOT NULL,
-        value BLOB,
-        PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID""",
-)
-
-# Migrations from version N to N + 1, applied in one transaction each.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: leases.SCHEMA_V2}
 
 MAX_BUSY_TIMEOUT = 2_147_483.0
 """Seconds: sqlite3 keeps the busy timeout in a C int of milliseconds."""
@@ -320,63 +292,10 @@ class SQLiteJournal:
             )
 
     def _error(self, exc: sqlite3.Error) -> JournalError:
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            return JournalError(
-                f"journal {str(self._path)!r} is locked by another connection "
-                f"(waited {self._timeout} s): {text}"
-            )
-        if isinstance(exc, sqlite3.DatabaseError) and (
-            "not a database" in text or "malformed" in text
-        ):
-            return JournalError(
-                f"journal {str(self._path)!r} is corrupt or not a SQLite database: {text}"
-            )
-        return JournalError(f"journal {str(self._path)!r}: {text}")
+        return sqlite_error(exc, self._path, self._timeout)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
-        try:
-            application_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-            ).fetchone()[0]
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        where = f"journal {str(self._path)!r}"
-        if application_id not in (0, APPLICATION_ID) or (
-            application_id == 0 and tables
-        ):
-            raise JournalSchemaError(
-                f"{where} is a SQLite database of another application "
-                f"(application_id={application_id}, {tables} table(s)); refusing to use it"
-            )
-        if version > SCHEMA_VERSION:
-            raise JournalSchemaError(
-                f"{where} has schema version {version}, newer than this "
-                f"trio-sagas understands ({SCHEMA_VERSION}); upgrade trio-sagas"
-            )
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise JournalError(f"{where}: cannot switch to WAL mode (got {mode!r})")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            while version < SCHEMA_VERSION:
-                conn.execute("BEGIN IMMEDIATE")
-                # Re-read under the write lock: another process may have migrated.
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version < SCHEMA_VERSION:
-                    for statement in _MIGRATIONS[version]:
-                        conn.execute(statement)
-                    version += 1
-                    conn.execute(f"PRAGMA user_version = {version}")
-                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.rollback()
-            raise self._error(exc) from exc
+        prepare(conn, self._path, self._synchronous, self._timeout)
 
     # -- leases -----------------------------------------------------------------
 
@@ -512,17 +431,12 @@ class SQLiteJournal:
         """
         check_label(run_id, "run_id")
 
-        def get(conn: sqlite3.Connection) -> RunRecord | None:
-            row = conn.execute(
-                f"SELECT {leases.RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            return (
-                None
-                if row is None
-                else decode_run(row, leases.run_record, self._where())
+        query = f"SELECT {leases.RUN_COLUMNS} FROM runs WHERE run_id = ?"
+        return await self._read(
+            lambda conn: select_run(
+                conn, query, run_id, leases.run_record, self._where()
             )
-
-        return await self._read(get)
+        )
 
     async def runs(
         self, *, status: RunStatus | Iterable[RunStatus] | None = None
@@ -557,7 +471,7 @@ class SQLiteJournal:
         """
         known = [s.value for s in RunStatus]
         if status is None:
-            where, params = "", ()
+            where, params = "", []
         else:
             wanted = (
                 [status.value]
@@ -568,25 +482,15 @@ class SQLiteJournal:
                 f"WHERE status IN ({', '.join('?' * len(wanted))}) "
                 f"OR status NOT IN ({', '.join('?' * len(known))})"
             )
-            params = (*wanted, *known)  # type: ignore[assignment]
-
-        def select(
-            conn: sqlite3.Connection,
-        ) -> tuple[tuple[RunRecord, ...], tuple[DamagedRun, ...]]:
-            rows = conn.execute(
-                f"SELECT {leases.RUN_COLUMNS} FROM runs {where} ORDER BY created_at, run_id",
-                params,
-            ).fetchall()
-            records: list[RunRecord] = []
-            damaged: list[DamagedRun] = []
-            for row in rows:
-                try:
-                    records.append(decode_run(row, leases.run_record, self._where()))
-                except JournalError as exc:
-                    damaged.append(damaged_run(row, exc))
-            return tuple(records), tuple(damaged)
-
-        return await self._read(select)
+            params = [*wanted, *known]
+        query = (
+            f"SELECT {leases.RUN_COLUMNS} FROM runs {where} ORDER BY created_at, run_id"
+        )
+        return await self._read(
+            lambda conn: select_runs(
+                conn, query, params, leases.run_record, self._where()
+            )
+        )
 
     async def check(self) -> JournalCheck:
         """Check the whole journal: SQLite's ``integrity_check`` (whatever the
@@ -612,12 +516,4 @@ class SQLiteJournal:
         """
         check_label(run_id, "run_id")
 
-        def select(conn: sqlite3.Connection) -> tuple[JournalEntry, ...]:
-            rows = conn.execute(
-                "SELECT seq, kind, step, at, written_at, data, value FROM events "
-                "WHERE run_id = ? ORDER BY seq",
-                (run_id,),
-            ).fetchall()
-            return tuple(decode_entry(run_id, row, self._where()) for row in rows)
-
-        return await self._read(select)
+        return await self._read(lambda conn: select_events(conn, run_id, self._where()))
