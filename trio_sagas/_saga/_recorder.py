@@ -158,7 +158,11 @@ class JournalRecorder:
                 user code may run); on rollback paths the undo goes on.
         """
         scope = self.lease_scope
-        if scope is not None and scope.cancel_called and self.error is None:
+        if (
+            scope is not None
+            and scope.cancel_called
+            and not isinstance(self.error, RunClaimedError)
+        ):
             # The local lease deadline passed: another worker may claim the
             # run any moment now. No further step, and no undo, runs here.
             self.error = LeaseLostError(

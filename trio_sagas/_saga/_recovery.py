@@ -15,18 +15,22 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, final
 
 import attrs
+import trio
 
 from .._compensation import CompensationReport
-from .._events import Emitter, Observer
+from .._events import SILENT, Emitter, Observer
 from .._outcome import Status
+from .._util import lone_cancelled
 from .._validate import check_label, check_sync_observer, check_timeout, check_unique
 from ._events import CompensationStepCompleted, CompensationStepFailed
 from ._journal import (
     Fence,
     Journal,
+    JournalEntry,
     LeaseLostError,
     RunClaimedError,
     RunNotFoundError,
+    RunRecord,
     RunStatus,
 )
 from ._model import Scene
@@ -42,6 +46,9 @@ HELD_ELSEWHERE: Final = (
 """The one :attr:`SkippedRun.reason` of a RUNNING run :func:`recover` could
 not claim: a live worker holds it (the process running it, or another
 ``recover()``/``run_worker`` that claimed it first), or ``stale_after`` spared it."""
+
+RECOVERY_CONCURRENCY: Final = 10
+"""At most this many runs are rolled back at once by one :func:`recover` call."""
 
 CLAIMED_TOO_OFTEN: Final = "claimed too often: set NEEDS_INTERVENTION"
 """The :attr:`SkippedRun.reason` of a run whose claims reached the journal's
@@ -130,8 +137,12 @@ async def roll_back_claimed(
     deps: Any,
     emitter: Emitter,
     manual: bool,
+    entries: tuple[JournalEntry, ...] | None = None,
 ) -> SagaResult:
     """Roll back one run this worker claimed; write its final status.
+
+    *entries*, read before the claim, are used if the run's ``last_seq``
+    says nobody wrote since (saving a read); else they are read again.
 
     Raises:
         ReplayMismatch: the journal and the definitions do not fit.
@@ -145,7 +156,10 @@ async def roll_back_claimed(
             record = await journal.get_run(run_id)
             if record is None:
                 raise RunNotFoundError(f"no run {run_id!r} in journal {journal!r}")
-            entries = await journal.events(run_id)
+            if entries is None or (
+                (entries[-1].seq if entries else -1) != record.last_seq
+            ):
+                entries = await journal.events(run_id)
             replay = Replay(
                 record,
                 scene,
@@ -217,7 +231,9 @@ async def recover(
     described in :doc:`durable`, under this worker's lease. Several calls at
     once (in one process or many) split the work: each run is rolled back by
     one of them, and the others report it in ``skipped`` with the reason
-    :data:`HELD_ELSEWHERE`. A second call finds nothing to do.
+    :data:`HELD_ELSEWHERE`. Runs are rolled back concurrently, at most
+    :data:`RECOVERY_CONCURRENCY` at once; the report lists them in the
+    journal's order (oldest first). A second call finds nothing to do.
 
     Args:
         journal: The journal the runs were written to.
@@ -241,56 +257,91 @@ async def recover(
     by_name = scene_map(scenes)
     check_sync_observer(observer)
     check_timeout(stale_after, "stale_after", allow_none=False)
-    emitter = Emitter(observer)
-    results: list[SagaResult] = []
-    skipped: list[SkippedRun] = []
-    for record in await journal.runs(status=RunStatus.RUNNING):
+    emitter = SILENT if observer is None else Emitter(observer)
+    runs = await journal.runs(status=RunStatus.RUNNING)
+    outcomes: list[SagaResult | SkippedRun | None] = [None] * len(runs)
+    failures: list[Exception] = []
+    limiter = trio.CapacityLimiter(RECOVERY_CONCURRENCY)
+
+    async def one(index: int, record: RunRecord) -> None:
         scene = by_name.get(record.scene)
         if scene is None:
-            skipped.append(
-                SkippedRun(
-                    record.run_id,
-                    record.scene,
-                    f"scene {record.scene!r} was not passed to recover()",
+            outcomes[index] = SkippedRun(
+                record.run_id,
+                record.scene,
+                f"scene {record.scene!r} was not passed to recover()",
+            )
+            return
+        async with limiter:
+            try:
+                outcomes[index] = await _recover_one(
+                    journal, record, scene, deps, emitter, stale_after
                 )
-            )
-            continue
-        try:
-            # Definitions against the journal first: a mismatch is reported
-            # without claiming the run, so a later call can still take it.
-            Replay(
-                record,
-                scene,
-                await journal.events(record.run_id),
-                decode=journal.codec.decode,
-                deps=deps,
-                retry_failed=False,
-            )
-        except ReplayMismatch as exc:
-            skipped.append(SkippedRun(record.run_id, record.scene, str(exc)))
-            continue
-        fence = await journal.claim(record.run_id, stale_after=stale_after)
-        if fence is None:
-            now = await journal.get_run(record.run_id)
-            if now is not None and now.status is RunStatus.NEEDS_INTERVENTION:
-                reason = CLAIMED_TOO_OFTEN
-            elif now is not None and now.status is not RunStatus.RUNNING:
-                continue  # it finished meanwhile: nothing to recover
-            else:
-                reason = HELD_ELSEWHERE
-            skipped.append(SkippedRun(record.run_id, record.scene, reason))
-            continue
-        try:
-            results.append(
-                await roll_back_claimed(
-                    journal, fence, scene, deps=deps, emitter=emitter, manual=False
-                )
-            )
-        except ReplayMismatch as exc:
-            skipped.append(SkippedRun(record.run_id, record.scene, str(exc)))
-        except RunClaimedError:
-            skipped.append(SkippedRun(record.run_id, record.scene, HELD_ELSEWHERE))
-    return RecoveryReport(tuple(results), tuple(skipped))
+            except Exception as exc:  # the first is raised once the others ended
+                failures.append(exc)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for index, record in enumerate(runs):
+                nursery.start_soon(one, index, record)
+    except BaseExceptionGroup as group:
+        cancelled = lone_cancelled(group)
+        if cancelled is not None:
+            raise cancelled from None
+        raise
+    if failures:
+        raise failures[0]
+    return RecoveryReport(
+        tuple(o for o in outcomes if isinstance(o, SagaResult)),
+        tuple(o for o in outcomes if isinstance(o, SkippedRun)),
+    )
+
+
+async def _recover_one(
+    journal: Journal,
+    record: RunRecord,
+    scene: Scene,
+    deps: Any,
+    emitter: Emitter,
+    stale_after: float,
+) -> SagaResult | SkippedRun | None:
+    """Claim and roll back one RUNNING run (None: it finished meanwhile)."""
+    entries = await journal.events(record.run_id)
+    try:
+        # Definitions against the journal first: a mismatch is reported
+        # without claiming the run, so a later call can still take it.
+        Replay(
+            record,
+            scene,
+            entries,
+            decode=journal.codec.decode,
+            deps=deps,
+            retry_failed=False,
+        )
+    except ReplayMismatch as exc:
+        return SkippedRun(record.run_id, record.scene, str(exc))
+    fence = await journal.claim(record.run_id, stale_after=stale_after)
+    if fence is None:
+        now = await journal.get_run(record.run_id)
+        if now is not None and now.status is RunStatus.NEEDS_INTERVENTION:
+            return SkippedRun(record.run_id, record.scene, CLAIMED_TOO_OFTEN)
+        if now is not None and now.status is not RunStatus.RUNNING:
+            return None  # it finished meanwhile: nothing to recover
+        return SkippedRun(record.run_id, record.scene, HELD_ELSEWHERE)
+    try:
+        return await roll_back_claimed(
+            journal,
+            fence,
+            scene,
+            deps=deps,
+            emitter=emitter,
+            manual=False,
+            entries=entries,
+        )
+    except ReplayMismatch as exc:
+        return SkippedRun(record.run_id, record.scene, str(exc))
+    except RunClaimedError:
+        return SkippedRun(record.run_id, record.scene, HELD_ELSEWHERE)
 
 
 async def compensate_run(
