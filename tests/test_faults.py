@@ -29,6 +29,7 @@ from trio_sagas import (
     Scene,
     SQLiteJournal,
     StepContext,
+    recover,
     run_scene,
 )
 
@@ -474,3 +475,27 @@ async def test_check_reads_every_row(tmp_path: pathlib.Path) -> None:
         assert not found.ok
         assert [(d.run_id, d.scene) for d in found.damaged] == [("r1", "s")]
         assert "seq 1" in found.damaged[0].reason
+
+
+async def test_recover_skips_damaged_runs_and_recovers_the_others(
+    tmp_path: pathlib.Path,
+) -> None:
+    """One damaged event and one unknown status: reported in skipped, the rest recovered."""
+    db = tmp_path / "j.db"
+    with await journal_with_runs(db, 4) as crashed:
+        for run_id in ("r0", "r1"):
+            await crashed.append(
+                FENCES[run_id], [entry(run_id, 0, name="a", attempt=1)]
+            )
+        assert await crashed.expire_worker(crashed.worker_id)  # it "died"
+    with side(db) as conn:
+        conn.execute("UPDATE events SET data = '{\"oops' WHERE run_id = 'r1'")
+        conn.execute("UPDATE runs SET status = 'runnin?' WHERE run_id = 'r2'")
+    scene = Scene("s", [Act("a", ok)], saga=True)
+    with SQLiteJournal(db, synchronous="NORMAL") as journal:
+        report = await recover(journal, {"s": scene})
+    skipped = {s.run_id: s.reason for s in report.skipped}
+    assert sorted(skipped) == ["r1", "r2"]
+    assert skipped["r1"].startswith("damaged: run 'r1' ")
+    assert skipped["r2"].startswith("damaged: ") and "'runnin?'" in skipped["r2"]
+    assert sorted(r.run_id for r in report.results) == ["r0", "r3"]

@@ -110,6 +110,7 @@ from ._saga import LeaseLostError as LeaseLostError
 from ._saga import RecordedFailure as RecordedFailure
 from ._saga import RecoveryReport as RecoveryReport
 from ._saga import RunClaimedError as RunClaimedError
+from ._saga import RunDamagedError as RunDamagedError
 from ._saga import RunIdInUseError as RunIdInUseError
 from ._saga import RunNotFoundError as RunNotFoundError
 from ._saga import RunRecord as RunRecord
@@ -220,6 +221,7 @@ __all__ = (
     "RetryPolicy",
     "RetryScheduled",
     "RunClaimedError",
+    "RunDamagedError",
     "RunIdInUseError",
     "RunNotFoundError",
     "RunRecord",

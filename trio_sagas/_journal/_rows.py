@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from .._saga._journal import JournalEntry, JournalError, RunRecord
+from .._saga._journal import JournalEntry, JournalError, RunDamagedError, RunRecord
 
 
 class BadText(str):
@@ -77,8 +77,9 @@ def decode_run(
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         problem = str(exc)
     if problem is not None:
-        raise JournalError(
-            f"run {_name(run_id)!r} in {where} is damaged and cannot be read: {problem}"
+        raise RunDamagedError(
+            f"run {_name(run_id)!r} in {where} is damaged and cannot be read: {problem}",
+            _name(run_id),
         )
     return record
 
@@ -170,9 +171,10 @@ def decode_entry(run_id: str, row: tuple[Any, ...], where: str) -> JournalEntry:
         if value is not None and not isinstance(value, bytes):
             raise ValueError(f"value is {type(value).__name__}, not bytes")
     except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError too
-        raise JournalError(
+        raise RunDamagedError(
             f"run {run_id!r} in {where} is damaged: its event at seq {seq!r} "
-            f"cannot be read: {exc}"
+            f"cannot be read: {exc}",
+            _name(run_id),
         ) from exc
     return JournalEntry(
         run_id=run_id,

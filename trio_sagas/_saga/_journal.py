@@ -51,6 +51,23 @@ class RunNotFoundError(JournalError, LookupError):
     """No run with this id is in the journal."""
 
 
+@final
+class RunDamagedError(JournalError):
+    """One run's journal records cannot be read back (a damaged row).
+
+    The message names the run and what is wrong; the journal's other runs
+    are unaffected, and :func:`recover` reports this one in
+    :attr:`RecoveryReport.skipped` instead of stopping.
+
+    Attributes:
+        run_id: The damaged run's id (its ``repr`` if the id itself is damaged).
+    """
+
+    def __init__(self, message: str, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class RunClaimedError(JournalError):
     """Another owner claimed the run (a recovery took it over); this owner
     may no longer write to it."""
