@@ -497,5 +497,6 @@ async def test_recover_skips_damaged_runs_and_recovers_the_others(
     skipped = {s.run_id: s.reason for s in report.skipped}
     assert sorted(skipped) == ["r1", "r2"]
     assert skipped["r1"].startswith("damaged: run 'r1' ")
-    assert skipped["r2"].startswith("damaged: ") and "'runnin?'" in skipped["r2"]
+    assert skipped["r2"].startswith("damaged: ")
+    assert "'runnin?'" in skipped["r2"]
     assert sorted(r.run_id for r in report.results) == ["r0", "r3"]
