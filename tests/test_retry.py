@@ -130,7 +130,7 @@ def test_retry_policy_validation(
         (
             {"missing_trigger": "fallback"},
             TypeError,
-            "missing_trigger must be one of MissingTrigger.FALLBACK",
+            r"missing_trigger must be a MissingTrigger \(MissingTrigger.FALLBACK",
         ),
         ({"budget": "x"}, TypeError, r"budget must implement try_acquire\(kind\)"),
     ],
@@ -528,7 +528,7 @@ async def _async_classifier(result: object) -> Classification:
         (
             lambda: U.Classified("retryable"),
             TypeError,
-            "classification must be one of Classification.SUCCESS",
+            "classification must be a Classification (Classification.SUCCESS",
         ),
         (
             lambda: U.Classified(Classification.RETRYABLE, backoff=math.inf),
@@ -558,7 +558,7 @@ async def _async_classifier(result: object) -> Classification:
         (
             lambda: U.TokenBucketBudget(1, 1).try_acquire("hedge"),
             TypeError,
-            "kind must be one of BudgetKind.RETRY",
+            "kind must be a BudgetKind (BudgetKind.RETRY",
         ),
         (
             lambda: U.LatencyTrigger(percentile=0),
@@ -573,12 +573,12 @@ async def _async_classifier(result: object) -> Classification:
         (
             lambda: U.LatencyTrigger(min_samples="3"),
             TypeError,
-            "min_samples must be an int >= 0, got '3'",
+            "min_samples must be an int >= 1, got '3'",
         ),
         (
             lambda: U.LatencyTrigger(min_samples=-1),
             ValueError,
-            "min_samples must be an int >= 0, got -1",
+            "min_samples must be an int >= 1, got -1",
         ),
         (
             lambda: U.LatencyTrigger(fallback_delay=-1),
