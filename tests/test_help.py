@@ -30,14 +30,20 @@ NUMERIC = sorted(
 )
 
 # Summary lines still carrying a Sphinx role, in modules other engineers are
-# rewriting as this is written; the integrator empties this set after merging.
+# rewriting as this is written (some names exist only on their branches); the
+# integrator empties this set after merging.
 ROLES_PENDING = {
     "Codec.decode",
     "Codec.encode",
     "ExecutionMode",
     "IgnitionResult",
+    "PostgresJournal.claim_batch",
     "RecoveryReport",
+    "RunRecord.worker",
+    "SQLiteJournal.claim",
     "SQLiteJournal.close",
+    "SQLiteJournal.hold",
+    "SQLiteJournal.scan_runs",
     "SkippedRun",
     "StagePolicy",
 }
@@ -78,7 +84,11 @@ def test_help_on_a_constant_explains_it(name: str) -> None:
     """help(trio_sagas.X) shows what the constant means, not float's or int's docstring."""
     value = getattr(trio_sagas, name)
     base = int if isinstance(value, int) else float
-    assert type(value) is not base
+    assert type(value) is not base, (
+        f"help(trio_sagas.{name}) shows {base.__name__}'s docstring: define it as "
+        f"{name} = documented_constant({value!r}, {name!r}, DOC) "
+        "(from trio_sagas._util)"
+    )
     doc = type(value).__doc__
     assert doc
     assert doc != base.__doc__
@@ -172,9 +182,10 @@ def test_plain_functions_are_observers_and_classifiers() -> None:
 )
 def test_summary_line_has_no_sphinx_role(name: str, obj: Any) -> None:
     """help() shows each public docstring's first line as plain text (roles may follow)."""
-    if name in ROLES_PENDING:
+    summary = _summary(obj.__doc__)
+    if _ROLE.search(summary) and name in ROLES_PENDING:
         pytest.xfail("summary line in a module being rewritten on another branch")
-    assert not _ROLE.search(_summary(obj.__doc__)), _summary(obj.__doc__)
+    assert not _ROLE.search(summary), summary
 
 
 def test_api_page_documents_every_public_name_once() -> None:
@@ -186,5 +197,6 @@ def test_api_page_documents_every_public_name_once() -> None:
     )
     documented = Counter(directive.findall(api.read_text()))
     assert {n: c for n, c in documented.items() if c > 1} == {}
-    assert set(trio_sagas.__all__) - set(documented) == set()
+    missing = set(trio_sagas.__all__) - set(documented)
+    assert not missing, f"add to docs/api.rst, in the group of their task: {missing}"
     assert set(documented) - set(trio_sagas.__all__) == {"otel.SpanObserver"}
