@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
@@ -115,7 +116,7 @@ def test_a_documented_constant_is_still_the_number(name: str) -> None:
     assert type(copy.copy(value)) is base
     assert type(copy.deepcopy(value)) is base
     assert json.loads(json.dumps(value)) == plain
-    with sqlite3.connect(":memory:") as db:
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
         assert db.execute("SELECT ?", (value,)).fetchone() == (plain,)
 
 
