@@ -4,7 +4,8 @@ The script runs itself twice. First as a child process, which runs the
 order saga with a SQLite journal and is killed (SIGKILL) inside
 ``charge-payment`` — right after the payment provider charged the card,
 before the journal could record that the step completed. Then this process,
-like a worker restarting, calls ``recover``: the reservation is released and
+like a worker restarting, expires the dead worker's lease (its process is
+gone) and calls ``recover``: the reservation is released and
 the charge, an *uncertain* step, is refunded by its idempotency key.
 Everything lives in a temporary directory that is removed at the end.
 
@@ -133,6 +134,17 @@ def child(db: str, services: str) -> None:
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = pathlib.Path(tmp) / "sagas.db"
@@ -152,6 +164,12 @@ def main() -> None:
                     print(f"   {run.run_id}: {run.status.name}, state {run.state!r}")
                 for entry in await journal.events("order-42"):
                     print(f"   {entry.seq} {entry.kind:<14} {entry.step}")
+                # Its lease would run 15 s more; this worker knows better: the
+                # process that held it is gone (one machine: its pid is dead).
+                for worker in await journal.workers():
+                    if worker.pid != os.getpid() and not pid_alive(worker.pid):
+                        await journal.expire_worker(worker.worker_id)
+                        print("   the old worker's process is gone: its lease expired")
                 print("3. recover(): compensate in reverse order, uncertain step first")
                 report = await trio_sagas.recover(
                     journal, {SCENE.name: SCENE}, deps=services

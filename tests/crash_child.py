@@ -10,15 +10,26 @@ MODE says where the process SIGKILLs itself:
 * ``step`` — inside step N's ``run``, after its log line;
 * ``undo`` — inside step N's undo, after its log line.
 
+Modes that do not kill (the fault tests of leases and interruptions):
+
+* ``recover`` — run ``recover()`` on DB with undos that take N ms each;
+  prints the report as JSON (results' run ids, skipped reasons);
+* ``sigint`` — run the saga; step N's undo logs, then waits (for a SIGINT
+  from the test); the KeyboardInterrupt leaves the process;
+* ``stop`` — run the saga on a journal with a 1 s lease; step N logs, then
+  sleeps 3 s (the test SIGSTOPs the process meanwhile). Prints ``LOST`` and
+  exits 3 when run_scene raises RunClaimedError.
+
 The tests import :func:`build_scene` to recover with the same definitions.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -38,7 +49,15 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def build_scene(log: str, *, kill_step: int = 0, kill_undo: int = 0) -> Scene:
+def build_scene(
+    log: str,
+    *,
+    kill_step: int = 0,
+    kill_undo: int = 0,
+    slow_undo: float = 0.0,
+    block_undo: int = 0,
+    block_step: int = 0,
+) -> Scene:
     """Five steps ``s1``…``s5``; ``s5`` fails; each logs its key first."""
 
     def act(index: int) -> Act:
@@ -47,6 +66,8 @@ def build_scene(log: str, *, kill_step: int = 0, kill_undo: int = 0) -> Scene:
             _log(log, f"run {ctx.idempotency_key}")
             if index == kill_step:
                 _die()
+            if index == block_step:
+                await trio.sleep(3)
             if index == STEPS:
                 raise ValueError(f"s{index} declined")
             state[f"s{index}"] = True
@@ -57,6 +78,10 @@ def build_scene(log: str, *, kill_step: int = 0, kill_undo: int = 0) -> Scene:
             _log(log, f"undo {ctx.idempotency_key} result={ctx.result}")
             if index == kill_undo:
                 _die()
+            if index == block_undo:
+                await trio.sleep(30)
+            if slow_undo:
+                await trio.sleep(slow_undo)
             state.pop(f"s{index}", None)
 
         return Act(f"s{index}", run, compensate=compensate)
@@ -81,70 +106,70 @@ class KillAfterWrites:
         if self.writes == self.kill_at:
             _die()
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
     async def create_run(
-        self, run_id: str, *, scene: str, owner: str, state: bytes
-    ) -> None:
-        await self.inner.create_run(run_id, scene=scene, owner=owner, state=state)
+        self, run_id: str, *, scene: str, state: bytes
+    ) -> trio_sagas.Fence:
+        fence = await self.inner.create_run(run_id, scene=scene, state=state)
         self._wrote()
+        return fence
 
     async def append(
         self,
-        run_id: str,
+        fence: trio_sagas.Fence,
         entries: Sequence[trio_sagas.JournalEntry],
         *,
-        owner: str,
         state: bytes | None = None,
         status: trio_sagas.RunStatus | None = None,
     ) -> None:
-        await self.inner.append(
-            run_id, entries, owner=owner, state=state, status=status
-        )
+        await self.inner.append(fence, entries, state=state, status=status)
         self._wrote()
-
-    async def claim(
-        self,
-        run_id: str,
-        *,
-        owner: str,
-        stale_after: float = 0.0,
-        statuses: Iterable[trio_sagas.RunStatus] = (trio_sagas.RunStatus.RUNNING,),
-    ) -> bool:
-        return await self.inner.claim(
-            run_id, owner=owner, stale_after=stale_after, statuses=statuses
-        )
-
-    async def get_run(self, run_id: str) -> trio_sagas.RunRecord | None:
-        return await self.inner.get_run(run_id)
-
-    async def runs(
-        self,
-        *,
-        status: trio_sagas.RunStatus | Iterable[trio_sagas.RunStatus] | None = None,
-    ) -> tuple[trio_sagas.RunRecord, ...]:
-        return await self.inner.runs(status=status)
-
-    async def events(self, run_id: str) -> tuple[trio_sagas.JournalEntry, ...]:
-        return await self.inner.events(run_id)
 
 
 def main(argv: list[str]) -> None:
     db, log, mode, number = argv[1], argv[2], argv[3], int(argv[4])
+    if mode == "recover":
+        trio.run(recover_mode, db, log, number / 1000)
+        return
     scene = build_scene(
         log,
         kill_step=number if mode == "step" else 0,
         kill_undo=number if mode == "undo" else 0,
+        block_undo=number if mode == "sigint" else 0,
+        block_step=number if mode == "stop" else 0,
     )
+    lease = 1.0 if mode == "stop" else trio_sagas.DEFAULT_LEASE
 
     async def run() -> None:
-        with trio_sagas.SQLiteJournal(db) as sqlite:
+        with trio_sagas.SQLiteJournal(db, lease=lease) as sqlite:
             journal = KillAfterWrites(sqlite, number if mode == "write" else 0)
-            result = await trio_sagas.run_scene(
-                scene, {}, journal=journal, run_id="order-1"
-            )
+            try:
+                result = await trio_sagas.run_scene(
+                    scene, {}, journal=journal, run_id="order-1"
+                )
+            except trio_sagas.RunClaimedError:
+                print("LOST", flush=True)
+                sys.exit(3)
             assert result.failed_step == f"order/s{STEPS}", result
             print(journal.writes)
 
     trio.run(run)
+
+
+async def recover_mode(db: str, log: str, slow: float) -> None:
+    scene = build_scene(log, slow_undo=slow)
+    async with trio_sagas.SQLiteJournal(db, create=False) as journal:
+        report = await trio_sagas.recover(journal, [scene])
+    print(
+        json.dumps(
+            {
+                "results": [r.run_id for r in report.results],
+                "skipped": [s.reason for s in report.skipped],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import contextlib
 import math
 import pathlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -24,7 +24,6 @@ from trio_sagas import (
     JSONCodec,
     RunClaimedError,
     RunIdInUseError,
-    RunRecord,
     RunStatus,
     Scene,
     SQLiteJournal,
@@ -56,52 +55,25 @@ class CountingJournal:
         self.appends: list[list[str]] = []
         self.creates = 0
 
-    @property
-    def codec(self) -> trio_sagas.Codec:
-        return self.inner.codec
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     async def create_run(
-        self, run_id: str, *, scene: str, owner: str, state: bytes
-    ) -> None:
+        self, run_id: str, *, scene: str, state: bytes
+    ) -> trio_sagas.Fence:
         self.creates += 1
-        await self.inner.create_run(run_id, scene=scene, owner=owner, state=state)
+        return await self.inner.create_run(run_id, scene=scene, state=state)
 
     async def append(
         self,
-        run_id: str,
+        fence: trio_sagas.Fence,
         entries: Sequence[JournalEntry],
         *,
-        owner: str,
         state: bytes | None = None,
         status: RunStatus | None = None,
     ) -> None:
         self.appends.append([e.kind for e in entries])
-        await self.inner.append(
-            run_id, entries, owner=owner, state=state, status=status
-        )
-
-    async def claim(
-        self,
-        run_id: str,
-        *,
-        owner: str,
-        stale_after: float = 0.0,
-        statuses: Iterable[RunStatus] = (RunStatus.RUNNING,),
-    ) -> bool:
-        return await self.inner.claim(
-            run_id, owner=owner, stale_after=stale_after, statuses=statuses
-        )
-
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        return await self.inner.get_run(run_id)
-
-    async def runs(
-        self, *, status: RunStatus | Iterable[RunStatus] | None = None
-    ) -> tuple[RunRecord, ...]:
-        return await self.inner.runs(status=status)
-
-    async def events(self, run_id: str) -> tuple[JournalEntry, ...]:
-        return await self.inner.events(run_id)
+        await self.inner.append(fence, entries, state=state, status=status)
 
 
 async def ok(ctx: StepContext, state: dict[str, Any]) -> str:
@@ -124,22 +96,22 @@ async def test_sqlite_round_trip(tmp_path: pathlib.Path) -> None:
     """Runs and entries persist across connections, in order, with status filters."""
     db = tmp_path / "j.db"
     async with SQLiteJournal(db) as journal:
-        await journal.create_run("r", scene="s", owner="me", state=b"{}")
-        await journal.create_run("q", scene="s", owner="me", state=b"{}")
+        r = await journal.create_run("r", scene="s", state=b"{}")
+        q = await journal.create_run("q", scene="s", state=b"{}")
+        me = journal.worker_id
         await journal.append(
-            "r",
+            r,
             [entry(0, "SceneStarted", saga=True), entry(1)],
-            owner="me",
             state=b'{"x":1}',
         )
-        await journal.append("q", [], owner="me", status=RunStatus.SUCCEEDED)
+        await journal.append(q, [], status=RunStatus.SUCCEEDED)
     with SQLiteJournal(db, create=False) as journal:
         (run,) = await journal.runs(status=RunStatus.RUNNING)
         assert (run.run_id, run.scene, run.state, run.owner, run.last_seq) == (
             "r",
             "s",
             b'{"x":1}',
-            "me",
+            me,
             1,
         )
         assert run.created_at <= run.updated_at
@@ -163,31 +135,71 @@ async def test_sqlite_round_trip(tmp_path: pathlib.Path) -> None:
 async def test_sqlite_run_ids_are_unique(tmp_path: pathlib.Path) -> None:
     """create_run refuses an id in use, whatever its status."""
     with SQLiteJournal(tmp_path / "j.db") as journal:
-        await journal.create_run("r", scene="s", owner="a", state=b"1")
+        await journal.create_run("r", scene="s", state=b"1")
         with pytest.raises(RunIdInUseError, match="run id 'r' is already in journal"):
-            await journal.create_run("r", scene="s", owner="b", state=b"1")
+            await journal.create_run("r", scene="s", state=b"1")
 
 
-async def test_sqlite_ownership_and_claims(tmp_path: pathlib.Path) -> None:
-    """Only the owner writes; a claim moves ownership; stale_after protects live runs."""
-    with SQLiteJournal(tmp_path / "j.db") as journal:
-        await journal.create_run("r", scene="s", owner="a", state=b"1")
-        with pytest.raises(RunClaimedError, match="no longer owned by 'b'"):
-            await journal.append("r", [entry(0)], owner="b")
-        assert not await journal.claim("r", owner="b", stale_after=3600)
-        assert await journal.claim("r", owner="b")
-        with pytest.raises(RunClaimedError):
-            await journal.append("r", [entry(0)], owner="a")
-        await journal.append("r", [entry(0)], owner="b", status=RunStatus.FAILED)
-        assert not await journal.claim("r", owner="c")  # not RUNNING any more
-        assert not await journal.claim("r", owner="c", statuses=())
-        assert await journal.claim("r", owner="c", statuses=[RunStatus.FAILED])
-        run = await journal.get_run("r")
+async def test_sqlite_leases_fencing_and_claims(tmp_path: pathlib.Path) -> None:
+    """Only the holder under the current epoch writes; a run is claimable only
+    once its worker's lease lapsed; a claim bumps the epoch; stale_after adds grace."""
+    db = tmp_path / "j.db"
+    with SQLiteJournal(db) as a, SQLiteJournal(db) as b:
+        fa = await a.create_run("r", scene="s", state=b"1")
+        assert fa.epoch == 1
+        assert await b.claim("r") is None  # a's lease is live
+        with pytest.raises(RunClaimedError, match="no longer held by worker"):
+            await b.append(trio_sagas.Fence("r", a.worker_id, 2), [entry(0)])
+        assert await b.expire_worker(a.worker_id)
+        with pytest.raises(trio_sagas.LeaseLostError, match="lapsed"):
+            await a.append(fa, [entry(0)])
+        assert await b.claim("r", stale_after=3600) is None  # written just now
+        fb = await b.claim("r")
+        assert fb is not None
+        assert (fb.worker, fb.epoch) == (b.worker_id, 2)
+        await b.append(fb, [entry(0)], status=RunStatus.FAILED)
+        assert await b.claim("r") is None  # not RUNNING any more
+        assert await b.claim("r", statuses=()) is None
+        fc = await b.claim("r", statuses=[RunStatus.FAILED])
+        assert fc is not None
+        run = await b.get_run("r")
         assert run is not None
-        assert (run.status, run.owner) == (RunStatus.RUNNING, "c")
-        with pytest.raises(JournalError, match="UNIQUE constraint"):
-            await journal.append("r", [entry(0)], owner="c")  # seq 0 exists
-        assert [e.seq for e in await journal.events("r")] == [0]
+        assert (run.status, run.owner, run.epoch, run.claims) == (
+            RunStatus.RUNNING,
+            b.worker_id,
+            3,
+            2,
+        )
+        with pytest.raises(JournalError, match="entries start at seq 0"):
+            await b.append(fc, [entry(0)])  # seq 0 exists
+        assert [e.seq for e in await b.events("r")] == [0]
+        workers = {w.worker_id: w for w in await b.workers()}
+        assert workers[a.worker_id].expires_at <= workers[b.worker_id].expires_at
+
+
+async def test_sqlite_max_claims_and_prune(tmp_path: pathlib.Path) -> None:
+    """A run claimed max_claims times goes to NEEDS_INTERVENTION; prune deletes
+    only old finished runs, never RUNNING or NEEDS_INTERVENTION."""
+    db = tmp_path / "j.db"
+    with SQLiteJournal(db, max_claims=1) as a, SQLiteJournal(db, max_claims=1) as b:
+        await a.create_run("r", scene="s", state=b"1")
+        done = await a.create_run("done", scene="s", state=b"1")
+        await a.append(done, [entry(0)], status=RunStatus.SUCCEEDED)
+        await b.expire_worker(a.worker_id)
+        assert await b.claim("r") is not None
+        await a.expire_worker(b.worker_id)
+        batch = await a.claim_batch(limit=10)
+        assert batch == ()
+        run = await a.get_run("r")
+        assert run is not None
+        assert run.status is RunStatus.NEEDS_INTERVENTION
+        with pytest.raises(ValueError, match="never pruned"):
+            await a.prune(older_than=0, statuses=[RunStatus.NEEDS_INTERVENTION])
+        assert await a.prune(older_than=3600) == 0
+        assert await a.prune(older_than=0) == 1
+        assert await a.get_run("done") is None
+        assert await a.events("done") == ()
+        assert [r.run_id for r in await a.runs()] == ["r"]
 
 
 async def test_sqlite_missing_files(tmp_path: pathlib.Path) -> None:
@@ -218,7 +230,7 @@ async def test_sqlite_foreign_and_newer_schemas(tmp_path: pathlib.Path) -> None:
         await SQLiteJournal(foreign).runs()
     newer = tmp_path / "newer.db"
     async with SQLiteJournal(newer) as journal:
-        await journal.create_run("r", scene="s", owner="a", state=b"1")
+        await journal.create_run("r", scene="s", state=b"1")
     with contextlib.closing(sqlite3.connect(newer)) as conn, conn:
         conn.execute("PRAGMA user_version = 99")
     with pytest.raises(JournalSchemaError, match="schema version 99, newer than"):
@@ -229,16 +241,16 @@ async def test_sqlite_locked_file(tmp_path: pathlib.Path) -> None:
     """A write blocked by another connection's lock fails after busy_timeout, clearly."""
     db = tmp_path / "j.db"
     with SQLiteJournal(db, busy_timeout=0.05) as journal:
-        await journal.create_run("r", scene="s", owner="a", state=b"1")
+        fence = await journal.create_run("r", scene="s", state=b"1")
         other = sqlite3.connect(db, isolation_level=None)
         try:
             other.execute("BEGIN EXCLUSIVE")
             with pytest.raises(JournalError, match="is locked by another connection"):
-                await journal.append("r", [entry(0)], owner="a")
+                await journal.append(fence, [entry(0)])
             other.execute("ROLLBACK")
         finally:
             other.close()
-        await journal.append("r", [entry(0)], owner="a")  # nothing was lost
+        await journal.append(fence, [entry(0)])  # nothing was lost
         assert len(await journal.events("r")) == 1
 
 
@@ -359,7 +371,7 @@ async def test_writes_are_batched(autojump_clock: trio.testing.MockClock) -> Non
     assert journal.appends[1:10] == [["ActCompleted", "ActStarted"]] * 9
     assert journal.appends[10] == ["ActCompleted", "SceneCompleted"]
     assert len(journal.appends) == 11
-    assert (await journal.get_run("r")).status is RunStatus.SUCCEEDED  # type: ignore[union-attr]
+    assert (await journal.get_run("r")).status is RunStatus.SUCCEEDED
 
 
 async def test_chorus_branch_completion_is_written_at_once(
@@ -436,7 +448,11 @@ async def test_unencodable_result_stops_the_run(
         await run_scene(scene, {}, journal=journal, run_id="r")
     assert calls == ["weird", "undo weird"]
     assert journal.records["r"].status is RunStatus.RUNNING
-    report = await trio_sagas.recover(journal, [scene])
+    # Held by this live worker: another worker takes it once that lease lapses.
+    other = journal.worker()
+    assert (await trio_sagas.recover(other, [scene])).results == ()
+    assert await other.expire_worker(journal.worker_id)
+    report = await trio_sagas.recover(other, [scene])
     assert calls == ["weird", "undo weird", "undo weird"]  # at-least-once
     assert report.results[0].failed_step == "s/w"
 
@@ -510,27 +526,35 @@ async def test_cancelled_while_an_intent_is_being_written(
 
 
 async def test_claimed_run_stops_its_old_owner(tmp_path: pathlib.Path) -> None:
-    """When another process claims a run, its old owner can write no more: the
-    run stops with RunClaimedError before the next step."""
+    """When an operator declares a worker dead and another process claims its
+    run, the old holder can write no more: the run stops with RunClaimedError
+    before the next step, and runs no undo (the new holder did)."""
     db = tmp_path / "j.db"
     calls: list[str] = []
 
     async def first(ctx: StepContext, state: object) -> None:
         calls.append("first")
-        # Another process (another connection) presumes us dead and recovers.
+        # Another process (another connection) declares us dead and recovers.
         async with SQLiteJournal(db) as other:
+            assert await other.expire_worker(journal.worker_id)
             report = await trio_sagas.recover(other, [scene])
             assert [r.run_id for r in report.results] == ["r"]
 
     async def second(ctx: StepContext, state: object) -> None:
         calls.append("second")
 
-    scene = Scene("s", [Act("a", first), Act("b", second)])
+    async def undo_a(ctx: StepContext, state: object) -> None:
+        calls.append("undo a")
+
+    scene = Scene(
+        "s", [Act("a", first, compensate=undo_a), Act("b", second)], saga=True
+    )
+
     async with SQLiteJournal(db) as journal:
         with pytest.raises(RunClaimedError):
             await run_scene(scene, {}, journal=journal, run_id="r")
         run = await journal.get_run("r")
-    assert calls == ["first"]
+    assert calls == ["first", "undo a"]  # by the other process, once
     assert run is not None
     assert run.status is RunStatus.COMPENSATED
 
@@ -643,18 +667,23 @@ async def test_recover_stale_after_spares_recently_written_runs(
     scene = Scene("s", [Act("a", ok, compensate=back)], saga=True)
     async with SQLiteJournal(tmp_path / "j.db") as journal:
         # What a process that died inside a's run leaves behind.
-        await journal.create_run("r", scene="s", owner="dead", state=b"{}")
-        await journal.append(
-            "r",
-            [
-                JournalEntry(run_id="r", seq=0, kind="SceneStarted", step="s", at=0),
-                JournalEntry(run_id="r", seq=1, kind="ActStarted", step="s/a", at=0),
-            ],
-            owner="dead",
-        )
+        with SQLiteJournal(tmp_path / "j.db") as dead:
+            fence = await dead.create_run("r", scene="s", state=b"{}")
+            await dead.append(
+                fence,
+                [
+                    JournalEntry(
+                        run_id="r", seq=0, kind="SceneStarted", step="s", at=0
+                    ),
+                    JournalEntry(
+                        run_id="r", seq=1, kind="ActStarted", step="s/a", at=0
+                    ),
+                ],
+            )
+            await journal.expire_worker(dead.worker_id)
         report = await trio_sagas.recover(journal, [scene], stale_after=3600)
         (skipped,) = report.skipped
-        assert "written to less than 3600 s ago" in skipped.reason
+        assert skipped.reason == trio_sagas.HELD_ELSEWHERE
         assert undone == []
         report = await trio_sagas.recover(journal, [scene])
         assert [r.run_id for r in report] == ["r"]
@@ -662,3 +691,42 @@ async def test_recover_stale_after_spares_recently_written_runs(
         run = await journal.get_run("r")
         assert run is not None
         assert (run.status, run.owner) == (RunStatus.COMPENSATED, None)
+
+
+async def test_sqlite_migrates_a_version_1_journal(tmp_path: pathlib.Path) -> None:
+    """A journal written by version 1 (owner tokens, no leases) is migrated on
+    open; its RUNNING runs have no live worker, so recover() takes them over."""
+    from trio_sagas._journal import _sqlite
+
+    db = tmp_path / "v1.db"
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        for statement in _sqlite._SCHEMA_V1:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {_sqlite.APPLICATION_ID}")
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO runs (run_id, scene, status, owner, state, created_at, "
+            "updated_at, last_seq) VALUES ('r', 's', 'running', 'old-token', X'7B7D', "
+            "0, 0, 1)"
+        )
+        for seq, kind, step in ((0, "SceneStarted", "s"), (1, "ActStarted", "s/a")):
+            conn.execute(
+                "INSERT INTO events (run_id, seq, kind, step, at, written_at, data) "
+                "VALUES ('r', ?, ?, ?, 0, 0, '{}')",
+                (seq, kind, step),
+            )
+    undone: list[str] = []
+
+    async def back(ctx: StepContext, state: object) -> None:
+        undone.append(ctx.path)
+
+    scene = Scene("s", [Act("a", ok, compensate=back)], saga=True)
+    async with SQLiteJournal(db, create=False) as journal:
+        report = await trio_sagas.recover(journal, [scene])
+        run = await journal.get_run("r")
+    assert [r.run_id for r in report] == ["r"]
+    assert undone == ["s/a"]
+    assert run is not None
+    assert (run.status, run.epoch, run.claims) == (RunStatus.COMPENSATED, 1, 1)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2

@@ -215,7 +215,7 @@ async def test_recover_leaves_runs_live_in_this_process(
     (report,) = seen
     assert report.results == ()
     assert [(s.run_id, s.reason) for s in report.skipped] == [
-        ("live", "running in this process")
+        ("live", trio_sagas.HELD_ELSEWHERE)
     ]
     assert (await recover(journal, [scene])) == trio_sagas.RecoveryReport()
 
@@ -423,3 +423,48 @@ async def test_concurrent_recoveries_do_not_share_a_run(
         "undo r/s/b#compensate result=None",
         "undo r/s/a#compensate result=a-receipt",
     ]
+
+
+async def test_replay_keeps_what_a_resume_needs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Replay rebuilds, besides the rollback records, the completed acts with
+    their results, the uncertain act, and every group's position (per Chorus
+    branch and nested scene)."""
+    from trio_sagas._saga._replay import Replay
+
+    shop = Shop()
+    scene = Scene(
+        "s",
+        [
+            shop.act("a"),
+            trio_sagas.Chorus("c", [shop.act("x"), shop.act("y")]),
+            Scene("n", [shop.act("m1"), shop.act("m2")]),
+        ],
+        saga=True,
+    )
+    journal = MemoryJournal()
+    await run_scene(scene, {}, journal=journal, run_id="r")
+    entries = journal.entries["r"]
+    cut = next(
+        i
+        for i, e in enumerate(entries)
+        if e.kind == "ActStarted" and e.step == "s/n/m2"
+    )
+    record = journal.records["r"]
+    replay = Replay(
+        record,
+        scene,
+        tuple(entries[: cut + 1]),
+        decode=journal.codec.decode,
+        deps=None,
+        retry_failed=False,
+    )
+    done = list(replay.completed)  # the branches in whichever order they ended
+    assert (done[0], set(done[1:3]), done[3]) == ("s/a", {"s/c/x", "s/c/y"}, "s/n/m1")
+    assert replay.completed["s/c/x"] == "x-receipt"
+    assert replay.uncertain() == ("s/n/m2",)
+    assert replay.position("s") == ("a", "c")
+    assert set(replay.position("s/c")) == {"x", "y"}
+    assert replay.position("s/n") == ("m1",)
+    assert replay.open_groups == {"s", "s/n"}

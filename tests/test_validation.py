@@ -584,6 +584,7 @@ SAGA = [
         "journal",
     ),
     case("recover-journal-None", lambda: ts.recover(None, []), TypeError, "journal"),
+    case("run_worker-journal-int", lambda: ts.run_worker(3, {}), TypeError, "journal"),
     case(
         "compensate_run-journal-None",
         lambda: ts.compensate_run(None, "r", []),
@@ -872,6 +873,13 @@ FAN_IN = [
 
 JOURNAL = [
     case("SQLiteJournal-path-int", lambda: ts.SQLiteJournal(3), TypeError, "path"),
+    case("PostgresJournal-dsn-int", lambda: ts.PostgresJournal(3), TypeError, "dsn"),
+    case(
+        "PostgresJournal-max_claims-0",
+        lambda: ts.PostgresJournal("postgresql://x", max_claims=0),
+        ValueError,
+        "max_claims",
+    ),
     case(
         "SQLiteJournal-synchronous",
         lambda: ts.SQLiteJournal(":memory:", synchronous="FAST"),
@@ -940,6 +948,8 @@ def test_every_public_callable_has_a_case() -> None:
         "AttemptInfo",
         "AttemptRecord",
         "BudgetDecision",
+        "Fence",
+        "WorkerRecord",
         "ChorusStarted",
         "Event",
         "GlobalTimeoutReached",

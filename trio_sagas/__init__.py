@@ -60,6 +60,7 @@ from ._ignition import SignalStarted as SignalStarted
 from ._ignition import StagePolicy as StagePolicy
 from ._ignition import StageResult as StageResult
 from ._ignition import StageStarted as StageStarted
+from ._journal import PostgresJournal as PostgresJournal
 from ._journal import SQLiteJournal as SQLiteJournal
 from ._logging import LoggingObserver as LoggingObserver
 from ._merge import MergedReceiveChannel as MergedReceiveChannel
@@ -80,6 +81,9 @@ from ._retry import MissingTrigger as MissingTrigger
 from ._retry import ResultRejected as ResultRejected
 from ._retry import RetryPolicy as RetryPolicy
 from ._saga import DEFAULT_COMPENSATION_RETRY as DEFAULT_COMPENSATION_RETRY
+from ._saga import DEFAULT_LEASE as DEFAULT_LEASE
+from ._saga import DEFAULT_MAX_CLAIMS as DEFAULT_MAX_CLAIMS
+from ._saga import HELD_ELSEWHERE as HELD_ELSEWHERE
 from ._saga import Act as Act
 from ._saga import ActCancelled as ActCancelled
 from ._saga import ActCompleted as ActCompleted
@@ -96,6 +100,7 @@ from ._saga import CompensationStarted as CompensationStarted
 from ._saga import CompensationStepCompleted as CompensationStepCompleted
 from ._saga import CompensationStepFailed as CompensationStepFailed
 from ._saga import CompensationStepStarted as CompensationStepStarted
+from ._saga import Fence as Fence
 from ._saga import Journal as Journal
 from ._saga import JournalEntry as JournalEntry
 from ._saga import JournalError as JournalError
@@ -116,9 +121,11 @@ from ._saga import SceneCompleted as SceneCompleted
 from ._saga import SceneFailed as SceneFailed
 from ._saga import SceneStarted as SceneStarted
 from ._saga import SkippedRun as SkippedRun
+from ._saga import WorkerRecord as WorkerRecord
 from ._saga import compensate_run as compensate_run
 from ._saga import recover as recover
 from ._saga import run_scene as run_scene
+from ._saga import run_worker as run_worker
 from ._timeline import Span as Span
 from ._timeline import plot_timeline as plot_timeline
 from ._timeline import render_timeline as render_timeline
@@ -134,6 +141,9 @@ __all__ = (
     "CHECK_FLOOR",
     "DEFAULT_COMPENSATION_RETRY",
     "DEFAULT_COMPENSATION_TIMEOUT",
+    "DEFAULT_LEASE",
+    "DEFAULT_MAX_CLAIMS",
+    "HELD_ELSEWHERE",
     "Act",
     "ActCancelled",
     "ActCompleted",
@@ -172,6 +182,7 @@ __all__ = (
     "Event",
     "ExecutionMode",
     "Executor",
+    "Fence",
     "FixedDelayTrigger",
     "GlobalTimeoutReached",
     "GroupCancelled",
@@ -202,6 +213,7 @@ __all__ = (
     "Observer",
     "Outcome",
     "OutcomeError",
+    "PostgresJournal",
     "RecordedFailure",
     "RecoveryReport",
     "ResultRejected",
@@ -234,6 +246,7 @@ __all__ = (
     "TriggerDecision",
     "TriggerMissing",
     "TriggerRegistry",
+    "WorkerRecord",
     "compensate_run",
     "fan_in",
     "observers",
@@ -243,6 +256,7 @@ __all__ = (
     "recover",
     "render_timeline",
     "run_scene",
+    "run_worker",
     "timeline_spans",
 )
 

@@ -271,6 +271,26 @@ def check_enum(value: object, enum_type: type[E], argument: str) -> E:
     return value
 
 
+def check_choice(value: object, choices: tuple[str, ...], argument: str) -> str:
+    """One of a few literal strings (``'compensate'`` or ``'skip'``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{argument} must be a str, got {value!r}")
+    if value not in choices:
+        listed = " or ".join(repr(c) for c in choices)
+        raise ValueError(f"{argument} must be {listed}, got {value!r}")
+    return value
+
+
+def check_optional_instance(
+    value: object, cls: type, argument: str, *, noun: str | None = None
+) -> None:
+    """None or an instance of *cls* (``retry must be a RetryPolicy or None``)."""
+    if value is not None and not isinstance(value, cls):
+        raise TypeError(
+            f"{argument} must be {noun or 'a ' + cls.__name__} or None, got {value!r}"
+        )
+
+
 def check_bool(value: object, argument: str) -> bool:
     """A real bool (not 1/0 or a truthy object)."""
     if not isinstance(value, bool):
@@ -360,3 +380,22 @@ def check_receive_channels(receivers: object, argument: str) -> tuple[Any, ...]:
             )
         seen.add(id(source))
     return sources
+
+
+# -- ignition --------------------------------------------------------------------
+
+
+def check_name_list(value: object, argument: str) -> tuple[str, ...]:
+    """An iterable of distinct names (a lone str is refused: it is not a list)."""
+    if isinstance(value, str):
+        raise TypeError(
+            f"{argument} must be an iterable of names, not the str {value!r}"
+        )
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{argument} must be an iterable of names, got {value!r}")
+    names = tuple(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{argument} must hold names (str), got {name!r}")
+    check_unique(names, argument)
+    return names

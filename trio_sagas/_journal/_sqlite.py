@@ -19,30 +19,42 @@ import json
 import math
 import os
 import pathlib
+import socket
 import sqlite3
 import threading
-import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, TypeVar, final
 
 import trio
 
 from .._saga._journal import (
+    DEFAULT_LEASE,
+    DEFAULT_MAX_CLAIMS,
     Codec,
+    Fence,
     JournalEntry,
     JournalError,
     JournalSchemaError,
     JSONCodec,
-    RunClaimedError,
-    RunIdInUseError,
     RunRecord,
     RunStatus,
+    WorkerRecord,
 )
-from .._validate import check_timeout
+from .._saga._lease import LeaseKeeper
+from .._validate import (
+    check_duration,
+    check_enum,
+    check_int,
+    check_label,
+    check_timeout,
+)
+from . import _sqlite_leases as leases
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this version writes; ``PRAGMA user_version`` holds a file's."""
 
 APPLICATION_ID = 0x74534A31  # "tSJ1": marks the file as a trio-sagas journal
@@ -73,23 +85,7 @@ _SCHEMA_V1 = (
 )
 
 # Migrations from version N to N + 1, applied in one transaction each.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1}
-
-_RUN_COLUMNS = "run_id, scene, status, state, owner, created_at, updated_at, last_seq"
-
-
-def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, scene, status, state, owner, created, updated, last_seq = row
-    return RunRecord(
-        run_id=run_id,
-        scene=scene,
-        status=RunStatus(status),
-        state=None if state is None else bytes(state),
-        owner=owner,
-        created_at=created,
-        updated_at=updated,
-        last_seq=last_seq,
-    )
+_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: leases.SCHEMA_V2}
 
 
 @final
@@ -109,6 +105,11 @@ class SQLiteJournal:
             ``"NORMAL"`` (WAL: safe against process crashes, not power loss).
         busy_timeout: Seconds to wait for another connection's lock before
             a write fails with :exc:`JournalError`.
+        lease: Seconds this worker's lease lasts (renewed every third of
+            that while a run or ``async with journal`` holds it). Leases run
+            on the host's clock: every process sharing the file is on it.
+        max_claims: A run claimed (taken over) this many times goes to
+            NEEDS_INTERVENTION instead of being claimed again.
 
     Raises:
         TypeError, ValueError: bad arguments (at construction).
@@ -120,11 +121,16 @@ class SQLiteJournal:
 
     __slots__ = (
         "_closed",
+        "_cm",
         "_codec",
         "_conn",
         "_create",
+        "_keeper",
+        "_lease",
         "_limiter",
         "_lock",
+        "_max_claims",
+        "_nursery",
         "_path",
         "_synchronous",
         "_timeout",
@@ -138,6 +144,8 @@ class SQLiteJournal:
         create: bool = True,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         busy_timeout: float = 5.0,
+        lease: float = DEFAULT_LEASE,
+        max_claims: int = DEFAULT_MAX_CLAIMS,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
@@ -162,6 +170,13 @@ class SQLiteJournal:
         if math.isinf(timeout):
             raise ValueError(f"busy_timeout must be finite, got {busy_timeout!r}")
         self._timeout = timeout
+        self._lease = check_duration(lease, "lease", allow_zero=False)
+        self._max_claims = check_int(max_claims, "max_claims", minimum=1)
+        self._keeper = LeaseKeeper(
+            self._lease, self._register, self._renew, host_clock=True
+        )
+        self._nursery: trio.Nursery | None = None
+        self._cm: Any = None
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -186,14 +201,48 @@ class SQLiteJournal:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def lease(self) -> float:
+        """Seconds this worker's lease lasts."""
+        return self._lease
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's current registration; empty until its first use."""
+        return self._keeper.worker_id or ""
+
+    def hold(self) -> AbstractAsyncContextManager[trio.CancelScope]:
+        """Keep this worker's lease renewed while the block runs, as Journal.hold."""
+        return self._keeper.hold()
+
     async def __aenter__(self) -> SQLiteJournal:
+        """Register this worker and renew its lease until the block ends."""
+        self._cm = trio.open_nursery()
+        self._nursery = await self._cm.__aenter__()
+        try:
+            await self._nursery.start(self._keeper.heartbeat)
+        except BaseException:
+            self._keeper.stop()
+            await self._cm.__aexit__(None, None, None)
+            raise
+        self._keeper.beating = True
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
+        self._keeper.stop()
+        if self._nursery is not None:
+            await self._cm.__aexit__(None, None, None)
+            self._nursery = None
+        worker_id = self._keeper.worker_id
+        try:
+            if worker_id is not None and not self._closed:
+                with trio.CancelScope(shield=True):
+                    await self._call(lambda conn: leases.unregister(conn, worker_id))
+        finally:
+            self.close()
 
     def close(self) -> None:
-        """Close the connection; later calls raise :exc:`JournalError`."""
+        """Close the connection; later calls raise JournalError."""
         with self._lock:
             self._closed = True
             if self._conn is not None:
@@ -307,138 +356,128 @@ class SQLiteJournal:
                 conn.rollback()
             raise self._error(exc) from exc
 
+    # -- leases -----------------------------------------------------------------
+
+    async def _register(self) -> str:
+        worker_id, host, pid = uuid.uuid4().hex, socket.gethostname(), os.getpid()
+        return await self._call(
+            lambda conn: leases.register(conn, worker_id, host, pid, self._lease)
+        )
+
+    async def _renew(self, worker_id: str) -> bool:
+        return await self._call(lambda conn: leases.renew(conn, worker_id, self._lease))
+
+    async def workers(self) -> tuple[WorkerRecord, ...]:
+        """Every worker row, live and lapsed."""
+        return await self._call(leases.workers)
+
+    async def expire_worker(self, worker_id: str) -> bool:
+        """Operator: that worker is dead; its lease lapses now."""
+        check_label(worker_id, "worker_id")
+        return await self._call(lambda conn: leases.expire(conn, worker_id))
+
     # -- the Journal protocol ---------------------------------------------------
 
-    async def create_run(
-        self, run_id: str, *, scene: str, owner: str, state: bytes
-    ) -> None:
-        """Create a RUNNING run owned by *owner*.
+    async def create_run(self, run_id: str, *, scene: str, state: bytes) -> Fence:
+        """Create a RUNNING run held by this worker (epoch 1).
 
         Raises:
             RunIdInUseError: the id is taken (by a run of any status).
         """
-
-        def create(conn: sqlite3.Connection) -> None:
-            now = time.time()
-            try:
-                conn.execute(
-                    "INSERT INTO runs (run_id, scene, status, owner, state, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, scene, RunStatus.RUNNING.value, owner, state, now, now),
-                )
-            except sqlite3.IntegrityError:
-                raise RunIdInUseError(
-                    f"run id {run_id!r} is already in journal {str(self._path)!r}; "
-                    "run ids are never reused"
-                ) from None
-
-        await self._call(create)
+        check_label(run_id, "run_id")
+        check_label(scene, "scene")
+        worker = await self._keeper.fresh()
+        where = repr(str(self._path))
+        await self._call(
+            lambda conn: leases.create_run(conn, where, run_id, scene, worker, state)
+        )
+        return Fence(run_id, worker, 1)
 
     async def append(
         self,
-        run_id: str,
+        fence: Fence,
         entries: Sequence[JournalEntry],
         *,
-        owner: str,
         state: bytes | None = None,
         status: RunStatus | None = None,
     ) -> None:
         """Atomically add *entries*, replace the state, set the status.
 
+        One UPDATE checks the fence (worker, epoch, RUNNING), that the
+        entries continue ``last_seq``, and the writer's live lease.
+
         Raises:
-            RunClaimedError: *owner* does not own the RUNNING run.
+            LeaseLostError: the writer's lease lapsed; nothing was written.
+            RunClaimedError: the fence is stale; nothing was written.
         """
-        # Encoded here, on the trio thread: the entries are the caller's.
-        rows = [
-            (
-                run_id,
-                e.seq,
-                e.kind,
-                e.step,
-                e.at,
-                json.dumps(e.data, separators=(",", ":")),
-                e.value,
-            )
-            for e in entries
-        ]
-        last_seq = entries[-1].seq if entries else None
-        new_status = None if status is None else status.value
-
-        def write(conn: sqlite3.Connection) -> None:
-            now = time.time()
-            conn.execute("BEGIN IMMEDIATE")
-            updated = conn.execute(
-                "UPDATE runs SET updated_at = ?, last_seq = coalesce(?, last_seq), "
-                "state = coalesce(?, state), status = coalesce(?, status), "
-                "owner = CASE WHEN ? IS NULL OR ? = 'running' THEN owner ELSE NULL END "
-                "WHERE run_id = ? AND owner = ? AND status = 'running'",
-                (
-                    now,
-                    last_seq,
-                    state,
-                    new_status,
-                    new_status,
-                    new_status,
-                    run_id,
-                    owner,
-                ),
-            ).rowcount
-            if updated != 1:
-                conn.rollback()
-                raise RunClaimedError(
-                    f"run {run_id!r} in journal {str(self._path)!r} is no longer "
-                    f"owned by {owner!r} (claimed by a recovery, or finished)"
-                )
-            if rows:
-                conn.executemany(
-                    "INSERT INTO events (run_id, seq, kind, step, at, written_at, "
-                    "data, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(*row[:5], now, *row[5:]) for row in rows],
-                )
-            conn.execute("COMMIT")
-
-        await self._call(write)
+        rows = leases.entry_rows(entries)  # encoded here: the entries are the caller's
+        where = repr(str(self._path))
+        await self._call(
+            lambda conn: leases.append(conn, where, fence, rows, state, status)
+        )
 
     async def claim(
         self,
         run_id: str,
         *,
-        owner: str,
-        stale_after: float = 0.0,
         statuses: Iterable[RunStatus] = (RunStatus.RUNNING,),
-    ) -> bool:
-        """Make *owner* the owner of the run and set it RUNNING, atomically.
-
-        Succeeds only if the run's status is in *statuses* and, if it is
-        RUNNING, its latest write is *stale_after* seconds old or older.
-        """
-        wanted = [RunStatus(s).value for s in statuses]
+        stale_after: float = 0.0,
+    ) -> Fence | None:
+        """Take a run over for this worker, as Journal.claim does."""
+        check_label(run_id, "run_id")
+        wanted = [check_enum(s, RunStatus, "statuses").value for s in statuses]
         check_timeout(stale_after, "stale_after", allow_none=False)
-
-        def claim(conn: sqlite3.Connection) -> bool:
-            now = time.time()
-            marks = ", ".join("?" * len(wanted))
-            return bool(
-                conn.execute(
-                    f"UPDATE runs SET owner = ?, status = 'running', updated_at = ? "
-                    f"WHERE run_id = ? AND status IN ({marks}) "
-                    f"AND (status != 'running' OR updated_at <= ?)",
-                    (owner, now, run_id, *wanted, now - stale_after),
-                ).rowcount
+        worker = await self._keeper.fresh()
+        return await self._call(
+            lambda conn: leases.claim(
+                conn, run_id, worker, wanted, stale_after, self._max_claims
             )
+        )
 
-        if not wanted:
-            return False
-        return await self._call(claim)
+    async def claim_batch(
+        self, *, limit: int, stale_after: float = 0.0
+    ) -> tuple[tuple[RunRecord, Fence], ...]:
+        """Claim up to *limit* claimable RUNNING runs, oldest first."""
+        check_int(limit, "limit", minimum=1)
+        check_timeout(stale_after, "stale_after", allow_none=False)
+        worker = await self._keeper.fresh()
+        return await self._call(
+            lambda conn: leases.claim_batch(
+                conn, worker, limit, stale_after, self._max_claims
+            )
+        )
+
+    async def prune(
+        self,
+        *,
+        older_than: float,
+        statuses: Iterable[RunStatus] = (
+            RunStatus.SUCCEEDED,
+            RunStatus.COMPENSATED,
+            RunStatus.FAILED,
+        ),
+    ) -> int:
+        """Delete finished runs (and their entries) last written *older_than*
+        seconds ago or more; RUNNING and NEEDS_INTERVENTION never."""
+        check_duration(older_than, "older_than")
+        wanted = [check_enum(s, RunStatus, "statuses") for s in statuses]
+        kept = {RunStatus.RUNNING, RunStatus.NEEDS_INTERVENTION} & set(wanted)
+        if kept:
+            raise ValueError(
+                f"statuses: {sorted(s.name for s in kept)} are never pruned, "
+                f"got {sorted(s.name for s in wanted)}"
+            )
+        values = [s.value for s in wanted]
+        return await self._call(lambda conn: leases.prune(conn, values, older_than))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run's record, or None."""
 
         def get(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+                f"SELECT {leases.RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
-            return None if row is None else _run_record(row)
+            return None if row is None else leases.run_record(row)
 
         return await self._call(get)
 
@@ -459,10 +498,10 @@ class SQLiteJournal:
 
         def select(conn: sqlite3.Connection) -> tuple[RunRecord, ...]:
             rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY created_at, run_id",
+                f"SELECT {leases.RUN_COLUMNS} FROM runs {where} ORDER BY created_at, run_id",
                 params,
             ).fetchall()
-            return tuple(_run_record(r) for r in rows)
+            return tuple(leases.run_record(r) for r in rows)
 
         return await self._call(select)
 

@@ -21,7 +21,10 @@ from ._events import (
     SceneStarted,
 )
 from ._journal import (
+    DEFAULT_LEASE,
+    DEFAULT_MAX_CLAIMS,
     Codec,
+    Fence,
     Journal,
     JournalEntry,
     JournalError,
@@ -33,19 +36,26 @@ from ._journal import (
     RunNotFoundError,
     RunRecord,
     RunStatus,
+    WorkerRecord,
 )
 from ._model import DEFAULT_COMPENSATION_RETRY, Act, Chorus, ChorusMode, Scene
+from ._records import SagaResult
 from ._recovery import (
-    RecordedFailure,
+    HELD_ELSEWHERE,
     RecoveryReport,
     SkippedRun,
     compensate_run,
     recover,
 )
-from ._runner import SagaResult, run_scene
+from ._replay import RecordedFailure
+from ._run import run_scene
+from ._worker import run_worker
 
 __all__ = [
     "DEFAULT_COMPENSATION_RETRY",
+    "DEFAULT_LEASE",
+    "DEFAULT_MAX_CLAIMS",
+    "HELD_ELSEWHERE",
     "Act",
     "ActCancelled",
     "ActCompleted",
@@ -62,6 +72,7 @@ __all__ = [
     "CompensationStepCompleted",
     "CompensationStepFailed",
     "CompensationStepStarted",
+    "Fence",
     "JSONCodec",
     "Journal",
     "JournalEntry",
@@ -82,7 +93,9 @@ __all__ = [
     "SceneFailed",
     "SceneStarted",
     "SkippedRun",
+    "WorkerRecord",
     "compensate_run",
     "recover",
     "run_scene",
+    "run_worker",
 ]

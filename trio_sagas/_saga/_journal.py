@@ -10,11 +10,13 @@ atomic transaction holding every event since the previous call plus the
 current state. The runner awaits an append before the code an intent event
 announces (``ActStarted``, ``CompensationStepStarted``) runs.
 
-Ownership is what lets several processes share one journal (a planned
-PostgreSQL backend): the process running a run *owns* it; every append says
-who it is from and is refused once another owner has claimed the run
-(:exc:`RunClaimedError`), so a process that was presumed dead cannot write
-over a recovery. :meth:`Journal.claim` takes a run over atomically.
+Leases and fencing let several processes share one journal. Each open
+journal is a *worker* with a lease on the journal's clock, renewed by a task
+the journal runs (:meth:`Journal.hold`). A run is held by one worker under an
+*epoch*; every append presents that :class:`Fence` and is refused once the
+writer's lease lapsed (:exc:`LeaseLostError`) or another worker claimed the
+run (:exc:`RunClaimedError`), so a zombie can never write over a recovery.
+A run is claimable only when its worker's lease has lapsed.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, final, runtime_checkable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Protocol, Self, final, runtime_checkable
 
 import attrs
+import trio
+
+from .._util import documented_constant
 
 
 class JournalError(Exception):
@@ -110,11 +117,13 @@ class RunRecord:
         scene: The top scene's name (recovery looks the definition up by it).
         status: A :class:`RunStatus`.
         state: The latest state, encoded by the journal's codec.
-        owner: Who may write to the run (a token per run_scene call or
-            recovery); None once nobody holds it.
+        owner: The worker holding the run (its lease lets it write); None
+            once the run finished. Also readable as :attr:`worker`.
         created_at: Wall-clock time the run was created.
         updated_at: Wall-clock time of the latest write (the owner's heartbeat).
         last_seq: ``seq`` of the latest entry (-1: none yet).
+        epoch: Bumped by every claim; a write must present the current one.
+        claims: How many times the run was claimed (taken over).
     """
 
     run_id: str
@@ -125,6 +134,13 @@ class RunRecord:
     created_at: float
     updated_at: float
     last_seq: int
+    epoch: int = 0
+    claims: int = 0
+
+    @property
+    def worker(self) -> str | None:
+        """The worker holding the run (the same as ``owner``)."""
+        return self.owner
 
 
 @runtime_checkable
@@ -132,11 +148,11 @@ class Codec(Protocol):
     """Turns states and act results into bytes and back (never pickle)."""
 
     def encode(self, value: Any) -> bytes:
-        """Encode *value*; raise :exc:`TypeError`/:exc:`ValueError` if it cannot."""
+        """Encode *value*; raise TypeError or ValueError if it cannot."""
         ...
 
     def decode(self, data: bytes) -> Any:
-        """Decode what :meth:`encode` produced."""
+        """Decode what encode() produced."""
         ...
 
 
@@ -177,80 +193,6 @@ class JSONCodec:
         return self._decoder.decode(data.decode())
 
 
-@runtime_checkable
-class Journal(Protocol):
-    """What the saga runner needs from a durable store.
-
-    Every method may raise :exc:`JournalError`. Writes must be durable when
-    they return (or the backend documents its trade-off) and must not block
-    the trio event loop (run the I/O in a thread, or use an async driver).
-    A write that has started must be allowed to finish when its caller is
-    cancelled, so that the caller knows whether it happened.
-    """
-
-    @property
-    def codec(self) -> Codec:
-        """Encodes states and act results for this journal."""
-        ...
-
-    async def create_run(
-        self, run_id: str, *, scene: str, owner: str, state: bytes
-    ) -> None:
-        """Create a RUNNING run owned by *owner*.
-
-        Raises:
-            RunIdInUseError: a run with this id exists (whatever its status).
-        """
-        ...
-
-    async def append(
-        self,
-        run_id: str,
-        entries: Sequence[JournalEntry],
-        *,
-        owner: str,
-        state: bytes | None = None,
-        status: RunStatus | None = None,
-    ) -> None:
-        """Atomically add *entries*, replace the state and set the status.
-
-        Raises:
-            RunClaimedError: *owner* no longer owns the run (or it is not
-                RUNNING): nothing was written.
-        """
-        ...
-
-    async def claim(
-        self,
-        run_id: str,
-        *,
-        owner: str,
-        stale_after: float = 0.0,
-        statuses: Iterable[RunStatus] = (RunStatus.RUNNING,),
-    ) -> bool:
-        """Atomically make *owner* the owner of a run and set it RUNNING.
-
-        Only if its status is in *statuses* and, when it is RUNNING, its
-        latest write is at least *stale_after* seconds old (its owner is
-        presumed dead). Returns whether the claim succeeded.
-        """
-        ...
-
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        """The run's record, or None."""
-        ...
-
-    async def runs(
-        self, *, status: RunStatus | Iterable[RunStatus] | None = None
-    ) -> tuple[RunRecord, ...]:
-        """Every run (with one of the given statuses), oldest first."""
-        ...
-
-    async def events(self, run_id: str) -> tuple[JournalEntry, ...]:
-        """The run's entries in ``seq`` order (empty if there is no such run)."""
-        ...
-
-
 # --- Worker leases and epoch fencing (DESIGN section 10) -------------------
 #
 # The contract every backend implements and the runner relies on; it replaces
@@ -271,8 +213,8 @@ class LeaseLostError(RunClaimedError):
 class Fence:
     """The right to write to one run: which worker holds it, under which epoch.
 
-    Returned by :meth:`LeasedJournal.create_run` and :meth:`LeasedJournal.claim`;
-    every :meth:`LeasedJournal.append` presents it. A claim bumps the run's
+    Returned by :meth:`Journal.create_run` and :meth:`Journal.claim`;
+    every :meth:`Journal.append` presents it. A claim bumps the run's
     epoch, so a fence from before the claim is refused.
 
     Attributes:
@@ -309,8 +251,158 @@ class WorkerRecord:
     expires_at: float
 
 
-DEFAULT_LEASE = 15.0
-"""Seconds a worker's lease lasts; it is renewed every third of that."""
+DEFAULT_LEASE = documented_constant(
+    15.0,
+    "DEFAULT_LEASE",
+    """Seconds a worker's lease lasts (15.0); it is renewed every third of that.""",
+)
 
-DEFAULT_MAX_CLAIMS = 10
-"""A run claimed this many times goes to NEEDS_INTERVENTION instead."""
+DEFAULT_MAX_CLAIMS = documented_constant(
+    10,
+    "DEFAULT_MAX_CLAIMS",
+    """A run claimed this many times (10) goes to NEEDS_INTERVENTION instead.""",
+)
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """What the saga runner needs from a durable store.
+
+    Every method may raise :exc:`JournalError`. Writes must be durable when
+    they return (or the backend documents its trade-off) and must not block
+    the trio event loop. A write that has started must be allowed to finish
+    when its caller is cancelled, so that the caller knows whether it
+    happened. Backends take ``lease=DEFAULT_LEASE`` (seconds, finite, > 0)
+    and ``max_claims=DEFAULT_MAX_CLAIMS`` (>= 1) constructor arguments.
+    """
+
+    @property
+    def codec(self) -> Codec:
+        """Encodes states and act results for this journal."""
+        ...
+
+    @property
+    def lease(self) -> float:
+        """Seconds a worker's lease lasts; renewed every third of that."""
+        ...
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's current registration (a new one after a lapse);
+        empty until the worker registered (on first use)."""
+        ...
+
+    async def __aenter__(self) -> Self:
+        """Register the worker and start the heartbeat task."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the heartbeat, delete this worker's row, close."""
+        ...
+
+    def hold(self) -> AbstractAsyncContextManager[trio.CancelScope]:
+        """Keep this worker's lease renewed while the block runs.
+
+        Yields a cancel scope for the caller to run its run under: its
+        deadline is the local lease deadline (trio clock at the renewal's
+        send time, plus the lease, minus a tenth of it), pushed forward by
+        each successful renewal and never moved otherwise, so a worker stops
+        its runs before another worker can claim them. Without ``async
+        with journal``, the block runs its own heartbeat task.
+        """
+        ...
+
+    async def create_run(self, run_id: str, *, scene: str, state: bytes) -> Fence:
+        """Create a RUNNING run held by this worker, epoch 1, claims 0.
+
+        Raises:
+            RunIdInUseError: a run with this id exists (whatever its status).
+        """
+        ...
+
+    async def append(
+        self,
+        fence: Fence,
+        entries: Sequence[JournalEntry],
+        *,
+        state: bytes | None = None,
+        status: RunStatus | None = None,
+    ) -> None:
+        """Atomically add *entries*, replace the state and set the status.
+
+        One statement checks the fence (worker and epoch match the run, it is
+        RUNNING), that the entries continue ``last_seq`` without a gap, and
+        that the writer's lease is live on the journal's clock.
+
+        Raises:
+            LeaseLostError: the writer's lease lapsed (nothing was written).
+            RunClaimedError: the fence is stale (nothing was written).
+        """
+        ...
+
+    async def claim(
+        self,
+        run_id: str,
+        *,
+        statuses: Iterable[RunStatus] = (RunStatus.RUNNING,),
+        stale_after: float = 0.0,
+    ) -> Fence | None:
+        """Take a run over: bump its epoch and claims, hold it, set it RUNNING.
+
+        A RUNNING run is claimable only when its worker's lease lapsed (or
+        its worker row is gone) and its last write is *stale_after* seconds
+        old or older; a run in another of *statuses* unless it is RUNNING
+        under a live lease. A RUNNING run that would exceed ``max_claims`` is
+        set NEEDS_INTERVENTION instead. Returns None when not claimed.
+        """
+        ...
+
+    async def claim_batch(
+        self, *, limit: int, stale_after: float = 0.0
+    ) -> tuple[tuple[RunRecord, Fence], ...]:
+        """Claim up to *limit* claimable RUNNING runs, oldest first, at once."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or None."""
+        ...
+
+    async def runs(
+        self, *, status: RunStatus | Iterable[RunStatus] | None = None
+    ) -> tuple[RunRecord, ...]:
+        """Every run (with one of the given statuses), oldest first."""
+        ...
+
+    async def events(self, run_id: str) -> tuple[JournalEntry, ...]:
+        """The run's entries in ``seq`` order (empty if there is no such run)."""
+        ...
+
+    async def workers(self) -> tuple[WorkerRecord, ...]:
+        """Every worker row, live and lapsed."""
+        ...
+
+    async def expire_worker(self, worker_id: str) -> bool:
+        """Operator: that worker is dead; its lease lapses now."""
+        ...
+
+    async def prune(
+        self,
+        *,
+        older_than: float,
+        statuses: Iterable[RunStatus] = (
+            RunStatus.SUCCEEDED,
+            RunStatus.COMPENSATED,
+            RunStatus.FAILED,
+        ),
+    ) -> int:
+        """Delete finished runs last written *older_than* seconds ago or more.
+
+        RUNNING and NEEDS_INTERVENTION are never deleted (ValueError if
+        asked). Returns how many runs were deleted.
+        """
+        ...

@@ -10,7 +10,16 @@ import attrs
 
 from .._compensation import StepContext
 from .._retry import RetryPolicy
-from .._validate import check_async, check_int, check_name, check_timeout
+from .._validate import (
+    check_async,
+    check_bool,
+    check_choice,
+    check_int,
+    check_name,
+    check_optional_instance,
+    check_timeout,
+    check_type,
+)
 
 StepFn: TypeAlias = Callable[[StepContext, Any], Awaitable[Any]]
 """``async def fn(ctx, state)``: an act's ``run`` or ``compensate``."""
@@ -23,11 +32,8 @@ DEFAULT_COMPENSATION_RETRY = RetryPolicy(
 
 
 def _check_retry(value: object, argument: str) -> None:
-    if value is None:
-        return
-    if not isinstance(value, RetryPolicy):
-        raise TypeError(f"{argument} must be a RetryPolicy or None, got {value!r}")
-    if value.hedge is not None:
+    check_optional_instance(value, RetryPolicy, argument)
+    if isinstance(value, RetryPolicy) and value.hedge is not None:
         raise ValueError(
             f"{argument}: hedged acts are not supported (hedge={value.hedge!r}); "
             "call trio_sagas.Executor inside the act's run to hedge a request"
@@ -108,10 +114,7 @@ class Act:
         )
         _check_retry(retry, "retry")
         _check_retry(compensation_retry, "compensation_retry")
-        if uncertain not in ("compensate", "skip"):
-            raise ValueError(
-                f"Act {name!r}: uncertain must be 'compensate' or 'skip', got {uncertain!r}"
-            )
+        check_choice(uncertain, ("compensate", "skip"), f"Act {name!r}: uncertain")
         self.__attrs_init__(
             name,
             run,
@@ -180,8 +183,7 @@ class Scene:
         self, name: str, steps: Iterable[Step] = (), *, saga: bool = False
     ) -> None:
         check_name(name)
-        if not isinstance(saga, bool):
-            raise TypeError(f"Scene {name!r}: saga must be a bool, got {saga!r}")
+        check_bool(saga, f"Scene {name!r}: saga")
         self.__attrs_init__(name, _check_steps("Scene", name, steps), saga)
 
 
@@ -215,8 +217,7 @@ class Chorus:
         timeout: float | None = None,
     ) -> None:
         check_name(name)
-        if not isinstance(mode, ChorusMode):
-            raise TypeError(f"Chorus {name!r}: mode must be a ChorusMode, got {mode!r}")
+        check_type(mode, ChorusMode, f"Chorus {name!r}: mode")
         if max_workers is not None:
             check_int(max_workers, "max_workers", minimum=1)
         timeout = check_timeout(timeout, "timeout", allow_zero=False)

@@ -1,94 +1,64 @@
 """Recovery and manual compensation of journaled runs.
 
-Both rebuild, from a run's journal entries and the scene definitions, the
-same records the runner keeps in memory (``_ActRecord``/``_GroupRecord``,
-each group's children in completion order), then hand them to the runner's
-own rollback code on a ``_DurableRun`` that continues the run's event
-stream. So a recovered rollback has the runner's semantics and events:
-reverse completion order, choruses branch-parallel, nested sagas as units,
-every undo shielded, bounded, retried and journaled (intent first).
-
-What the entries say, act by act:
-
-* ``ActCompleted`` — completed: compensated (``ctx.result`` decoded from
-  the journal), unless a ``CompensationStepCompleted`` follows.
-* ``ActStarted`` and nothing after it — *uncertain*: the process died while
-  ``run`` ran. Compensated (``ctx.result`` None) unless the act says
-  ``uncertain="skip"``.
-* ``ActFailed``/``ActCancelled`` — it did not complete: not compensated
-  (undo actions it registered with ``ctx.register_compensation`` lived in
-  the dead process's memory and are lost).
-* ``CompensationStepStarted`` without an outcome — interrupted: run again,
-  with the same idempotency key.
-* ``CompensationStepFailed`` — failed for good: :func:`recover` leaves it
-  (the run ends NEEDS_INTERVENTION); :func:`compensate_run` tries it again.
-
-Groups the crash left open are closed innermost first, as if their running
-step had failed: an open saga scene rolls back, an open plain scene or
-chorus hands its completed work to its parent. A rollback that was under
-way (``CompensationStarted`` without ``CompensationCompleted``) is resumed.
+Both claim a run (:meth:`Journal.claim`: only a run whose worker's lease
+lapsed, or a finished one, is claimable), rebuild its records from the journal
+(:mod:`._replay`) and hand them to the runner's own rollback code, continuing
+the run's event stream under this worker's lease. So a recovered rollback has
+the runner's semantics and events: reverse completion order, choruses
+branch-parallel, nested sagas as units, every undo shielded, bounded, retried
+and journaled (intent first).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, final
+from typing import Any, Final, final
 
 import attrs
+import trio
 
 from .._compensation import CompensationReport
-from .._events import Observer
+from .._events import SILENT, Emitter, Observer
 from .._outcome import Status
-from .._validate import check_label, check_sync_observer
-from ._durable import _LIVE, _DurableRun, new_owner, step_context
+from .._util import lone_cancelled
+from .._validate import check_label, check_sync_observer, check_timeout, check_unique
+from ._events import CompensationStepCompleted, CompensationStepFailed
 from ._journal import (
+    Fence,
     Journal,
     JournalEntry,
-    JournalError,
+    LeaseLostError,
+    RunClaimedError,
     RunNotFoundError,
     RunRecord,
     RunStatus,
 )
-from ._model import Act, Chorus, Scene, Step
-from ._runner import SagaResult, _ActRecord, _GroupRecord, _Record
+from ._model import Scene
+from ._recorder import JournalRecorder
+from ._records import SagaResult
+from ._replay import Replay, ReplayMismatch
+from ._runner import Runner
 
+HELD_ELSEWHERE: Final = (
+    "not claimable: held by a live worker (still running, or being recovered "
+    "by another call), or written to within stale_after"
+)
+"""The one :attr:`SkippedRun.reason` of a RUNNING run :func:`recover` could
+not claim: a live worker holds it (the process running it, or another
+``recover()``/``run_worker`` that claimed it first), or ``stale_after`` spared it."""
 
-@final
-class RecordedFailure(Exception):
-    """Why a journaled run failed, read back from the journal.
+RECOVERY_CONCURRENCY: Final = 10
+"""At most this many runs are rolled back at once by one :func:`recover` call."""
 
-    The original exception object died with the process that ran the step;
-    its type name and message are kept.
-
-    Attributes:
-        run_id: The run.
-        step: Path of the failing step (or of the step that was running when
-            the process died), if known.
-        error_type: The original exception's type name; None if the run was
-            interrupted (its process died) before any step failed.
-        interrupted: Whether the run's process died before the run ended.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        run_id: str,
-        step: str | None,
-        error_type: str | None,
-        interrupted: bool,
-    ) -> None:
-        super().__init__(message)
-        self.run_id = run_id
-        self.step = step
-        self.error_type = error_type
-        self.interrupted = interrupted
+CLAIMED_TOO_OFTEN: Final = "claimed too often: set NEEDS_INTERVENTION"
+"""The :attr:`SkippedRun.reason` of a run whose claims reached the journal's
+``max_claims`` (every takeover died): it needs an operator."""
 
 
 @final
 @attrs.frozen
 class SkippedRun:
-    """A RUNNING run that :func:`recover` did not touch, and why.
+    """A RUNNING run that recover() did not touch, and why.
 
     Attributes:
         run_id: The run.
@@ -104,15 +74,15 @@ class SkippedRun:
 @final
 @attrs.frozen
 class RecoveryReport:
-    """What :func:`recover` did.
+    """What recover() did.
 
     Attributes:
         results: One :class:`SagaResult` per run rolled back (status FAILED,
             ``error`` a :exc:`RecordedFailure`, ``compensation`` and
             ``events`` those of this recovery only).
         skipped: Runs left alone: scenes not passed in, scene definitions
-            that do not match the journal, runs live in this process or
-            (with ``stale_after``) written to recently.
+            that do not match the journal, runs held by a live worker
+            (:data:`HELD_ELSEWHERE`), runs claimed too often.
     """
 
     results: tuple[SagaResult, ...] = ()
@@ -127,188 +97,7 @@ class RecoveryReport:
         return len(self.results)
 
 
-class _Mismatch(Exception):
-    """The journal and the definitions (or the codec) do not fit together."""
-
-
-def _index(scene: Scene) -> dict[str, Step]:
-    paths: dict[str, Step] = {}
-
-    def walk(step: Step, path: str) -> None:
-        paths[path] = step
-        if not isinstance(step, Act):
-            for child in step.steps:
-                walk(child, f"{path}/{child.name}")
-
-    walk(scene, scene.name)
-    return paths
-
-
-def _parent(path: str) -> str:
-    return path.rpartition("/")[0]
-
-
-class _Replay:
-    """The runner's records of one run, rebuilt from its journal entries."""
-
-    def __init__(
-        self,
-        run: RunRecord,
-        scene: Scene,
-        entries: tuple[JournalEntry, ...],
-        *,
-        decode: Any,
-        deps: Any,
-        retry_failed: bool,
-    ) -> None:
-        self.run_id = run.run_id
-        self.steps = _index(scene)
-        self.decode = decode
-        self.deps = deps
-        self.retry_failed = retry_failed
-        self.top: _GroupRecord | None = None
-        self.groups: dict[str, _GroupRecord] = {}
-        self.started: dict[str, int] = {}  # group path -> seq of its start
-        self.open_groups: set[str] = set()
-        self.unfinished: set[str] = set()  # groups whose rollback must run
-        self.acts: dict[str, _ActRecord] = {}
-        self.open_acts: dict[str, int] = {}  # path -> seq of ActStarted
-        self.undone: set[str] = set()
-        self.undo_failed: set[str] = set()
-        self.failed_step: str | None = None
-        self.error: dict[str, Any] | None = None
-        for entry in entries:
-            try:
-                self.apply(entry)
-            except KeyError as exc:
-                raise _Mismatch(
-                    f"entry {entry.seq} ({entry.kind} {entry.step!r}) refers to "
-                    f"{exc} the journal never started; the journal is inconsistent"
-                ) from None
-
-    def decoded(self, data: bytes) -> Any:
-        try:
-            return self.decode(data)
-        except Exception as exc:
-            raise _Mismatch(f"cannot decode a journaled value: {exc!r}") from exc
-
-    def step(self, path: str, kind: type[Any]) -> Any:
-        step = self.steps.get(path)
-        if not isinstance(step, kind):
-            raise _Mismatch(
-                f"the journal has a {kind.__name__} {path!r} the scene definition "
-                f"does not (found {type(step).__name__ if step else 'nothing'})"
-            )
-        return step
-
-    def attach(self, record: _Record) -> None:
-        parent = self.groups.get(_parent(record.path))
-        if parent is not None:
-            parent.children.append(record)
-
-    def apply(self, e: JournalEntry) -> None:
-        kind, path = e.kind, e.step
-        if kind in ("SceneStarted", "ChorusStarted"):
-            group = _GroupRecord(
-                self.step(path, Scene if kind == "SceneStarted" else Chorus), path
-            )
-            self.groups[path] = group
-            self.started[path] = e.seq
-            self.open_groups.add(path)
-            if self.top is None:
-                self.top = group
-        elif kind == "ActStarted":
-            act = self.step(path, Act)
-            ctx = step_context(self.run_id, path, act.name, self.deps)
-            self.acts[path] = _ActRecord(act, path, ctx)
-            self.open_acts[path] = e.seq
-        elif kind == "ActCompleted":
-            self.open_acts.pop(path, None)
-            record = self.acts[path]
-            record.done = True
-            record.value = None if e.value is None else self.decoded(e.value)
-            self.attach(record)
-        elif kind in ("ActFailed", "ActCancelled"):
-            self.open_acts.pop(path, None)
-            if kind == "ActFailed" and self.failed_step is None:
-                self.failed_step = path
-                self.error = e.data.get("error")
-        elif kind in ("SceneCompleted", "ChorusCompleted"):
-            group = self.groups[path]
-            self.open_groups.discard(path)
-            if kind == "ChorusCompleted":
-                group.children = [c for c in group.children if c.done]
-            group.done = True
-            self.attach(group)
-        elif kind in ("SceneFailed", "ChorusFailed"):
-            group = self.groups[path]
-            self.open_groups.discard(path)
-            if isinstance(group.step, Scene) and group.step.saga:
-                self.unfinished.add(path)  # until CompensationCompleted
-            else:
-                self.attach(group)
-        elif kind == "CompensationStarted":
-            self.unfinished.add(path)
-        elif kind == "CompensationStepCompleted":
-            self.undone.add(path)
-            self.undo_failed.discard(path)
-            self.acts[path].done = False  # nothing left to undo
-        elif kind == "CompensationStepFailed":
-            self.undo_failed.add(path)
-            if not self.retry_failed:
-                self.acts[path].done = False
-        elif kind == "CompensationCompleted":
-            group = self.groups[path]
-            if e.data.get("ok", True) or not self.retry_failed:
-                group.compensated = True
-                self.unfinished.discard(path)
-
-    def close_crashed(self, *, uncertain: bool) -> list[_GroupRecord]:
-        """Attach what the crash left open; return the rollbacks to run, in order."""
-        if uncertain:
-            for path, _ in sorted(self.open_acts.items(), key=lambda kv: kv[1]):
-                record = self.acts[path]
-                if record.act.uncertain == "skip" or path in self.undone:
-                    continue
-                if path in self.undo_failed and not self.retry_failed:
-                    continue
-                record.done = True  # uncertain: undone as if it completed
-                record.value = None
-                self.attach(record)
-        rollbacks: list[_GroupRecord] = []
-        for path in sorted(
-            self.open_groups | self.unfinished, key=self.started.__getitem__
-        )[::-1]:
-            group = self.groups[path]
-            is_saga = isinstance(group.step, Scene) and group.step.saga
-            if path in self.unfinished or is_saga:
-                rollbacks.append(group)
-            elif group is not self.top:
-                self.attach(group)  # its completed work goes to its parent
-        return rollbacks
-
-    def failure(self, interrupted: bool) -> RecordedFailure:
-        step = self.failed_step
-        if step is None and self.open_acts:
-            step = max(self.open_acts, key=self.open_acts.__getitem__)
-        if self.error is not None:
-            error_type = str(self.error.get("type"))
-            message = f"{error_type}: {self.error.get('message')}"
-            if interrupted:
-                message += "; then its process ended before the run did"
-        else:
-            error_type = None
-            message = "its process ended before the run did"
-        return RecordedFailure(
-            f"run {self.run_id!r}, step {step!r}: {message}",
-            run_id=self.run_id,
-            step=step,
-            error_type=error_type,
-            interrupted=interrupted,
-        )
-
-
-def _scene_map(scenes: Mapping[str, Scene] | Iterable[Scene]) -> dict[str, Scene]:
+def scene_map(scenes: Mapping[str, Scene] | Iterable[Scene]) -> dict[str, Scene]:
     given: object = scenes
     if isinstance(given, Mapping):
         items = list(given.items())
@@ -319,6 +108,7 @@ def _scene_map(scenes: Mapping[str, Scene] | Iterable[Scene]) -> dict[str, Scene
             f"scenes must map scene names to Scenes (or list Scenes), got {scenes!r}"
         )
     out: dict[str, Scene] = {}
+    check_unique([name for name, _ in items], "scenes")
     for name, scene in items:
         if not isinstance(scene, Scene):
             raise TypeError(f"scenes: every value must be a Scene, got {scene!r}")
@@ -330,7 +120,7 @@ def _scene_map(scenes: Mapping[str, Scene] | Iterable[Scene]) -> dict[str, Scene
     return out
 
 
-def _check_journal(journal: object) -> Journal:
+def check_journal(journal: object) -> Journal:
     if not isinstance(journal, Journal):
         raise TypeError(
             f"journal must implement trio_sagas.Journal (e.g. a SQLiteJournal), "
@@ -339,72 +129,89 @@ def _check_journal(journal: object) -> Journal:
     return journal
 
 
-async def _roll_back(
+async def roll_back_claimed(
     journal: Journal,
-    run_id: str,
+    fence: Fence,
     scene: Scene,
     *,
     deps: Any,
-    observer: Observer | None,
-    owner: str,
+    emitter: Emitter,
     manual: bool,
+    entries: tuple[JournalEntry, ...] | None = None,
 ) -> SagaResult:
-    """Roll back one claimed run; write its final status."""
-    codec = journal.codec
-    # Read after the claim: nobody else writes to the run now.
-    record = await journal.get_run(run_id)
-    if record is None:
-        raise RunNotFoundError(f"no run {run_id!r} in journal {journal!r}")
-    entries = await journal.events(run_id)
-    replay = _Replay(
-        record,
-        scene,
-        entries,
-        decode=codec.decode,
-        deps=deps,
-        retry_failed=manual,
-    )
-    state = None if record.state is None else replay.decoded(record.state)
-    first_seq = entries[-1].seq + 1 if entries else 0
-    run = _DurableRun(
-        record.run_id,
-        state,
-        deps,
-        observer,
-        journal,
-        owner=owner,
-        first_seq=first_seq,
-    )
-    interrupted = not manual
-    for group in replay.close_crashed(uncertain=True):
-        await run.roll_back(group)
-    top = replay.top
-    if manual and top is not None and top.has_undo():
-        await run.roll_back(top)  # the operator asked: undo everything left
-    failed = set(replay.undo_failed)
-    for event in run.events:
-        kind = type(event).__name__
-        if kind == "CompensationStepCompleted":
-            failed.discard(event.step)  # type: ignore[attr-defined]
-        elif kind == "CompensationStepFailed":
-            failed.add(event.step)  # type: ignore[attr-defined]
-    if failed:
-        status = RunStatus.NEEDS_INTERVENTION
-    elif top is not None and top.has_undo():
-        status = RunStatus.FAILED
-    else:
-        status = RunStatus.COMPENSATED
-    await run.finish(status)
-    run.check_journal()
-    failure = replay.failure(interrupted)
+    """Roll back one run this worker claimed; write its final status.
+
+    *entries*, read before the claim, are used if the run's ``last_seq``
+    says nobody wrote since (saving a read); else they are read again.
+
+    Raises:
+        ReplayMismatch: the journal and the definitions do not fit.
+        RunClaimedError: the lease lapsed (or the run was claimed) meanwhile:
+            no further undo ran here.
+    """
+    run_id = fence.run_id
+    async with journal.hold() as lease_scope:
+        with lease_scope:
+            # Read after the claim: nobody else writes to the run now.
+            record = await journal.get_run(run_id)
+            if record is None:
+                raise RunNotFoundError(f"no run {run_id!r} in journal {journal!r}")
+            if entries is None or (
+                (entries[-1].seq if entries else -1) != record.last_seq
+            ):
+                entries = await journal.events(run_id)
+            replay = Replay(
+                record,
+                scene,
+                entries,
+                decode=journal.codec.decode,
+                deps=deps,
+                retry_failed=manual,
+            )
+            state = None if record.state is None else replay.decoded(record.state)
+            recorder = JournalRecorder(
+                run_id,
+                emitter,
+                journal,
+                fence,
+                first_seq=entries[-1].seq + 1 if entries else 0,
+                state=state,
+                lease_scope=lease_scope,
+            )
+            runner = Runner(run_id, state, deps, recorder)
+            for group in replay.close_crashed(uncertain=True):
+                await runner.roll_back(group)
+            top = replay.top
+            if manual and top is not None and top.has_undo():
+                await runner.roll_back(top)  # the operator asked: undo everything left
+            failed = set(replay.undo_failed)
+            for event in recorder.events:
+                if type(event) is CompensationStepCompleted:
+                    failed.discard(event.step)
+                elif type(event) is CompensationStepFailed:
+                    failed.add(event.step)
+            if failed:
+                status = RunStatus.NEEDS_INTERVENTION
+            elif top is not None and top.has_undo():
+                status = RunStatus.FAILED
+            else:
+                status = RunStatus.COMPENSATED
+            await recorder.finish(status)
+        if lease_scope.cancelled_caught:
+            raise LeaseLostError(
+                f"run {run_id!r}: the lease of worker {fence.worker!r} ran out "
+                "during its rollback; left to the worker that claims it"
+            )
+    recorder.check()
+    failure = replay.failure(not manual)
     return SagaResult(
-        run_id=record.run_id,
+        run_id=run_id,
         status=Status.FAILED,
-        state=run.state,
+        state=runner.state,
         error=failure,
         failed_step=failure.step,
-        compensation=CompensationReport(tuple(run.undo_outcomes)),
-        events=tuple(run.events),
+        compensation=CompensationReport(tuple(runner.undo_outcomes)),
+        events=recorder.log(),
     )
 
 
@@ -419,9 +226,14 @@ async def recover(
     """Roll back every run the journal says is still RUNNING.
 
     Call it when a process starts, with the same scene definitions the
-    crashed process used. Each run is first *claimed* (so two recoveries, or
-    a presumed-dead owner, never both write to it), then rolled back as
-    described in :doc:`durable`. A second call finds nothing to do.
+    crashed process used. Each run is first *claimed* -- possible only once
+    the lease of the worker that ran it has lapsed -- then rolled back as
+    described in :doc:`durable`, under this worker's lease. Several calls at
+    once (in one process or many) split the work: each run is rolled back by
+    one of them, and the others report it in ``skipped`` with the reason
+    :data:`HELD_ELSEWHERE`. Runs are rolled back concurrently, at most
+    :data:`RECOVERY_CONCURRENCY` at once; the report lists them in the
+    journal's order (oldest first). A second call finds nothing to do.
 
     Args:
         journal: The journal the runs were written to.
@@ -429,10 +241,10 @@ async def recover(
             as a list; runs of other scenes are reported, not touched.
         deps: Passed to every undo as ``ctx.deps``.
         observer: Receives the recovery's events.
-        stale_after: Only take over runs whose latest journal write is at
-            least this many seconds old. 0 (default) is right when no other
-            process runs sagas on this journal; with several processes, set
-            it above your longest step.
+        stale_after: Extra grace: only take over runs whose latest journal
+            write is at least this many seconds old. Not needed for safety:
+            a run is claimable only once its worker's lease has lapsed, so
+            the default 0 is right with any number of processes.
 
     Returns:
         A :class:`RecoveryReport`: one :class:`SagaResult` per run rolled
@@ -441,59 +253,95 @@ async def recover(
     Raises:
         JournalError: the journal could not be read or written.
     """
-    journal = _check_journal(journal)
-    by_name = _scene_map(scenes)
+    journal = check_journal(journal)
+    by_name = scene_map(scenes)
     check_sync_observer(observer)
-    results: list[SagaResult] = []
-    skipped: list[SkippedRun] = []
-    for record in await journal.runs(status=RunStatus.RUNNING):
+    check_timeout(stale_after, "stale_after", allow_none=False)
+    emitter = SILENT if observer is None else Emitter(observer)
+    runs = await journal.runs(status=RunStatus.RUNNING)
+    outcomes: list[SagaResult | SkippedRun | None] = [None] * len(runs)
+    failures: list[Exception] = []
+    limiter = trio.CapacityLimiter(RECOVERY_CONCURRENCY)
+
+    async def one(index: int, record: RunRecord) -> None:
         scene = by_name.get(record.scene)
         if scene is None:
-            skipped.append(
-                SkippedRun(
-                    record.run_id,
-                    record.scene,
-                    f"scene {record.scene!r} was not passed to recover()",
-                )
+            outcomes[index] = SkippedRun(
+                record.run_id,
+                record.scene,
+                f"scene {record.scene!r} was not passed to recover()",
             )
-            continue
-        key = (id(journal), record.run_id)
-        if key in _LIVE:
-            skipped.append(
-                SkippedRun(record.run_id, record.scene, "running in this process")
-            )
-            continue
-        _LIVE.add(key)  # before the claim: a concurrent recover() skips it
-        try:
-            owner = new_owner()
-            if not await journal.claim(
-                record.run_id, owner=owner, stale_after=stale_after
-            ):
-                skipped.append(
-                    SkippedRun(
-                        record.run_id,
-                        record.scene,
-                        f"written to less than {stale_after} s ago, or claimed "
-                        "by another recovery",
-                    )
+            return
+        async with limiter:
+            try:
+                outcomes[index] = await _recover_one(
+                    journal, record, scene, deps, emitter, stale_after
                 )
-                continue
-            results.append(
-                await _roll_back(
-                    journal,
-                    record.run_id,
-                    scene,
-                    deps=deps,
-                    observer=observer,
-                    owner=owner,
-                    manual=False,
-                )
-            )
-        except _Mismatch as exc:
-            skipped.append(SkippedRun(record.run_id, record.scene, str(exc)))
-        finally:
-            _LIVE.discard(key)
-    return RecoveryReport(tuple(results), tuple(skipped))
+            except Exception as exc:  # the first is raised once the others ended
+                failures.append(exc)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for index, record in enumerate(runs):
+                nursery.start_soon(one, index, record)
+    except BaseExceptionGroup as group:
+        cancelled = lone_cancelled(group)
+        if cancelled is not None:
+            raise cancelled from None
+        raise
+    if failures:
+        raise failures[0]
+    return RecoveryReport(
+        tuple(o for o in outcomes if isinstance(o, SagaResult)),
+        tuple(o for o in outcomes if isinstance(o, SkippedRun)),
+    )
+
+
+async def _recover_one(
+    journal: Journal,
+    record: RunRecord,
+    scene: Scene,
+    deps: Any,
+    emitter: Emitter,
+    stale_after: float,
+) -> SagaResult | SkippedRun | None:
+    """Claim and roll back one RUNNING run (None: it finished meanwhile)."""
+    entries = await journal.events(record.run_id)
+    try:
+        # Definitions against the journal first: a mismatch is reported
+        # without claiming the run, so a later call can still take it.
+        Replay(
+            record,
+            scene,
+            entries,
+            decode=journal.codec.decode,
+            deps=deps,
+            retry_failed=False,
+        )
+    except ReplayMismatch as exc:
+        return SkippedRun(record.run_id, record.scene, str(exc))
+    fence = await journal.claim(record.run_id, stale_after=stale_after)
+    if fence is None:
+        now = await journal.get_run(record.run_id)
+        if now is not None and now.status is RunStatus.NEEDS_INTERVENTION:
+            return SkippedRun(record.run_id, record.scene, CLAIMED_TOO_OFTEN)
+        if now is not None and now.status is not RunStatus.RUNNING:
+            return None  # it finished meanwhile: nothing to recover
+        return SkippedRun(record.run_id, record.scene, HELD_ELSEWHERE)
+    try:
+        return await roll_back_claimed(
+            journal,
+            fence,
+            scene,
+            deps=deps,
+            emitter=emitter,
+            manual=False,
+            entries=entries,
+        )
+    except ReplayMismatch as exc:
+        return SkippedRun(record.run_id, record.scene, str(exc))
+    except RunClaimedError:
+        return SkippedRun(record.run_id, record.scene, HELD_ELSEWHERE)
 
 
 async def compensate_run(
@@ -531,11 +379,11 @@ async def compensate_run(
             :func:`recover` for runs whose process died), or the scene
             definitions do not match the journal.
         JournalError: the journal failed, or another caller is compensating
-            the run right now.
+            the run right now (a :exc:`RunClaimedError`).
     """
-    journal = _check_journal(journal)
+    journal = check_journal(journal)
     check_label(run_id, "run_id")
-    by_name = _scene_map(scenes)
+    by_name = scene_map(scenes)
     check_sync_observer(observer)
     record = await journal.get_run(run_id)
     if record is None:
@@ -554,7 +402,7 @@ async def compensate_run(
         )
     try:
         # Check the definitions against the journal before claiming anything.
-        replay = _Replay(
+        replay = Replay(
             record,
             scene,
             await journal.events(run_id),
@@ -562,7 +410,7 @@ async def compensate_run(
             deps=deps,
             retry_failed=True,
         )
-    except _Mismatch as exc:
+    except ReplayMismatch as exc:
         raise ValueError(f"run {run_id!r}: {exc}") from None
     if record.status is RunStatus.COMPENSATED:
         failure = replay.failure(False)
@@ -574,32 +422,17 @@ async def compensate_run(
             failed_step=failure.step,
             compensation=CompensationReport(),
         )
-    key = (id(journal), run_id)
-    if key in _LIVE:
-        raise JournalError(f"run {run_id!r} is being compensated in this process")
-    _LIVE.add(key)
+    fence = await journal.claim(
+        run_id, statuses=(RunStatus.FAILED, RunStatus.NEEDS_INTERVENTION)
+    )
+    if fence is None:
+        raise RunClaimedError(
+            f"run {run_id!r} changed while being claimed (another "
+            "compensate_run or recovery is at work on it)"
+        )
     try:
-        owner = new_owner()
-        claimed = await journal.claim(
-            run_id,
-            owner=owner,
-            statuses=(RunStatus.FAILED, RunStatus.NEEDS_INTERVENTION),
+        return await roll_back_claimed(
+            journal, fence, scene, deps=deps, emitter=Emitter(observer), manual=True
         )
-        if not claimed:
-            raise JournalError(
-                f"run {run_id!r} changed while being claimed (another "
-                "compensate_run or recovery is at work on it)"
-            )
-        return await _roll_back(
-            journal,
-            run_id,
-            scene,
-            deps=deps,
-            observer=observer,
-            owner=owner,
-            manual=True,
-        )
-    except _Mismatch as exc:  # the run changed between the check and the claim
+    except ReplayMismatch as exc:  # the run changed between the check and the claim
         raise ValueError(f"run {run_id!r}: {exc}") from None
-    finally:
-        _LIVE.discard(key)

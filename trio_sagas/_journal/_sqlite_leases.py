@@ -1,0 +1,336 @@
+"""The SQL of worker leases and epoch fencing for :class:`SQLiteJournal`.
+
+Plain functions of a :class:`sqlite3.Connection`, run by the journal in its
+worker thread. Leases run on the host's clock (:func:`time.time`): every
+process sharing the file is on one machine. ``runs.owner`` holds the worker
+id of the holder; ``runs.epoch`` is bumped by every claim; every append is
+one UPDATE that checks holder, epoch, ``last_seq`` and the writer's live lease.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .._saga._journal import (
+    Fence,
+    JournalEntry,
+    JournalError,
+    LeaseLostError,
+    RunClaimedError,
+    RunIdInUseError,
+    RunRecord,
+    RunStatus,
+    WorkerRecord,
+)
+
+SCHEMA_V2 = (
+    "ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
+    """CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        renewed_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    )""",
+)
+"""Version 1 -> 2. Runs of version 1 (per-call owner tokens) have no live
+worker, so they are claimable at once, as they were."""
+
+RUN_COLUMNS = (
+    "run_id, scene, status, state, owner, created_at, updated_at, last_seq, "
+    "epoch, claims"
+)
+
+# A RUNNING run whose holder has no live lease (row gone or expired).
+_HOLDER_DEAD = (
+    "NOT EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = runs.owner "
+    "AND w.expires_at > :now)"
+)
+
+
+def run_record(row: tuple[Any, ...]) -> RunRecord:
+    run_id, scene, status, state, owner, created, updated, last_seq, epoch, claims = row
+    return RunRecord(
+        run_id=run_id,
+        scene=scene,
+        status=RunStatus(status),
+        state=None if state is None else bytes(state),
+        owner=owner,
+        created_at=created,
+        updated_at=updated,
+        last_seq=last_seq,
+        epoch=epoch,
+        claims=claims,
+    )
+
+
+def register(
+    conn: sqlite3.Connection, worker_id: str, host: str, pid: int, lease: float
+) -> str:
+    now = time.time()
+    conn.execute(
+        "INSERT INTO workers (worker_id, host, pid, started_at, renewed_at, "
+        "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (worker_id, host, pid, now, now, now + lease),
+    )
+    return worker_id
+
+
+def renew(conn: sqlite3.Connection, worker_id: str, lease: float) -> bool:
+    """Push the lease on; False when it had lapsed (never revived) or is gone."""
+    now = time.time()
+    return (
+        conn.execute(
+            "UPDATE workers SET renewed_at = ?, expires_at = ? "
+            "WHERE worker_id = ? AND expires_at > ?",
+            (now, now + lease, worker_id, now),
+        ).rowcount
+        == 1
+    )
+
+
+def workers(conn: sqlite3.Connection) -> tuple[WorkerRecord, ...]:
+    rows = conn.execute(
+        "SELECT worker_id, host, pid, started_at, renewed_at, expires_at "
+        "FROM workers ORDER BY started_at"
+    ).fetchall()
+    return tuple(WorkerRecord(*row) for row in rows)
+
+
+def expire(conn: sqlite3.Connection, worker_id: str) -> bool:
+    now = time.time()
+    return bool(
+        conn.execute(
+            "UPDATE workers SET expires_at = ? WHERE worker_id = ? AND expires_at > ?",
+            (now, worker_id, now),
+        ).rowcount
+    )
+
+
+def unregister(conn: sqlite3.Connection, worker_id: str) -> None:
+    conn.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+
+
+def create_run(
+    conn: sqlite3.Connection,
+    where: str,
+    run_id: str,
+    scene: str,
+    worker: str,
+    state: bytes,
+) -> None:
+    now = time.time()
+    try:
+        conn.execute(
+            "INSERT INTO runs (run_id, scene, status, owner, state, "
+            "created_at, updated_at, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+            (run_id, scene, RunStatus.RUNNING.value, worker, state, now, now),
+        )
+    except sqlite3.IntegrityError:
+        raise RunIdInUseError(
+            f"run id {run_id!r} is already in journal {where}; run ids are never reused"
+        ) from None
+
+
+def entry_rows(entries: Sequence[JournalEntry]) -> list[tuple[Any, ...]]:
+    """The rows of *entries* (encoded on the caller's thread)."""
+    return [
+        (
+            e.run_id,
+            e.seq,
+            e.kind,
+            e.step,
+            e.at,
+            json.dumps(e.data, separators=(",", ":")),
+            e.value,
+        )
+        for e in entries
+    ]
+
+
+def append(
+    conn: sqlite3.Connection,
+    where: str,
+    fence: Fence,
+    rows: list[tuple[Any, ...]],
+    state: bytes | None,
+    status: RunStatus | None,
+) -> None:
+    """The fenced append: one UPDATE checks everything, then the inserts."""
+    now = time.time()
+    first_seq = rows[0][1] if rows else None
+    conn.execute("BEGIN IMMEDIATE")
+    updated = conn.execute(
+        "UPDATE runs SET updated_at = :now, "
+        "last_seq = coalesce(:last_seq, last_seq), "
+        "state = coalesce(:state, state), status = coalesce(:status, status), "
+        "owner = CASE WHEN :status IS NULL OR :status = 'running' "
+        "THEN owner ELSE NULL END "
+        "WHERE run_id = :run_id AND owner = :worker AND epoch = :epoch "
+        "AND status = 'running' "
+        "AND (:first_seq IS NULL OR last_seq = :first_seq - 1) "
+        "AND EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = :worker "
+        "AND w.expires_at > :now)",
+        {
+            "now": now,
+            "last_seq": rows[-1][1] if rows else None,
+            "first_seq": first_seq,
+            "state": state,
+            "status": None if status is None else status.value,
+            "run_id": fence.run_id,
+            "worker": fence.worker,
+            "epoch": fence.epoch,
+        },
+    ).rowcount
+    if updated != 1:
+        conn.rollback()
+        raise _refusal(conn, where, fence, first_seq, now)
+    if rows:
+        conn.executemany(
+            "INSERT INTO events (run_id, seq, kind, step, at, written_at, "
+            "data, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*row[:5], now, *row[5:]) for row in rows],
+        )
+    conn.execute("COMMIT")
+
+
+def _refusal(
+    conn: sqlite3.Connection,
+    where: str,
+    fence: Fence,
+    first_seq: int | None,
+    now: float,
+) -> JournalError:
+    """Why a fenced append wrote nothing (read after the rollback)."""
+    run = f"run {fence.run_id!r} in journal {where}"
+    live = conn.execute(
+        "SELECT 1 FROM workers WHERE worker_id = ? AND expires_at > ?",
+        (fence.worker, now),
+    ).fetchone()
+    if live is None:
+        return LeaseLostError(
+            f"{run}: the lease of worker {fence.worker!r} lapsed; it may "
+            "no longer write (the run is left to the worker that claims it)"
+        )
+    row = conn.execute(
+        "SELECT owner, epoch, status, last_seq FROM runs WHERE run_id = ?",
+        (fence.run_id,),
+    ).fetchone()
+    if row is not None and (row[0], row[1], row[2]) == (
+        fence.worker,
+        fence.epoch,
+        RunStatus.RUNNING.value,
+    ):
+        return JournalError(
+            f"{run}: entries start at seq {first_seq}, the journal's last "
+            f"is {row[3]}; nothing was written"
+        )
+    return RunClaimedError(
+        f"{run} is no longer held by worker {fence.worker!r} under epoch "
+        f"{fence.epoch} (claimed by another worker, or finished)"
+    )
+
+
+def claim(
+    conn: sqlite3.Connection,
+    run_id: str,
+    worker: str,
+    wanted: Sequence[str],
+    stale_after: float,
+    max_claims: int,
+) -> Fence | None:
+    """Claim one run in one transaction (see :meth:`Journal.claim`)."""
+    if not wanted:
+        return None
+    now = time.time()
+    marks = ", ".join(f":s{i}" for i in range(len(wanted)))
+    params: dict[str, Any] = {f"s{i}": v for i, v in enumerate(wanted)}
+    params.update(
+        now=now,
+        run_id=run_id,
+        worker=worker,
+        stale=now - stale_after,
+        max_claims=max_claims,
+    )
+    claimable = (
+        f"run_id = :run_id AND status IN ({marks}) AND (status != 'running' "
+        f"OR ({_HOLDER_DEAD} AND updated_at <= :stale))"
+    )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Claimed too often (every taker died): an operator must look at it.
+        conn.execute(
+            "UPDATE runs SET status = 'needs_intervention', owner = NULL, "
+            f"updated_at = :now WHERE {claimable} AND status = 'running' "
+            "AND claims >= :max_claims",
+            params,
+        )
+        row = conn.execute(
+            "UPDATE runs SET owner = :worker, status = 'running', "
+            "epoch = epoch + 1, claims = claims + 1, updated_at = :now "
+            f"WHERE {claimable} RETURNING epoch",
+            params,
+        ).fetchone()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return None if row is None else Fence(run_id, worker, row[0])
+
+
+def claim_batch(
+    conn: sqlite3.Connection,
+    worker: str,
+    limit: int,
+    stale_after: float,
+    max_claims: int,
+) -> tuple[tuple[RunRecord, Fence], ...]:
+    """Claim up to *limit* claimable RUNNING runs, oldest first (the index on
+    status and creation time finds them without listing every run)."""
+    now = time.time()
+    candidates = conn.execute(
+        "SELECT run_id FROM runs WHERE status = 'running' AND "
+        f"{_HOLDER_DEAD} AND updated_at <= :stale "
+        "ORDER BY created_at, run_id LIMIT :limit",
+        {"now": now, "stale": now - stale_after, "limit": limit},
+    ).fetchall()
+    out: list[tuple[RunRecord, Fence]] = []
+    for (run_id,) in candidates:
+        fence = claim(conn, run_id, worker, ["running"], stale_after, max_claims)
+        if fence is not None:
+            row = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            out.append((run_record(row), fence))
+    return tuple(out)
+
+
+def prune(conn: sqlite3.Connection, statuses: Sequence[str], older_than: float) -> int:
+    """Delete finished runs with *statuses* last written *older_than* s ago."""
+    if not statuses:
+        return 0
+    cutoff = time.time() - older_than
+    marks = ", ".join("?" * len(statuses))
+    where = f"status IN ({marks}) AND updated_at <= ?"
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            f"DELETE FROM events WHERE run_id IN (SELECT run_id FROM runs WHERE {where})",
+            (*statuses, cutoff),
+        )
+        deleted = conn.execute(
+            f"DELETE FROM runs WHERE {where}", (*statuses, cutoff)
+        ).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return int(deleted)

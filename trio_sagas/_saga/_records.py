@@ -1,0 +1,172 @@
+"""What a run keeps in memory: its step records, step results and the SagaResult.
+
+Every Scene and Chorus owns a list of the records of its sub-steps, appended
+*as each sub-step completes* (or, for a failing or cancelled sub-step, as it
+ends with partial progress). The list is in the parent's hands before the
+sub-step starts, so whatever way a step ends -- a failure returned as a value,
+or trio.Cancelled propagating -- the enclosing saga holds exactly the
+completed work, in completion order. Replay (:mod:`._replay`) rebuilds the
+same records from a journal.
+"""
+
+from __future__ import annotations
+
+from typing import Any, final
+
+import attrs
+
+from .._compensation import CompensationReport, SagaError, StepContext
+from .._outcome import CancelCause, Status
+from ._events import SagaEvent
+from ._model import Act, Chorus, Scene
+
+RawEvent = tuple[type[SagaEvent], float, dict[str, Any]]
+"""An event not built yet: its type, time and fields."""
+
+
+class EventLog:
+    """A run's events, recorded raw and built on first read.
+
+    Building an attrs record costs as much as the rest of a step's
+    bookkeeping; a run nobody observed need not pay for records nobody reads.
+    """
+
+    __slots__ = ("_built", "_raw", "_run_id")
+
+    def __init__(self, run_id: str, raw: list[RawEvent]) -> None:
+        self._run_id = run_id
+        self._raw = raw
+        self._built: tuple[SagaEvent, ...] | None = None
+
+    def build(self) -> tuple[SagaEvent, ...]:
+        if self._built is None:
+            run_id = self._run_id
+            self._built = tuple(
+                event_type(run_id=run_id, seq=seq, at=at, **fields)
+                for seq, (event_type, at, fields) in enumerate(self._raw)
+            )
+            self._raw = []
+        return self._built
+
+
+def _as_tuple(log: tuple[SagaEvent, ...] | EventLog) -> tuple[SagaEvent, ...]:
+    return log.build() if isinstance(log, EventLog) else log
+
+
+@final
+@attrs.frozen
+class SagaResult:
+    """How a saga run ended.
+
+    Attributes:
+        run_id: The run's id.
+        status: SUCCEEDED, FAILED or TIMED_OUT.
+        state: The state object, as the steps (and undos) left it.
+        error: The failing step's error (a :exc:`TimeoutError` if it timed out).
+        failed_step: Path of the innermost failing step.
+        compensation: Every undo action's outcome, if a rollback ran.
+        events: The run's events, in order (a tuple, built on first access
+            when nobody observed the run: most callers never read it).
+    """
+
+    run_id: str
+    status: Status
+    state: Any
+    error: BaseException | None = None
+    failed_step: str | None = None
+    compensation: CompensationReport | None = None
+    _events: tuple[SagaEvent, ...] | EventLog = attrs.field(
+        default=(),
+        alias="events",
+        eq=lambda log: _as_tuple(log),
+        repr=lambda log: repr(_as_tuple(log)),
+    )
+
+    @property
+    def events(self) -> tuple[SagaEvent, ...]:
+        """The run's events, in order."""
+        return _as_tuple(self._events)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every step completed."""
+        return self.status is Status.SUCCEEDED
+
+    def unwrap(self) -> Any:
+        """Return the state, or raise what went wrong.
+
+        Raises:
+            SagaError: a step failed and its rollback failed too.
+            Exception: the failing step's error, when the rollback (if any)
+                succeeded.
+        """
+        if self.ok:
+            return self.state
+        assert self.error is not None
+        if self.compensation is not None and not self.compensation.ok:
+            original = (
+                self.error
+                if isinstance(self.error, Exception)
+                else RuntimeError(repr(self.error))
+            )
+            errors = [
+                e if isinstance(e, Exception) else RuntimeError(repr(e))
+                for e in self.compensation.errors
+            ]
+            raise SagaError(original, errors, report=self.compensation)
+        raise self.error
+
+
+class ActRecord:
+    """One act that ran: its context (registered undos) and, once done, its value."""
+
+    __slots__ = ("act", "ctx", "done", "path", "value")
+
+    def __init__(self, act: Act, path: str, ctx: StepContext) -> None:
+        self.act = act
+        self.path = path
+        self.ctx = ctx
+        self.done = False
+        self.value: object = None
+
+    def has_undo(self) -> bool:
+        return (
+            self.done and self.act.compensate is not None
+        ) or self.ctx.compensation.has_actions
+
+
+class GroupRecord:
+    """A Scene or Chorus that ran: its sub-steps' records in completion order."""
+
+    __slots__ = ("children", "compensated", "done", "path", "step")
+
+    def __init__(self, step: Scene | Chorus, path: str) -> None:
+        self.step = step
+        self.path = path
+        self.children: list[Record] = []
+        self.done = False
+        self.compensated = False
+
+    def has_undo(self) -> bool:
+        return not self.compensated and any(c.has_undo() for c in self.children)
+
+
+Record = ActRecord | GroupRecord
+
+
+@attrs.frozen
+class StepResult:
+    """How one step ended, as the runner passes it up (failures are values)."""
+
+    status: Status
+    error: BaseException | None = None
+    cause: CancelCause | None = None
+    failed_step: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.SUCCEEDED
+
+
+OK = StepResult(Status.SUCCEEDED)
+"""The one result of every step that succeeded (compared by identity)."""

@@ -1,0 +1,145 @@
+"""``run_scene``: one run, in memory or through a journal."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from .._events import SILENT, Emitter, Observer, logger
+from .._validate import check_label, check_sync_observer, check_type
+from ._chorus import CHORUSES
+from ._journal import Journal, LeaseLostError, RunClaimedError, RunStatus
+from ._model import Scene
+from ._recorder import JournalRecorder, MemoryRecorder
+from ._records import Record, SagaResult, StepResult
+from ._runner import Runner
+
+
+def final_status(
+    runner: Runner, recorder: JournalRecorder, result: StepResult | None, leftover: bool
+) -> RunStatus | None:
+    """The status a run ends with in the process that ran it.
+
+    None (stay RUNNING) when a rollback was interrupted (a KeyboardInterrupt
+    inside an undo): only a recovery can finish it, and a final status is
+    written only when it is true.
+    """
+    if result is not None and result.ok:
+        return RunStatus.SUCCEEDED
+    if runner.open_rollbacks:
+        return None
+    if recorder.undo_failed():
+        return RunStatus.NEEDS_INTERVENTION
+    return RunStatus.FAILED if leftover else RunStatus.COMPENSATED
+
+
+async def _run_durable(
+    scene: Scene, state: Any, deps: Any, emitter: Emitter, run_id: str, journal: Journal
+) -> SagaResult:
+    codec = journal.codec
+    try:
+        encoded = codec.encode(state)
+    except Exception as exc:
+        raise TypeError(
+            f"state: {codec!r} cannot encode {type(state).__qualname__} ({exc}); "
+            "pass a codec that can (SQLiteJournal(path, codec=...))"
+        ) from exc
+    async with journal.hold() as lease_scope:
+        fence = await journal.create_run(run_id, scene=scene.name, state=encoded)
+        recorder = JournalRecorder(
+            run_id, emitter, journal, fence, state=state, lease_scope=lease_scope
+        )
+        runner = Runner(run_id, state, deps, recorder)
+        leftover: list[Record] = []
+        result: StepResult | None = None
+        with lease_scope:
+            try:
+                result = await runner.scene(scene, scene.name, leftover)
+            except RunClaimedError:
+                raise  # lost the run: the new holder finishes it; write nothing
+            except BaseException as exc:
+                if not lease_scope.cancel_called:
+                    await recorder.finish(
+                        final_status(runner, recorder, None, bool(leftover))
+                    )
+                if recorder.error is not None and exc is not recorder.error:
+                    logger.error(
+                        "run %r: the journal failed (%r); it still says RUNNING",
+                        run_id,
+                        recorder.error,
+                    )
+                raise
+        if lease_scope.cancelled_caught or result is None:
+            raise LeaseLostError(
+                f"run {run_id!r}: lease of worker {fence.worker!r} lapsed while "
+                "the run ran; it was stopped and is left to the worker that claims it"
+            )
+        await recorder.finish(final_status(runner, recorder, result, bool(leftover)))
+    recorder.check()
+    return runner.result(result)
+
+
+async def run_scene(
+    scene: Scene,
+    state: Any,
+    *,
+    deps: Any = None,
+    observer: Observer | None = None,
+    run_id: str | None = None,
+    journal: Journal | None = None,
+) -> SagaResult:
+    """Run *scene* with *state*; never raises for a step failure.
+
+    Steps run in order (a :class:`Chorus`'s branches concurrently). When a
+    step fails inside a ``saga=True`` scene, that scene's completed steps are
+    compensated in reverse order of completion -- shielded, each undo bounded
+    and retried -- and the result says what happened.
+
+    Args:
+        scene: The top scene.
+        state: Any object; every ``run``/``compensate`` receives it.
+        deps: Passed to every step as ``ctx.deps``.
+        observer: Receives every event as it happens.
+        run_id: The run's id (default: a random hex string); appears in
+            events and idempotency keys. With a journal it must be new.
+        journal: Make the run durable (see :doc:`durable`): every event is
+            journaled, intents before the code they announce runs, with the
+            state; :func:`recover` rolls the run back if this process dies.
+            The run runs under the journal's worker lease (:meth:`Journal.hold`).
+
+    Returns:
+        A :class:`SagaResult`.
+
+    Raises:
+        trio.Cancelled: cancelled from outside -- after the completed steps of
+            every enclosing saga scene were compensated.
+        RunIdInUseError: *run_id* is already in *journal* (nothing ran).
+        TypeError: the journal's codec cannot encode *state* (nothing ran).
+        RunClaimedError: this worker lost the run (its lease lapsed, or an
+            operator expired it and another worker claimed it): no further
+            step and no undo ran here; the worker that claims it rolls it back.
+        JournalError: the journal failed during the run. No step runs after
+            that; the run's sagas were rolled back in memory, and the journal
+            still says RUNNING, so :func:`recover` will roll it back again
+            (compensation is at-least-once: use ``ctx.idempotency_key``).
+    """
+    if type(scene) is not Scene:  # isinstance() first: this is the hot path
+        check_type(scene, Scene, "scene")  # type: ignore[unreachable]
+    check_sync_observer(observer)
+    run_id = uuid.uuid4().hex if run_id is None else check_label(run_id, "run_id")
+    if journal is not None and not isinstance(journal, Journal):
+        raise TypeError(
+            f"journal must implement trio_sagas.Journal (e.g. a "
+            f"SQLiteJournal), got {journal!r}"
+        )
+    emitter = SILENT if observer is None else Emitter(observer)
+    # A run is independent of any run it is called from (an act may call
+    # run_scene): the enclosing run's choruses must not see its failures.
+    token = CHORUSES.set(())
+    try:
+        if journal is not None:
+            return await _run_durable(scene, state, deps, emitter, run_id, journal)
+        runner = Runner(run_id, state, deps, MemoryRecorder(run_id, emitter))
+        return runner.result(await runner.scene(scene, scene.name, []))
+    finally:
+        CHORUSES.reset(token)
