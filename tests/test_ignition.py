@@ -1179,8 +1179,8 @@ async def test_raising_observer_is_isolated(
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"mode": "parallel"}, TypeError, "mode must be one of ExecutionMode"),
-        ({"mode": None}, TypeError, "mode must be one of .*got None"),
+        ({"mode": "parallel"}, TypeError, "mode must be an ExecutionMode"),
+        ({"mode": None}, TypeError, "mode must be an ExecutionMode .*got None"),
         ({"policy": "best_effort"}, TypeError, "policy must be one of IgnitionPolicy"),
         ({"policy": None}, TypeError, "policy must be one of .*got None"),
         ({"stage_policy": IgnitionPolicy.FAIL_FAST}, TypeError, "stage_policy"),

@@ -875,10 +875,10 @@ JOURNAL = [
     case("SQLiteJournal-path-int", lambda: ts.SQLiteJournal(3), TypeError, "path"),
     case("PostgresJournal-dsn-int", lambda: ts.PostgresJournal(3), TypeError, "dsn"),
     case(
-        "PostgresJournal-max_claims-0",
-        lambda: ts.PostgresJournal("postgresql://x", max_claims=0),
+        "PostgresJournal-lease-0",
+        lambda: ts.PostgresJournal("postgresql://x", lease=0),
         ValueError,
-        "max_claims",
+        "lease",
     ),
     case(
         "SQLiteJournal-synchronous",

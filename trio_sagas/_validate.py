@@ -265,8 +265,10 @@ def check_enum(value: object, enum_type: type[E], argument: str) -> E:
     """A member of *enum_type* (its value is not accepted in its place)."""
     if not isinstance(value, enum_type):
         choices = ", ".join(f"{enum_type.__name__}.{m.name}" for m in enum_type)
+        name = enum_type.__name__
+        article = "an" if name[0] in "AEIOU" else "a"
         raise TypeError(
-            f"{argument} must be a {enum_type.__name__} ({choices}), got {value!r}"
+            f"{argument} must be {article} {name} ({choices}), got {value!r}"
         )
     return value
 
