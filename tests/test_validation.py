@@ -973,7 +973,7 @@ def test_every_public_callable_has_a_case() -> None:
         "CompensationReport",
         "MergedReceiveChannel",
         "OutcomeError",
-        # Type aliases, not callables one calls.
+        # Protocols describing callables, not callables one calls.
         "Classifier",
         "Observer",
     }

@@ -355,9 +355,11 @@ class PostgresJournal:
     async def claim_batch(
         self, *, limit: int, stale_after: float = 0.0
     ) -> tuple[tuple[RunRecord, Fence], ...]:
-        """Claim up to *limit* claimable RUNNING runs, oldest write first,
-        in one statement (``FOR UPDATE SKIP LOCKED``: concurrent claimers
-        split the backlog); same rules as :meth:`claim`."""
+        """Claim up to *limit* claimable RUNNING runs, oldest write first.
+
+        One statement (``FOR UPDATE SKIP LOCKED``: concurrent claimers split
+        the backlog); same rules as :meth:`claim`.
+        """
         check_int(limit, "limit", minimum=1)
         stale = check_duration(stale_after, "stale_after")
         return await self._claim("CLAIM_BATCH", {"limit": limit, "stale": stale})

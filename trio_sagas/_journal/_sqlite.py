@@ -225,8 +225,7 @@ class SQLiteJournal:
         return self._keeper.worker_id or ""
 
     def hold(self) -> AbstractAsyncContextManager[trio.CancelScope]:
-        """Keep this worker's lease renewed while the block runs (see
-        :meth:`trio_sagas.Journal.hold`)."""
+        """Keep this worker's lease renewed while the block runs, as Journal.hold."""
         return self._keeper.hold()
 
     async def __aenter__(self) -> SQLiteJournal:
@@ -375,7 +374,7 @@ class SQLiteJournal:
         statuses: Iterable[RunStatus] = (RunStatus.RUNNING,),
         stale_after: float = 0.0,
     ) -> Fence | None:
-        """Take a run over for this worker (see :meth:`trio_sagas.Journal.claim`)."""
+        """Take a run over for this worker, as Journal.claim does."""
         check_label(run_id, "run_id")
         wanted = [check_enum(s, RunStatus, "statuses").value for s in statuses]
         check_timeout(stale_after, "stale_after", allow_none=False)

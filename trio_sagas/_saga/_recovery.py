@@ -63,7 +63,7 @@ CLAIMED_TOO_OFTEN: Final = "claimed too often: set NEEDS_INTERVENTION"
 @final
 @attrs.frozen
 class SkippedRun:
-    """A RUNNING run that :func:`recover` did not touch, and why.
+    """A RUNNING run that recover() did not touch, and why.
 
     Attributes:
         run_id: The run.
@@ -79,7 +79,7 @@ class SkippedRun:
 @final
 @attrs.frozen
 class RecoveryReport:
-    """What :func:`recover` did.
+    """What recover() did.
 
     Attributes:
         results: One :class:`SagaResult` per run rolled back (status FAILED,
