@@ -280,10 +280,11 @@ async def test_failed_act_runs_its_partial_undo_not_its_compensate(
     its own compensate does not (in memory and with a journal)."""
     log: list[str] = []
 
-    async def charge(ctx: StepContext, state: object) -> None:
-        async def void(hold: str) -> None:
-            log.append(f"void {hold}")
+    @trio_sagas.durable_undo("test-leases-void")  # journaled: found by name
+    async def void(hold: str) -> None:
+        log.append(f"void {hold}")
 
+    async def charge(ctx: StepContext, state: object) -> None:
         ctx.register_compensation(void, "hold-1")
         raise ValueError("declined after the hold")
 

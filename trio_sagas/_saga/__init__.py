@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._durable import durable_undo
 from ._events import (
     ActCancelled,
     ActCompleted,
@@ -10,11 +11,14 @@ from ._events import (
     ChorusCompleted,
     ChorusFailed,
     ChorusStarted,
+    CompensationActionCompleted,
     CompensationCompleted,
+    CompensationRegistered,
     CompensationStarted,
     CompensationStepCompleted,
     CompensationStepFailed,
     CompensationStepStarted,
+    JournalWritten,
     SagaEvent,
     SceneCompleted,
     SceneFailed,
@@ -67,7 +71,9 @@ __all__ = [
     "ChorusMode",
     "ChorusStarted",
     "Codec",
+    "CompensationActionCompleted",
     "CompensationCompleted",
+    "CompensationRegistered",
     "CompensationStarted",
     "CompensationStepCompleted",
     "CompensationStepFailed",
@@ -78,6 +84,7 @@ __all__ = [
     "JournalEntry",
     "JournalError",
     "JournalSchemaError",
+    "JournalWritten",
     "LeaseLostError",
     "RecordedFailure",
     "RecoveryReport",
@@ -95,6 +102,7 @@ __all__ = [
     "SkippedRun",
     "WorkerRecord",
     "compensate_run",
+    "durable_undo",
     "recover",
     "run_scene",
     "run_worker",

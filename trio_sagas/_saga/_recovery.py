@@ -178,6 +178,7 @@ async def roll_back_claimed(
                 state=state,
                 lease_scope=lease_scope,
             )
+            replay.bind(recorder)
             runner = Runner(run_id, state, deps, recorder)
             for group in replay.close_crashed(uncertain=True):
                 await runner.roll_back(group)
@@ -212,6 +213,7 @@ async def roll_back_claimed(
         failed_step=failure.step,
         compensation=CompensationReport(tuple(runner.undo_outcomes)),
         events=recorder.log(),
+        journal_wait=recorder.waited,
     )
 
 
