@@ -591,7 +591,7 @@ SAGA = [
         TypeError,
         "journal",
     ),
-    case("durable_undo-name-int", lambda: ts.durable_undo(3), TypeError, "name"),  # type: ignore[arg-type]
+    case("durable_undo-name-int", lambda: ts.durable_undo(3), TypeError, "name"),
     case("durable_undo-name-empty", lambda: ts.durable_undo(""), ValueError, "name"),
     case(
         "durable_undo-fn-sync",

@@ -125,6 +125,8 @@ def check_json_args(args: tuple[object, ...], name: str) -> tuple[object, ...]:
 class Sink(Protocol):
     def emit(self, event_type: type[SagaEvent], at: float, **fields: Any) -> None: ...
 
+    async def settle(self) -> None: ...
+
 
 class DurableScope(CompensationScope):  # type: ignore[misc]  # final to users
     """The compensation scope of an act in a journaled run.
@@ -142,7 +144,7 @@ class DurableScope(CompensationScope):  # type: ignore[misc]  # final to users
         self._indexes: list[int] = []
         self._next = 0
 
-    def register(  # type: ignore[override]
+    def register(
         self,
         fn: Callable[..., Awaitable[object]],
         *args: object,
@@ -210,7 +212,11 @@ class DurableScope(CompensationScope):  # type: ignore[misc]  # final to users
             while self._actions:
                 action, index = self._actions[-1], self._indexes[-1]
                 outcome = await run_compensation_action(
-                    action.fn, action.args, name=action.name, retry=retry, timeout=per_try
+                    action.fn,
+                    action.args,
+                    name=action.name,
+                    retry=retry,
+                    timeout=per_try,
                 )
                 # Taken off only once it ended: an interruption (KeyboardInterrupt)
                 # leaves it registered, for a later run or a recovery.
@@ -224,4 +230,7 @@ class DurableScope(CompensationScope):  # type: ignore[misc]  # final to users
                         step=self.path,
                         index=index,
                     )
+                    # Durable before the next undo runs: a crash from here on
+                    # never runs this one again.
+                    await self.sink.settle()
         return CompensationReport(tuple(outcomes))
