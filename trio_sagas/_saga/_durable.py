@@ -96,7 +96,7 @@ def undo_name(fn: object) -> str:
     name = getattr(fn, _NAME_ATTRIBUTE, None)
     if not isinstance(name, str) or _REGISTRY.get(name) is not fn:
         raise TypeError(
-            f"register_compensation: {fn!r} cannot be journaled, so a recovery "
+            f"register_compensation: {_where(fn)} cannot be journaled, so a recovery "
             "could not run it after a crash. Decorate it with "
             "@trio_sagas.durable_undo('some-name') and pass JSON arguments, or "
             "undo the work in the act's compensate= (it gets ctx.result)"
