@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import trio_sagas
 from trio_sagas import (
@@ -169,13 +171,16 @@ async def test_failed_act_compensated_only_when_its_effect_may_exist(
     assert result.compensation.ok
 
 
+@pytest.mark.parametrize("durable", [False, True])
 async def test_cancelled_act_with_effect_is_compensated(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, durable: bool
 ) -> None:
     """Cancelled from outside while run runs: with compensate_on_failure the
-    act's compensate runs in the rollback, and the caller sees trio.Cancelled."""
+    act's compensate runs in the rollback after the undo it registered (in
+    memory and journaled), and the caller sees trio.Cancelled."""
 
     async def slow(ctx: StepContext, state: object) -> None:
+        ctx.register_compensation(void_charge, "c-2", {"cents": 1})
         await trio.sleep(10)
 
     scene = Scene(
@@ -186,11 +191,16 @@ async def test_cancelled_act_with_effect_is_compensated(
         ],
         saga=True,
     )
+    journal = MemoryJournal() if durable else None
     with trio.fail_after(60):
-        with trio.move_on_after(1):
-            await run_scene(scene, {})
-    assert trio.current_time() == 1
-    assert LOG == ["refund result=None", "release"]
+        with trio.move_on_after(1) as scope:
+            await run_scene(scene, {}, journal=journal, run_id="r")
+    assert scope.cancelled_caught
+    assert LOG == ["void c-2 1", "refund result=None", "release"]
+    if journal is not None:
+        kinds = _kinds(journal)
+        assert kinds.count("CompensationActionCompleted") == 1
+        assert "ActCancelled" in kinds
 
 
 # -- recovery ---------------------------------------------------------------------
@@ -234,6 +244,56 @@ async def test_recovery_after_a_crash_at_every_write(
         LOG.clear()
         await recover(crashed, [_scene(on_failure=on_failure)])
         assert LOG == []  # a second recovery finds nothing to do
+
+
+@trio_sagas.durable_undo("test-numbered-undo")
+async def numbered_undo(index: int) -> None:
+    LOG.append(f"undo {index}")
+
+
+@settings(max_examples=25, deadline=None)
+@given(count=st.integers(1, 4), cut=st.floats(0, 1), fails=st.booleans())
+def test_each_registered_undo_runs_until_journaled_done(
+    count: int, cut: float, fails: bool
+) -> None:
+    """Property: cut the journal after any write of a run whose act registered
+    *count* undos; recovery runs exactly those not journaled as completed, last
+    registered first, and a second recovery runs none."""
+
+    async def step(ctx: StepContext, state: object) -> str:
+        for index in range(count):
+            ctx.register_compensation(numbered_undo, index)
+        if fails:
+            raise ValueError("declined")
+        return "ok"
+
+    async def boom(ctx: StepContext, state: object) -> None:
+        raise ValueError("later step failed")
+
+    scene = Scene("s", [Act("a", step), Act("b", boom)], saga=True)
+
+    async def main() -> None:
+        source = MemoryJournal()
+        await run_scene(scene, {}, journal=source, run_id="r")
+        crashed = source.as_after(max(1, int(cut * len(source.writes))))
+        entries = crashed.entries["r"]
+        registered = [
+            int(e.data["index"]) for e in entries if e.kind == "CompensationRegistered"
+        ]
+        done = {
+            int(e.data["index"])
+            for e in entries
+            if e.kind == "CompensationActionCompleted"
+        }
+        LOG.clear()
+        await recover(crashed, [scene])
+        expected = [f"undo {i}" for i in reversed(registered) if i not in done]
+        assert LOG == expected
+        LOG.clear()
+        await recover(crashed, [scene])
+        assert LOG == []
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 async def test_failed_registered_undo_needs_intervention_then_retries(
