@@ -288,7 +288,7 @@ def test_each_registered_undo_runs_until_journaled_done(
         LOG.clear()
         await recover(crashed, [scene])
         expected = [f"undo {i}" for i in reversed(registered) if i not in done]
-        assert LOG == expected
+        assert expected == LOG
         LOG.clear()
         await recover(crashed, [scene])
         assert LOG == []
