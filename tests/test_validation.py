@@ -591,6 +591,26 @@ SAGA = [
         TypeError,
         "journal",
     ),
+    case("durable_undo-name-int", lambda: ts.durable_undo(3), TypeError, "name"),
+    case("durable_undo-name-empty", lambda: ts.durable_undo(""), ValueError, "name"),
+    case(
+        "durable_undo-fn-sync",
+        lambda: ts.durable_undo("x-sync")(_sync_fn),  # type: ignore[type-var]
+        TypeError,
+        "durable_undo",
+    ),
+    case(
+        "Act-compensate_on_failure-int",
+        lambda: _act(compensate=_step, compensate_on_failure=1),
+        TypeError,
+        "compensate_on_failure",
+    ),
+    case(
+        "Act-compensate_on_failure-without-compensate",
+        lambda: _act(compensate_on_failure=True),
+        ValueError,
+        "compensate_on_failure",
+    ),
 ]
 
 RETRY_AND_HEDGE = [
@@ -958,6 +978,8 @@ def test_every_public_callable_has_a_case() -> None:
         "HedgeState",
         "IgnitionResult",
         "JournalEntry",
+        "JournalWritten",
+        "CompensationRegistered",
         "RecordedFailure",
         "RecoveryReport",
         "RetryScheduled",

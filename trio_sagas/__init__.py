@@ -95,7 +95,9 @@ from ._saga import ChorusFailed as ChorusFailed
 from ._saga import ChorusMode as ChorusMode
 from ._saga import ChorusStarted as ChorusStarted
 from ._saga import Codec as Codec
+from ._saga import CompensationActionCompleted as CompensationActionCompleted
 from ._saga import CompensationCompleted as CompensationCompleted
+from ._saga import CompensationRegistered as CompensationRegistered
 from ._saga import CompensationStarted as CompensationStarted
 from ._saga import CompensationStepCompleted as CompensationStepCompleted
 from ._saga import CompensationStepFailed as CompensationStepFailed
@@ -105,6 +107,7 @@ from ._saga import Journal as Journal
 from ._saga import JournalEntry as JournalEntry
 from ._saga import JournalError as JournalError
 from ._saga import JournalSchemaError as JournalSchemaError
+from ._saga import JournalWritten as JournalWritten
 from ._saga import JSONCodec as JSONCodec
 from ._saga import LeaseLostError as LeaseLostError
 from ._saga import RecordedFailure as RecordedFailure
@@ -124,6 +127,7 @@ from ._saga import SceneStarted as SceneStarted
 from ._saga import SkippedRun as SkippedRun
 from ._saga import WorkerRecord as WorkerRecord
 from ._saga import compensate_run as compensate_run
+from ._saga import durable_undo as durable_undo
 from ._saga import recover as recover
 from ._saga import run_scene as run_scene
 from ._saga import run_worker as run_worker
@@ -170,8 +174,10 @@ __all__ = (
     "Classified",
     "Classifier",
     "Codec",
+    "CompensationActionCompleted",
     "CompensationCompleted",
     "CompensationPolicy",
+    "CompensationRegistered",
     "CompensationReport",
     "CompensationScope",
     "CompensationStarted",
@@ -204,6 +210,7 @@ __all__ = (
     "JournalEntry",
     "JournalError",
     "JournalSchemaError",
+    "JournalWritten",
     "LatencyTrigger",
     "LatencyWindow",
     "LeaseLostError",
@@ -250,6 +257,7 @@ __all__ = (
     "TriggerRegistry",
     "WorkerRecord",
     "compensate_run",
+    "durable_undo",
     "fan_in",
     "observers",
     "open_err_group",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._durable import durable_undo
 from ._events import (
     ActCancelled,
     ActCompleted,
@@ -10,11 +11,14 @@ from ._events import (
     ChorusCompleted,
     ChorusFailed,
     ChorusStarted,
+    CompensationActionCompleted,
     CompensationCompleted,
+    CompensationRegistered,
     CompensationStarted,
     CompensationStepCompleted,
     CompensationStepFailed,
     CompensationStepStarted,
+    JournalWritten,
     SagaEvent,
     SceneCompleted,
     SceneFailed,
@@ -68,7 +72,9 @@ __all__ = [
     "ChorusMode",
     "ChorusStarted",
     "Codec",
+    "CompensationActionCompleted",
     "CompensationCompleted",
+    "CompensationRegistered",
     "CompensationStarted",
     "CompensationStepCompleted",
     "CompensationStepFailed",
@@ -79,6 +85,7 @@ __all__ = [
     "JournalEntry",
     "JournalError",
     "JournalSchemaError",
+    "JournalWritten",
     "LeaseLostError",
     "RecordedFailure",
     "RecoveryReport",
@@ -97,6 +104,7 @@ __all__ = [
     "SkippedRun",
     "WorkerRecord",
     "compensate_run",
+    "durable_undo",
     "recover",
     "run_scene",
     "run_worker",

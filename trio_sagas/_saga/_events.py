@@ -83,11 +83,19 @@ class ActStarted(SagaEvent):
 @final
 @attrs.frozen(kw_only=True, slots=False)
 class ActCompleted(SagaEvent):
-    """An act's ``run`` returned."""
+    """An act's ``run`` returned.
+
+    Attributes:
+        duration: Seconds the act's own work took (``run``, its tries and
+            backoffs), from the moment its intent was durable.
+        journal_wait: Seconds the act waited for the journal before
+            ``run`` could start (its intent's write); 0 without a journal.
+    """
 
     step: str
     duration: float
     attempts: int
+    journal_wait: float = 0.0
 
 
 @final
@@ -186,6 +194,56 @@ class CompensationStepFailed(SagaEvent):
     error: BaseException
     duration: float
     attempts: int
+
+
+@final
+@attrs.frozen(kw_only=True, slots=False)
+class CompensationRegistered(SagaEvent):
+    """A journaled run's act registered a durable undo (see :func:`durable_undo`).
+
+    Attributes:
+        step: The act.
+        index: The undo's number within the act (0, 1, ...).
+        undo: The name it was registered under with :func:`durable_undo`.
+        args: Its JSON arguments.
+        label: The ``name=`` given at registration, for reports (or None).
+    """
+
+    step: str
+    index: int
+    undo: str
+    args: tuple[object, ...]
+    label: str | None
+
+
+@final
+@attrs.frozen(kw_only=True, slots=False)
+class CompensationActionCompleted(SagaEvent):
+    """One durable undo an act registered succeeded: it never runs again."""
+
+    step: str
+    index: int
+
+
+@final
+@attrs.frozen(kw_only=True, slots=False)
+class JournalWritten(Event):
+    """One journal write of a run: for observers, never journaled itself and
+    not among the run's events (``SagaResult.events``): not a :class:`SagaEvent`.
+
+    Attributes:
+        run_id: The run written.
+        seq: The last event the write made durable.
+        entries: How many events the write carried (its batch).
+        wait: Seconds the write waited for the run's previous write.
+        commit: Seconds the journal's ``append`` took (its commit).
+    """
+
+    run_id: str
+    seq: int
+    entries: int
+    wait: float
+    commit: float
 
 
 @final

@@ -74,11 +74,18 @@ class Act:
             ``ctx.result`` None, so it must cope with work that may not have
             happened) or ``"skip"`` (leave it: ``run`` has no lasting effect
             unless it completed, e.g. it commits atomically at its very end).
+        compensate_on_failure: True when ``run``'s side effect may have
+            happened even though ``run`` failed (a timeout after the server
+            charged the card): a rollback then calls ``compensate`` for this
+            act after its own failure (or cancellation) too, with
+            ``ctx.result`` None. Default False: a failed act's own
+            ``compensate`` never runs. Needs a ``compensate``.
 
     Raises:
         TypeError: a sync ``run``/``compensate``, wrong argument types.
         ValueError: a bad name, a non-positive timeout, a hedged retry, an
-            unknown ``uncertain``.
+            unknown ``uncertain``, ``compensate_on_failure`` without
+            ``compensate``.
     """
 
     name: str
@@ -89,6 +96,7 @@ class Act:
     compensation_timeout: float | None
     compensation_retry: RetryPolicy | None
     uncertain: Literal["compensate", "skip"]
+    compensate_on_failure: bool
 
     def __init__(
         self,
@@ -101,6 +109,7 @@ class Act:
         compensation_timeout: float | None = None,
         compensation_retry: RetryPolicy | None = None,
         uncertain: Literal["compensate", "skip"] = "compensate",
+        compensate_on_failure: bool = False,
     ) -> None:
         check_name(name)
         if run is None:
@@ -115,6 +124,12 @@ class Act:
         _check_retry(retry, "retry")
         _check_retry(compensation_retry, "compensation_retry")
         check_choice(uncertain, ("compensate", "skip"), f"Act {name!r}: uncertain")
+        check_bool(compensate_on_failure, f"Act {name!r}: compensate_on_failure")
+        if compensate_on_failure and compensate is None:
+            raise ValueError(
+                f"Act {name!r}: compensate_on_failure=True needs a compensate= "
+                "to call after a failure"
+            )
         self.__attrs_init__(
             name,
             run,
@@ -124,6 +139,7 @@ class Act:
             compensation_timeout,
             compensation_retry,
             uncertain,
+            compensate_on_failure,
         )
 
     @property

@@ -23,7 +23,7 @@ import trio
 
 from .._events import Emitter
 from .._outcome import CancelCause
-from ._events import ActCompleted, CompensationStepFailed, SagaEvent
+from ._events import ActCompleted, CompensationStepFailed, JournalWritten, SagaEvent
 from ._journal import (
     Fence,
     Journal,
@@ -42,6 +42,9 @@ class MemoryRecorder:
     """The events of a run without a journal."""
 
     __slots__ = ("emitter", "events", "raw", "run_id")
+
+    durable = False
+    waited = 0.0  # in memory nothing waits for a journal
 
     def __init__(self, run_id: str, emitter: Emitter) -> None:
         self.run_id = run_id
@@ -91,6 +94,8 @@ def _jsonable(value: object) -> Any:
         return value.name
     if isinstance(value, (tuple, list)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, dict):  # a durable undo's JSON arguments
+        return {str(k): _jsonable(v) for k, v in value.items()}
     return repr(value)
 
 
@@ -107,6 +112,7 @@ class JournalRecorder:
     """
 
     raw: None = None
+    durable = True
 
     def __init__(
         self,
@@ -132,6 +138,7 @@ class JournalRecorder:
         self.error: JournalError | None = None
         self.state = state  # the run's state object, encoded at each write
         self.lease_scope = lease_scope
+        self.waited = 0.0  # seconds the run's code waited for its intents
 
     def emit(self, event_type: type[SagaEvent], at: float, **fields: Any) -> None:
         seq = self.first_seq + len(self.events)
@@ -170,7 +177,12 @@ class JournalRecorder:
                 "ran out; the run is left to the worker that claims it"
             )
         self.emit(event_type, at, **fields)
-        await self.flush(check=check)
+        clock = trio.lowlevel.current_clock()
+        begun = clock.current_time()
+        try:
+            await self.flush(check=check)
+        finally:
+            self.waited += clock.current_time() - begun
 
     async def settle(self) -> None:
         """A Chorus branch ended: durable now, not when a slow sibling writes."""
@@ -183,6 +195,9 @@ class JournalRecorder:
 
     def log(self) -> tuple[SagaEvent, ...]:
         return tuple(self.events)
+
+    def last_seq(self) -> int:
+        return self.first_seq + len(self.events) - 1
 
     def undo_failed(self) -> bool:
         """Whether an undo of this run failed for good (in this process)."""
@@ -220,13 +235,28 @@ class JournalRecorder:
         """Write every event so far, and the state, in one journal transaction."""
         if self._broken(check) or (not self.pending and status is None):
             return
+        now = trio.lowlevel.current_clock().current_time
+        asked = now()
         async with self.write_lock:
             # Again: a sibling may have written our events, or failed, meanwhile.
             if self._broken(check) or (not self.pending and status is None):
                 return
             batch, self.pending = self.pending, []
             try:
+                begun = now()
                 await self._write(batch, status)
+                if self.emitter.enabled:
+                    ended = now()
+                    self.emitter(
+                        JournalWritten(
+                            run_id=self.run_id,
+                            seq=batch[-1].seq if batch else self.last_seq(),
+                            at=ended,
+                            entries=len(batch),
+                            wait=begun - asked,
+                            commit=ended - begun,
+                        )
+                    )
             except JournalError as exc:
                 self.error = exc
                 self.pending.clear()

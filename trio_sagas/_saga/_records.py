@@ -67,6 +67,9 @@ class SagaResult:
         compensation: Every undo action's outcome, if a rollback ran.
         events: The run's events, in order (a tuple, built on first access
             when nobody observed the run: most callers never read it).
+        journal_wait: Seconds the run's steps and undos waited for the
+            journal (their intents' writes) in this call; 0 without one.
+            Step durations (``ActCompleted.duration``) exclude it.
     """
 
     run_id: str
@@ -81,6 +84,7 @@ class SagaResult:
         eq=lambda log: _as_tuple(log),
         repr=lambda log: repr(_as_tuple(log)),
     )
+    journal_wait: float = attrs.field(default=0.0, eq=False)
 
     @property
     def events(self) -> tuple[SagaEvent, ...]:
@@ -120,18 +124,20 @@ class SagaResult:
 class ActRecord:
     """One act that ran: its context (registered undos) and, once done, its value."""
 
-    __slots__ = ("act", "ctx", "done", "path", "value")
+    __slots__ = ("act", "ctx", "done", "effect", "path", "value")
 
     def __init__(self, act: Act, path: str, ctx: StepContext) -> None:
         self.act = act
         self.path = path
         self.ctx = ctx
         self.done = False
+        # Failed, but its effect may have happened (Act.compensate_on_failure).
+        self.effect = False
         self.value: object = None
 
     def has_undo(self) -> bool:
         return (
-            self.done and self.act.compensate is not None
+            (self.done or self.effect) and self.act.compensate is not None
         ) or self.ctx.compensation.has_actions
 
 

@@ -48,8 +48,10 @@ HELD_ELSEWHERE: Final = (
 not claim: a live worker holds it (the process running it, or another
 ``recover()``/``run_worker`` that claimed it first), or ``stale_after`` spared it."""
 
-RECOVERY_CONCURRENCY: Final = 10
-"""At most this many runs are rolled back at once by one :func:`recover` call."""
+RECOVERY_CONCURRENCY: Final = 64
+"""At most this many runs are rolled back at once by one :func:`recover` call
+(enough for a group-committing journal to carry many runs' writes in one
+sync, and for 20 runs with a slow undo to be undone in one round)."""
 
 DAMAGED: Final = "damaged"
 """How the :attr:`SkippedRun.reason` of a run whose journal records cannot be
@@ -143,11 +145,14 @@ async def roll_back_claimed(
     emitter: Emitter,
     manual: bool,
     entries: tuple[JournalEntry, ...] | None = None,
+    checked: Replay | None = None,
 ) -> SagaResult:
     """Roll back one run this worker claimed; write its final status.
 
     *entries*, read before the claim, are used if the run's ``last_seq``
     says nobody wrote since (saving a read); else they are read again.
+    *checked*, their replay (built before the claim to check the
+    definitions), is then used as is (saving a second replay).
 
     Raises:
         ReplayMismatch: the journal and the definitions do not fit.
@@ -165,7 +170,8 @@ async def roll_back_claimed(
                 (entries[-1].seq if entries else -1) != record.last_seq
             ):
                 entries = await journal.events(run_id)
-            replay = Replay(
+                checked = None
+            replay = checked or Replay(
                 record,
                 scene,
                 entries,
@@ -183,6 +189,7 @@ async def roll_back_claimed(
                 state=state,
                 lease_scope=lease_scope,
             )
+            replay.bind(recorder)
             runner = Runner(run_id, state, deps, recorder)
             for group in replay.close_crashed(uncertain=True):
                 await runner.roll_back(group)
@@ -217,6 +224,7 @@ async def roll_back_claimed(
         failed_step=failure.step,
         compensation=CompensationReport(tuple(runner.undo_outcomes)),
         events=recorder.log(),
+        journal_wait=recorder.waited,
     )
 
 
@@ -338,7 +346,7 @@ async def _recover_one(
     try:
         # Definitions against the journal first: a mismatch is reported
         # without claiming the run, so a later call can still take it.
-        Replay(
+        checked = Replay(
             record,
             scene,
             entries,
@@ -365,6 +373,7 @@ async def _recover_one(
             emitter=emitter,
             manual=False,
             entries=entries,
+            checked=checked,
         )
     except ReplayMismatch as exc:
         return SkippedRun(record.run_id, record.scene, str(exc))

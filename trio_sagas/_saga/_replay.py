@@ -17,9 +17,11 @@ What the entries say, act by act:
 * ``ActStarted`` and nothing after it -- *uncertain*: the process died while
   ``run`` ran. Compensated (``ctx.result`` None) unless the act says
   ``uncertain="skip"``.
-* ``ActFailed``/``ActCancelled`` -- it did not complete: not compensated
-  (undo actions it registered with ``ctx.register_compensation`` lived in
-  the dead process's memory and are lost).
+* ``ActFailed``/``ActCancelled`` -- it did not complete: its ``compensate``
+  runs only if the act says ``compensate_on_failure=True``.
+* ``CompensationRegistered`` -- a durable undo the act registered in ``run``
+  (:mod:`._durable`): run on rollback whatever way the act ended, unless a
+  ``CompensationActionCompleted`` for it follows.
 * ``CompensationStepStarted`` without an outcome -- interrupted: run again,
   with the same idempotency key.
 * ``CompensationStepFailed`` -- failed for good: a recovery leaves it (the
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 from typing import Any, final
 
+from ._durable import DurableScope, resolve_undo
 from ._events import (
     ActCancelled,
     ActCompleted,
@@ -43,7 +46,9 @@ from ._events import (
     ChorusCompleted,
     ChorusFailed,
     ChorusStarted,
+    CompensationActionCompleted,
     CompensationCompleted,
+    CompensationRegistered,
     CompensationStarted,
     CompensationStepCompleted,
     CompensationStepFailed,
@@ -70,6 +75,8 @@ _COMPENSATION_STARTED = CompensationStarted.__name__
 _UNDO_COMPLETED = CompensationStepCompleted.__name__
 _UNDO_FAILED = CompensationStepFailed.__name__
 _COMPENSATION_COMPLETED = CompensationCompleted.__name__
+_REGISTERED = CompensationRegistered.__name__
+_ACTION_COMPLETED = CompensationActionCompleted.__name__
 
 
 @final
@@ -200,6 +207,7 @@ class Replay:
         elif kind == _ACT_STARTED:
             act = self.step(path, Act)
             ctx = act_context(self.run_id, path, act, self.deps)
+            ctx._compensation = DurableScope(path, None)  # sink: see bind()
             self.acts[path] = ActRecord(act, path, ctx)
             self.open_acts[path] = e.seq
         elif kind == _ACT_COMPLETED:
@@ -214,6 +222,14 @@ class Replay:
             if kind == _ACT_FAILED and self.failed_step is None:
                 self.failed_step = path
                 self.error = e.data.get("error")
+            record = self.acts[path]
+            record.effect = record.act.compensate_on_failure
+            if record.has_undo():
+                self.attach(record)  # as the runner keeps it: partial progress
+        elif kind == _REGISTERED:
+            self.register(e)
+        elif kind == _ACTION_COMPLETED:
+            self.scope(path).forget(int(e.data["index"]))
         elif kind in (_SCENE_COMPLETED, _CHORUS_COMPLETED):
             group = self.groups[path]
             self.open_groups.discard(path)
@@ -233,16 +249,48 @@ class Replay:
         elif kind == _UNDO_COMPLETED:
             self.undone.add(path)
             self.undo_failed.discard(path)
-            self.acts[path].done = False  # nothing left to undo
+            self.settled(path)  # nothing left to undo
         elif kind == _UNDO_FAILED:
             self.undo_failed.add(path)
             if not self.retry_failed:
-                self.acts[path].done = False
+                self.settled(path)
         elif kind == _COMPENSATION_COMPLETED:
             group = self.groups[path]
             if e.data.get("ok", True) or not self.retry_failed:
                 group.compensated = True
                 self.unfinished.discard(path)
+
+    def scope(self, path: str) -> DurableScope:
+        scope = self.acts[path].ctx.compensation
+        assert isinstance(scope, DurableScope)
+        return scope
+
+    def settled(self, path: str) -> None:
+        record = self.acts[path]
+        record.done = record.effect = False
+        record.ctx.compensation.clear()
+
+    def register(self, e: JournalEntry) -> None:
+        name = str(e.data.get("undo"))
+        fn = resolve_undo(name)
+        if fn is None:
+            raise ReplayMismatch(
+                f"step {e.step!r} registered the durable undo {name!r}, which is "
+                "not known in this process: import the module that defines it "
+                f"with @trio_sagas.durable_undo({name!r}) before recovering"
+            )
+        args = e.data.get("args") or []
+        label = e.data.get("label")
+        self.scope(e.step).restore(
+            int(e.data["index"]), fn, tuple(args), None if label is None else str(label)
+        )
+
+    def bind(self, sink: Any) -> None:
+        """Journal the durable undos' completions through *sink* (the recorder)."""
+        for record in self.acts.values():
+            scope = record.ctx.compensation
+            if isinstance(scope, DurableScope):
+                scope.sink = sink
 
     def uncertain(self) -> tuple[str, ...]:
         """Paths of the acts started and never ended (the crash hit them), in order."""
@@ -259,13 +307,15 @@ class Replay:
         if uncertain:
             for path, _ in sorted(self.open_acts.items(), key=lambda kv: kv[1]):
                 record = self.acts[path]
-                if record.act.uncertain == "skip" or path in self.undone:
+                if path in self.undone:
                     continue
                 if path in self.undo_failed and not self.retry_failed:
                     continue
-                record.done = True  # uncertain: undone as if it completed
-                record.value = None
-                self.attach(record)
+                if record.act.uncertain != "skip":
+                    record.done = True  # uncertain: undone as if it completed
+                    record.value = None
+                if record.has_undo():
+                    self.attach(record)
         rollbacks: list[GroupRecord] = []
         for path in sorted(
             self.open_groups | self.unfinished, key=self.started.__getitem__

@@ -25,6 +25,7 @@ from .._outcome import CancelCause, Outcome, Status
 from .._retry import run_attempts
 from .._util import contains_cancellation, is_cancellation
 from ._chorus import ChorusRun, announce_failure, chorus_cause
+from ._durable import DurableScope
 from ._events import (
     ActCancelled,
     ActCompleted,
@@ -100,6 +101,7 @@ class Runner:
             if self.rolled_back
             else None,
             events=self.recorder.log(),
+            journal_wait=self.recorder.waited,
         )
 
     # -- forward ------------------------------------------------------------------
@@ -119,13 +121,17 @@ class Runner:
         record = ActRecord(act, path, ctx)
         recorder = self.recorder
         raw = recorder.raw
-        started = self.now()
+        started = begun = self.now()
         try:
             if raw is not None:
                 raw.append((ActStarted, started, {"step": path}))  # the fast path
             else:
+                if recorder.durable:
+                    # Undos registered in run are journaled (or refused).
+                    ctx._compensation = DurableScope(path, recorder)
                 # The intent is durable before run runs.
                 await recorder.intent(ActStarted, started, check=True, step=path)
+                begun = self.now()
             if act.retry is None and act.timeout is None:
                 # The common case, without the per-try cancel scope and record.
                 attempts = 1
@@ -168,11 +174,12 @@ class Runner:
                 cause=cause,
                 duration=self.now() - started,
             )
+            record.effect = act.compensate_on_failure
             if record.has_undo():
                 sink.append(record)  # partial progress, on the failure path
             raise
         ended = self.now()
-        duration = ended - started
+        duration = ended - begun
         if status is Status.SUCCEEDED:
             record.done = True
             record.value = value
@@ -187,7 +194,12 @@ class Runner:
                 )
             else:
                 recorder.completed(
-                    ended, value, step=path, duration=duration, attempts=attempts
+                    ended,
+                    value,
+                    step=path,
+                    duration=duration,
+                    attempts=attempts,
+                    journal_wait=begun - started,
                 )
             return OK
         assert error is not None
@@ -200,6 +212,7 @@ class Runner:
             duration=duration,
             attempts=attempts,
         )
+        record.effect = act.compensate_on_failure  # its effect may have happened
         if record.has_undo():
             sink.append(record)
         return StepResult(status, error, cause, path)
@@ -337,7 +350,7 @@ class Runner:
             outcomes.extend(
                 attrs.evolve(o, name=f"{record.path}:{o.name}") for o in report.outcomes
             )
-        if record.done and act.compensate is not None:
+        if (record.done or record.effect) and act.compensate is not None:
             ctx = StepContext(
                 act.name,
                 path=record.path,
