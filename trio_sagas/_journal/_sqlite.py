@@ -460,7 +460,7 @@ class SQLiteJournal:
     async def scan_runs(
         self, *, status: RunStatus | Iterable[RunStatus] | None = None
     ) -> tuple[tuple[RunRecord, ...], tuple[DamagedRun, ...]]:
-        """Like :meth:`runs`, but damaged runs are listed apart, not raised.
+        """Like runs(), but damaged runs are listed apart, not raised.
 
         Returns ``(records, damaged)``: the readable runs with one of the
         given statuses, oldest first, and a :class:`DamagedRun` (run id,

@@ -199,7 +199,9 @@ class CompensationStepFailed(SagaEvent):
 @final
 @attrs.frozen(kw_only=True, slots=False)
 class CompensationRegistered(SagaEvent):
-    """A journaled run's act registered a durable undo (see :func:`durable_undo`).
+    """A journaled run's act registered a durable undo.
+
+    See :func:`durable_undo`.
 
     Attributes:
         step: The act.
@@ -228,8 +230,10 @@ class CompensationActionCompleted(SagaEvent):
 @final
 @attrs.frozen(kw_only=True, slots=False)
 class JournalWritten(Event):
-    """One journal write of a run: for observers, never journaled itself and
-    not among the run's events (``SagaResult.events``): not a :class:`SagaEvent`.
+    """One journal write of a run, reported to observers.
+
+    It is never journaled itself and is not among the run's events
+    (``SagaResult.events``): not a :class:`SagaEvent`.
 
     Attributes:
         run_id: The run written.
