@@ -653,7 +653,9 @@ def test_validation() -> None:
         Act("a", run, retry=RetryPolicy(hedge=HedgePolicy()))
     with pytest.raises(ValueError, match="Scene 's': duplicate step name 'a'"):
         Scene("s", [Act("a", run), Act("a", run)])
-    with pytest.raises(TypeError, match="every step must be an Act, Scene or Chorus"):
+    with pytest.raises(
+        TypeError, match="every item of steps must be an Act, Scene or Chorus"
+    ):
         Scene("s", [run])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="name must be non-empty"):
         Scene("a/b")

@@ -538,7 +538,6 @@ SAGA = [
         lambda: ts.Scene("s", ["a"]),
         TypeError,
         "steps",
-        owner="saga",
     ),
     case("Scene-saga-str", lambda: ts.Scene("s", [], saga="yes"), TypeError, "saga"),
     case(
@@ -917,7 +916,6 @@ JOURNAL = [
         lambda: ts.SQLiteJournal(":memory:", busy_timeout=3e6),
         ValueError,
         "busy_timeout",
-        owner="sqlite",
     ),
     case(
         "SQLiteJournal-codec-str",
@@ -930,7 +928,6 @@ JOURNAL = [
         lambda: ts.JSONCodec(default=3),
         TypeError,
         "default",
-        owner="saga",
     ),
 ]
 

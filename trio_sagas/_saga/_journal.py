@@ -193,6 +193,9 @@ class JSONCodec:
         default: Callable[[Any], Any] | None = None,
         object_hook: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
+        for argument, hook in (("default", default), ("object_hook", object_hook)):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{argument} must be a callable or None, got {hook!r}")
         self._encoder = json.JSONEncoder(
             separators=(",", ":"), allow_nan=False, default=default
         )
@@ -423,3 +426,19 @@ class Journal(Protocol):
         asked). Returns how many runs were deleted.
         """
         ...
+
+
+_JOURNAL_MEMBERS = tuple(name for name in vars(Journal) if not name.startswith("_"))
+"""What a journal must have. Checked with ``hasattr`` (as ``isinstance`` on a
+runtime protocol does on Python 3.11), so a wrapper that delegates through
+``__getattr__`` counts on every Python: from 3.12 ``isinstance`` looks only
+at attributes defined on the class."""
+
+
+def check_journal(journal: object) -> Journal:
+    if not all(hasattr(journal, name) for name in _JOURNAL_MEMBERS):
+        raise TypeError(
+            f"journal must implement trio_sagas.Journal (e.g. a SQLiteJournal), "
+            f"got {journal!r}"
+        )
+    return journal  # type: ignore[return-value]  # checked member by member

@@ -170,7 +170,8 @@ def _check_steps(owner: str, name: str, steps: Iterable[object]) -> tuple[Step, 
     for step in steps:
         if not isinstance(step, (Act, Scene, Chorus)):
             raise TypeError(
-                f"{owner} {name!r}: every step must be an Act, Scene or Chorus, got {step!r}"
+                f"{owner} {name!r}: every item of steps must be an Act, Scene or Chorus, "
+                f"got {step!r}"
             )
         if step.name in seen:
             raise ValueError(f"{owner} {name!r}: duplicate step name {step.name!r}")

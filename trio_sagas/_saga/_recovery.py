@@ -33,6 +33,7 @@ from ._journal import (
     RunNotFoundError,
     RunRecord,
     RunStatus,
+    check_journal,
 )
 from ._model import Scene
 from ._recorder import JournalRecorder
@@ -125,15 +126,6 @@ def scene_map(scenes: Mapping[str, Scene] | Iterable[Scene]) -> dict[str, Scene]
             )
         out[name] = scene
     return out
-
-
-def check_journal(journal: object) -> Journal:
-    if not isinstance(journal, Journal):
-        raise TypeError(
-            f"journal must implement trio_sagas.Journal (e.g. a SQLiteJournal), "
-            f"got {journal!r}"
-        )
-    return journal
 
 
 async def roll_back_claimed(

@@ -8,7 +8,13 @@ from typing import Any
 from .._events import SILENT, Emitter, Observer, logger
 from .._validate import check_label, check_sync_observer, check_type
 from ._chorus import CHORUSES
-from ._journal import Journal, LeaseLostError, RunClaimedError, RunStatus
+from ._journal import (
+    Journal,
+    LeaseLostError,
+    RunClaimedError,
+    RunStatus,
+    check_journal,
+)
 from ._model import Scene
 from ._recorder import JournalRecorder, MemoryRecorder
 from ._records import Record, SagaResult, StepResult
@@ -127,11 +133,8 @@ async def run_scene(
         check_type(scene, Scene, "scene")  # type: ignore[unreachable]
     check_sync_observer(observer)
     run_id = uuid.uuid4().hex if run_id is None else check_label(run_id, "run_id")
-    if journal is not None and not isinstance(journal, Journal):
-        raise TypeError(
-            f"journal must implement trio_sagas.Journal (e.g. a "
-            f"SQLiteJournal), got {journal!r}"
-        )
+    if journal is not None:
+        journal = check_journal(journal)
     emitter = SILENT if observer is None else Emitter(observer)
     # A run is independent of any run it is called from (an act may call
     # run_scene): the enclosing run's choruses must not see its failures.

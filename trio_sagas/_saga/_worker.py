@@ -11,9 +11,9 @@ import trio
 
 from .._events import SILENT, Emitter, Observer, logger
 from .._validate import check_int, check_sync_observer, check_timeout
-from ._journal import Fence, Journal, RunClaimedError, RunRecord
+from ._journal import Fence, Journal, RunClaimedError, RunRecord, check_journal
 from ._model import Scene
-from ._recovery import check_journal, roll_back_claimed, scene_map
+from ._recovery import roll_back_claimed, scene_map
 from ._replay import ReplayMismatch
 
 DEFAULT_BATCH = 10
