@@ -427,6 +427,7 @@ def test_prune_deletes_old_finished_runs_only(fresh: pathlib.Path) -> None:
         (("runs", "--status", "lost"), {}, 2, "--status must be one of"),
         (("runs", "--older-than", "soon"), {}, 2, "--older-than must be a duration"),
         (("runs", "--fields", "colour"), {}, 2, "unknown field 'colour'"),
+        (("workers", "--fields", "cpu"), {}, 2, "unknown field 'cpu'"),
         (("prune",), {}, 2, "the following arguments are required: --older-than"),
         (("prune", "--older-than", "x"), {}, 2, "--older-than must be a duration"),
         (("recover", "--app", "app"), {}, 2, "--app must be MODULE:ATTR, got 'app'"),

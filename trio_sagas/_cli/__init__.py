@@ -100,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="WORKER_ID",
         help="declare this worker dead: its lease lapses now",
     )
+    workers.add_argument(
+        "--fields",
+        metavar="A,B,...",
+        help="columns to show: worker,host,pid,up,renewed,lease,running",
+    )
 
     prune = sub.add_parser(
         "prune", help="delete finished runs (and their entries) no longer needed"

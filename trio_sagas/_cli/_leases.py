@@ -30,6 +30,8 @@ NOW_VAR = "TRIO_SAGAS_NOW"
 """Unix time the report treats as *now* (reproducible output in docs and tests).
 It changes what is printed only: leases and ``prune`` use the journal's clock."""
 
+WORKER_FIELDS = ("worker", "host", "pid", "up", "renewed", "lease", "running")
+
 PRUNABLE = (RunStatus.SUCCEEDED, RunStatus.COMPENSATED, RunStatus.FAILED)
 
 
@@ -150,6 +152,14 @@ async def workers_by_id(journal: Any) -> dict[str, Any] | None:
 def cmd_workers(url: str, args: argparse.Namespace) -> int:
     """``workers``: every worker, its lease and its running runs;
     ``--expire`` declares one dead."""
+    fields = WORKER_FIELDS
+    if args.fields:
+        fields = tuple(f.strip() for f in args.fields.split(","))
+        unknown = [f for f in fields if f not in WORKER_FIELDS]
+        if unknown:
+            raise UsageError(
+                f"--fields: unknown field {unknown[0]!r} (use {','.join(WORKER_FIELDS)})"
+            )
     at = now()
 
     async def body(journal: Any) -> Any:
@@ -188,20 +198,19 @@ def cmd_workers(url: str, args: argparse.Namespace) -> int:
     if not result:
         print("no workers")
         return 0
-    rows = [["WORKER", "HOST", "PID", "UP", "RENEWED", "LEASE", "RUNNING"]]
+    rows = [[f.upper() for f in fields]]
     for worker, running in result:
         info = worker_fields(worker, at)
-        rows.append(
-            [
-                info["worker_id"],
-                info["host"],
-                str(info["pid"]),
-                format_age(at - info["started_at"]),
-                f"{format_age(at - info['renewed_at'])} ago",
-                lease_text(info["expires_at"], at),
-                str(running),
-            ]
-        )
+        cells = {
+            "worker": info["worker_id"],
+            "host": info["host"],
+            "pid": str(info["pid"]),
+            "up": format_age(at - info["started_at"]),
+            "renewed": f"{format_age(at - info['renewed_at'])} ago",
+            "lease": lease_text(info["expires_at"], at),
+            "running": str(running),
+        }
+        rows.append([cells[f] for f in fields])
     print(table(rows))
     return 0
 
