@@ -14,11 +14,11 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .._journal_entries import entry_detail, timeline_from_entries, wall_times
 from .._outcome import describe_error
 from .._saga import JournalEntry, Scene, compensate_run, recover
 from .._timeline import render_timeline
 from ._check import check_file
-from ._entries import entry_detail, timeline_from_entries, wall_times
 from ._journal_url import (
     UsageError,
     format_age,
