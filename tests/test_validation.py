@@ -472,7 +472,7 @@ CORE = [
     # Timelines
     case(
         "timeline_from_entries-item",
-        lambda: ts.timeline_from_entries([object()]),  # type: ignore[list-item]
+        lambda: ts.timeline_from_entries([object()]),
         TypeError,
         "entries[...]",
     ),
