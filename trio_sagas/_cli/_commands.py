@@ -3,8 +3,9 @@
 The journal is read through its public interface (so every backend works),
 except by ``check``, which examines a SQLite file directly and read-only.
 What the CLI reads of a run record or a worker record is gathered in
-:func:`run_fields` and :func:`worker_fields`, the one place to adapt when
-those records change.
+:func:`run_fields` and :func:`._leases.worker_fields`, the one place to
+adapt when those records change. ``workers`` and ``prune`` live in
+:mod:`._leases`.
 """
 
 from __future__ import annotations
