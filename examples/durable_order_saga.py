@@ -49,14 +49,9 @@ class Services:
         self.path.write_text(json.dumps(data))
 
 
-def key(ctx: StepContext) -> str:
-    assert ctx.idempotency_key is not None
-    return ctx.idempotency_key
-
-
-async def reserve(ctx: StepContext, order: dict[str, Any]) -> str:
+async def reserve(ctx: StepContext[Services], order: dict[str, Any]) -> str:
     await trio.sleep(0.2)
-    services: Services = ctx.deps
+    services = ctx.deps
     data = services.load()
     reservation = f"res-{order['id']}"
     data["reservations"][reservation] = order["items"]
@@ -64,20 +59,20 @@ async def reserve(ctx: StepContext, order: dict[str, Any]) -> str:
     return reservation
 
 
-async def release(ctx: StepContext, order: dict[str, Any]) -> None:
-    services: Services = ctx.deps
+async def release(ctx: StepContext[Services], order: dict[str, Any]) -> None:
+    services = ctx.deps
     data = services.load()
     data["reservations"].pop(ctx.result, None)  # idempotent: a no-op the 2nd time
     services.save(data)
     print(f"   released reservation {ctx.result}")
 
 
-async def charge(ctx: StepContext, order: dict[str, Any]) -> str:
+async def charge(ctx: StepContext[Services], order: dict[str, Any]) -> str:
     await trio.sleep(0.5)
-    services: Services = ctx.deps
+    services = ctx.deps
     data = services.load()
     # The provider deduplicates by idempotency key: a retry never charges twice.
-    data["charges"].setdefault(key(ctx), order["total_cents"])
+    data["charges"].setdefault(ctx.idempotency_key, order["total_cents"])
     services.save(data)
     if sys.argv[1:2] == [CHILD_FLAG]:
         # The process dies here: the card is charged, the journal does not know.
@@ -87,26 +82,26 @@ async def charge(ctx: StepContext, order: dict[str, Any]) -> str:
     return f"ch-{order['id']}"
 
 
-async def refund(ctx: StepContext, order: dict[str, Any]) -> None:
-    services: Services = ctx.deps
+async def refund(ctx: StepContext[Services], order: dict[str, Any]) -> None:
+    services = ctx.deps
     data = services.load()
     # ctx.result is None when the charge is uncertain; the charge's own key
-    # (this key without "#compensate") finds it at the provider either way.
-    charge_key = key(ctx).removesuffix("#compensate")
-    if charge_key in data["charges"] and key(ctx) not in data["refunds"]:
-        data["refunds"].append(key(ctx))
+    # (ctx.forward_key) finds it at the provider either way.
+    charge_key = ctx.forward_key
+    if charge_key in data["charges"] and ctx.idempotency_key not in data["refunds"]:
+        data["refunds"].append(ctx.idempotency_key)
         services.save(data)
         print(f"   refunded {data['charges'][charge_key]} cents (charge {charge_key})")
     else:
         print("   nothing was charged; nothing to refund")
 
 
-async def ship(ctx: StepContext, order: dict[str, Any]) -> str:
+async def ship(ctx: StepContext[Services], order: dict[str, Any]) -> str:
     await trio.sleep(0.3)
     return f"ship-{order['id']}"
 
 
-SCENE = Scene(
+SCENE: Scene[Services] = Scene(
     "process-order",
     [
         Act("reserve-inventory", reserve, compensate=release),

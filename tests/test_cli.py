@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -58,7 +59,10 @@ APP = textwrap.dedent(
     SCENES = [order, refunds, plain, crashing]
 
     async def make(what):
-        with trio_sagas.SQLiteJournal("sagas.db") as journal:
+        # The crashing process holds a long lease: its run stays its own
+        # until the lease lapses or an operator expires it.
+        lease = 3600 if what == "crash" else 15
+        async with trio_sagas.SQLiteJournal("sagas.db", lease=lease) as journal:
             if what == "crash":
                 await trio_sagas.run_scene(crashing, {}, journal=journal, run_id="crash-1")
                 return
@@ -205,24 +209,70 @@ def test_show_json_and_missing_run(journal_dir: pathlib.Path) -> None:
 
 
 def test_recover_rolls_back_the_crashed_run(fresh: pathlib.Path) -> None:
-    """`recover --app` rolls the crashed run back and prints the report."""
-    # By default a run written to in the last 5 minutes may be live: left alone.
+    """A dead worker's run is left alone while its lease is live; once the
+    operator expires the worker, `recover --app` rolls the run back."""
     out = _cli(fresh, "recover", "--app", "app:SCENES")
     assert out.returncode == 1
     assert out.stdout == (
-        "crash-1: skipped (crashing): written to less than 300.0 s ago, "
-        "or claimed by another recovery\n"
+        "crash-1: skipped (crashing): not claimable: held by a live worker "
+        "(still running, or being recovered by another call), or written to "
+        "within stale_after\n"
     )
-    out = _cli(fresh, "recover", "--app", "app:SCENES", "--stale-after", "0")
+    worker = _crashed_worker(fresh)
+    out = _cli(fresh, "workers", "--expire", worker)
+    assert (out.returncode, out.stdout) == (
+        0,
+        f"worker {worker}: lease expired; its runs can be claimed now\n",
+    )
+    out = _cli(fresh, "recover", "--app", "app:SCENES")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
         "crash-1: compensated (1 undo(s))",
         "  undo crashing/reserve  succeeded",
     ]
-    again = _cli(fresh, "recover", "--app", "app:SCENES", "--stale-after", "0")
+    again = _cli(fresh, "recover", "--app", "app:SCENES")
     assert again.stdout == "nothing to recover\n"
     runs = _cli(fresh, "runs", "--status", "running", "--fields", "run_id")
     assert runs.stdout == "no runs\n"
+    runs = _cli(fresh, "runs", "--scene", "crashing", "--json")
+    row = json.loads(runs.stdout)
+    assert (row["status"], row["worker"], row["epoch"], row["claims"]) == (
+        "compensated",
+        None,
+        2,
+        1,
+    )
+    # The command line was a worker while it recovered, and is gone now.
+    assert [w[0] for w in _worker_rows(fresh)] == [worker]
+
+
+def test_recover_stale_after_is_extra_grace(fresh: pathlib.Path) -> None:
+    """--stale-after leaves a lapsed worker's run alone until it is that old."""
+    _cli(fresh, "workers", "--expire", _crashed_worker(fresh))
+    out = _cli(fresh, "recover", "--app", "app:SCENES", "--stale-after", "1d")
+    assert out.returncode == 1
+    assert out.stdout.startswith("crash-1: skipped (crashing): not claimable")
+    out = _cli(fresh, "recover", "--app", "app:SCENES", "--stale-after", "0")
+    assert out.returncode == 0, out.stderr
+
+
+def _crashed_worker(where: pathlib.Path) -> str:
+    with sqlite3.connect(where / "sagas.db") as conn:
+        (worker,) = conn.execute(
+            "SELECT owner FROM runs WHERE run_id = 'crash-1'"
+        ).fetchone()
+    conn.close()
+    return str(worker)
+
+
+def _worker_rows(where: pathlib.Path) -> list[tuple[str, float, float, float]]:
+    with sqlite3.connect(where / "sagas.db") as conn:
+        rows = conn.execute(
+            "SELECT worker_id, started_at, renewed_at, expires_at FROM workers "
+            "ORDER BY started_at"
+        ).fetchall()
+    conn.close()
+    return [(str(r[0]), float(r[1]), float(r[2]), float(r[3])) for r in rows]
 
 
 def test_compensate_needs_intervention_then_fixed(fresh: pathlib.Path) -> None:
@@ -309,11 +359,62 @@ def test_check_an_overwritten_page(fresh: pathlib.Path) -> None:
     assert "Traceback" not in out.stdout + out.stderr
 
 
-def test_workers_without_leases(journal_dir: pathlib.Path) -> None:
-    """`workers` on a journal without leases says so and exits 1."""
-    out = _cli(journal_dir, "workers")
-    assert out.returncode == 1
-    assert "no worker leases" in out.stdout
+def test_workers_lists_the_dead_worker_and_its_lease(fresh: pathlib.Path) -> None:
+    """`workers` shows the crashed process's worker (live lease, one running
+    run), then lapsed once expired; a clean exit left no worker behind."""
+    ((worker, started, _renewed, expires),) = _worker_rows(fresh)
+    assert worker == _crashed_worker(fresh)
+    env = {"TRIO_SAGAS_NOW": str(started + 90)}
+    out = _cli(fresh, "workers", env=env)
+    assert out.returncode == 0, out.stderr
+    header, line = out.stdout.splitlines()
+    assert header.split() == [
+        "WORKER", "HOST", "PID", "UP", "RENEWED", "LEASE", "RUNNING"
+    ]  # fmt: skip
+    left = format_age(expires - started - 90)
+    assert line.split()[0] == worker
+    assert line.split()[3:] == ["1m", "1m", "ago", "live,", left, "left", "1"]
+    runs = _cli(fresh, "runs", "--fields", "run_id,lease,epoch,claims", env=env)
+    assert runs.stdout.splitlines()[-1].split() == ["crash-1", "live", "1", "0"]
+    _cli(fresh, "workers", "--expire", worker)
+    later = {"TRIO_SAGAS_NOW": str(time.time() + 600)}
+    out = _cli(fresh, "workers", env=later)
+    assert out.stdout.splitlines()[1].split()[-4:] == ["lapsed", "10m", "ago", "1"]
+    show = _cli(fresh, "show", "crash-1", env=later)
+    assert "\nlease    lapsed 10m ago\nepoch    1 (claimed 0 time(s))\n" in show.stdout
+    again = _cli(fresh, "workers", "--expire", worker, env=later)
+    assert again.returncode == 0
+    assert again.stdout == (
+        f"worker {worker}: lease already lapsed 10m ago; its runs can be claimed\n"
+    )
+    missing = _cli(fresh, "workers", "--expire", "nobody")
+    assert missing.returncode == 1
+    assert missing.stderr == "trio-sagas: no worker 'nobody' in the journal\n"
+
+
+def test_prune_deletes_old_finished_runs_only(fresh: pathlib.Path) -> None:
+    """`prune` deletes finished runs older than --older-than, of the given
+    statuses; running and needs_intervention are refused (exit 2)."""
+    out = _cli(fresh, "prune", "--older-than", "1h")
+    assert (out.returncode, out.stdout) == (
+        0,
+        "pruned 0 run(s) (succeeded, compensated, failed) not written to for 1h or more\n",
+    )
+    out = _cli(fresh, "prune", "--older-than", "0", "--status", "succeeded")
+    assert out.stdout == "pruned 1 run(s) (succeeded) not written to for 0s or more\n"
+    out = _cli(fresh, "prune", "--older-than", "0s")
+    assert out.stdout.startswith("pruned 1 run(s) (succeeded, compensated, failed)")
+    runs = _cli(fresh, "runs", "--fields", "run_id")
+    assert runs.stdout.splitlines() == ["RUN ID", "refund-1", "crash-1"]
+    for status in ("running", "needs_intervention"):
+        refused = _cli(fresh, "prune", "--older-than", "0", "--status", status)
+        assert refused.returncode == 2
+        assert f"--status: {status} runs are never pruned" in refused.stderr
+    assert _cli(fresh, "show", "plain-1").returncode == 1  # its entries went too
+    with sqlite3.connect(fresh / "sagas.db") as conn:
+        left = conn.execute("SELECT DISTINCT run_id FROM events").fetchall()
+    conn.close()
+    assert sorted(r[0] for r in left) == ["crash-1", "refund-1"]
 
 
 @pytest.mark.parametrize(
@@ -326,6 +427,9 @@ def test_workers_without_leases(journal_dir: pathlib.Path) -> None:
         (("runs", "--status", "lost"), {}, 2, "--status must be one of"),
         (("runs", "--older-than", "soon"), {}, 2, "--older-than must be a duration"),
         (("runs", "--fields", "colour"), {}, 2, "unknown field 'colour'"),
+        (("workers", "--fields", "cpu"), {}, 2, "unknown field 'cpu'"),
+        (("prune",), {}, 2, "the following arguments are required: --older-than"),
+        (("prune", "--older-than", "x"), {}, 2, "--older-than must be a duration"),
         (("recover", "--app", "app"), {}, 2, "--app must be MODULE:ATTR, got 'app'"),
         (("recover", "--app", "nosuch:X"), {}, 2, "no module named 'nosuch'"),
         (("recover", "--app", "app:NOPE"), {}, 2, "has no attribute 'NOPE'"),
@@ -417,54 +521,43 @@ def test_main_returns_usage_status(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
 
 
-class _LeasedJournal:
-    """Stands in for a journal with worker leases (not on this branch yet)."""
+class _JournalWithoutLeases:
+    """Stands in for a backend that predates worker leases."""
 
     def __init__(self, path: object, codec: object = None) -> None:
-        self.expired: list[str] = []
+        pass
 
-    async def workers(self) -> tuple[object, ...]:
-        from trio_sagas._saga._journal import WorkerRecord
+    async def runs(self, *, status: object = None) -> tuple[object, ...]:
+        from trio_sagas import RunRecord, RunStatus
 
-        return (
-            WorkerRecord("w-1", "web-1", 41, 1000.0, 1990.0, 2005.0),
-            WorkerRecord("w-2", "web-2", 42, 100.0, 1400.0, 1415.0),
-        )
+        return (RunRecord("r-1", "order", RunStatus.RUNNING, None, "tok", 0.0, 0.0, 0),)
 
-    async def expire_worker(self, worker_id: str) -> bool:
-        self.expired.append(worker_id)
-        return worker_id == "w-1"
+    async def events(self, run_id: str) -> tuple[object, ...]:
+        return ()
 
     def close(self) -> None:
         pass
 
 
-def test_workers_with_leases(
+def test_workers_without_leases(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`workers` lists each lease live or lapsed; --expire declares one dead."""
-    from trio_sagas._cli import _commands
+    """A backend without leases: `workers` says so (exit 1); `runs` shows no lease."""
+    from trio_sagas._cli import _leases
 
-    monkeypatch.setattr(_commands, "open_journal", _LeasedJournal)
-    monkeypatch.setenv("TRIO_SAGAS_NOW", "2000")
-    assert main(["--journal", "sqlite:///x.db", "workers"]) == 0
-    assert capsys.readouterr().out.splitlines() == [
-        "WORKER  HOST   PID  UP   RENEWED  LEASE",
-        "w-1     web-1  41   16m  10s ago  live, 5s left",
-        "w-2     web-2  42   31m  10m ago  lapsed 9m ago",
-    ]
-    assert main(["--journal", "sqlite:///x.db", "workers", "--expire", "w-1"]) == 0
-    assert capsys.readouterr().out == (
-        "worker w-1: lease expired; its runs can be claimed now\n"
+    monkeypatch.setattr(_leases, "open_journal", _JournalWithoutLeases)
+    assert main(["--journal", "sqlite:///x.db", "workers"]) == 1
+    assert "no worker leases" in capsys.readouterr().out
+    assert (
+        main(["--journal", "sqlite:///x.db", "runs", "--fields", "run_id,lease"]) == 0
     )
-    assert main(["--journal", "sqlite:///x.db", "workers", "--expire", "w-9"]) == 1
-    assert capsys.readouterr().err == "trio-sagas: no worker 'w-9' in the journal\n"
+    assert capsys.readouterr().out.splitlines() == ["RUN ID  LEASE", "r-1     -"]
 
 
 def test_timeline_from_entries_across_processes() -> None:
     """Entries of two processes (unrelated trio clocks) land on one time axis."""
     from trio_sagas import JournalEntry, render_timeline
-    from trio_sagas._cli._entries import segments, timeline_from_entries
+    from trio_sagas._journal_entries import segments, timeline_from_entries
 
     def entry(seq: int, kind: str, step: str, at: float, wall: float) -> JournalEntry:
         return JournalEntry("r", seq, kind, step, at, {}, None, wall)

@@ -471,6 +471,12 @@ CORE = [
     ),
     # Timelines
     case(
+        "timeline_from_entries-item",
+        lambda: ts.timeline_from_entries([object()]),
+        TypeError,
+        "entries[...]",
+    ),
+    case(
         "render_timeline-width-nan",
         lambda: ts.render_timeline([], width=NAN),
         TypeError,

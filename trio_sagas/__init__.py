@@ -62,6 +62,7 @@ from ._ignition import StageResult as StageResult
 from ._ignition import StageStarted as StageStarted
 from ._journal import PostgresJournal as PostgresJournal
 from ._journal import SQLiteJournal as SQLiteJournal
+from ._journal_entries import timeline_from_entries as timeline_from_entries
 from ._logging import LoggingObserver as LoggingObserver
 from ._merge import MergedReceiveChannel as MergedReceiveChannel
 from ._merge import MergeStatistics as MergeStatistics
@@ -267,6 +268,7 @@ __all__ = (
     "render_timeline",
     "run_scene",
     "run_worker",
+    "timeline_from_entries",
     "timeline_spans",
 )
 

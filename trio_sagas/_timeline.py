@@ -9,6 +9,8 @@ Sources understood:
 * a :class:`SagaResult` (or its events): one span per act and per undo;
 * anything with ``outcomes`` — an :class:`ErrGroup`, an ignition result —
   as a sequence or a mapping of :class:`Outcome`;
+* a run read back from a journal (its :class:`JournalEntry` sequence, see
+  :func:`timeline_from_entries`): one span per act and per undo;
 * an :class:`Outcome` of a hedged call, whose ``attributes["attempts"]`` is
   the attempt timeline;
 * any iterable of outcome-like records (``status``, ``started_at``,
@@ -25,7 +27,9 @@ from typing import Any, final
 import attrs
 
 from ._events import Event
+from ._journal_entries import timeline_from_entries
 from ._outcome import CancelCause, Outcome, Status
+from ._saga import JournalEntry
 from ._saga import _events as se
 from ._validate import check_bool, check_int, check_optional_str, check_type
 
@@ -160,6 +164,8 @@ def timeline_spans(source: object) -> list[Span]:
         )
     if isinstance(source, Sequence) and source and isinstance(source[0], Event):
         return _from_saga_events(source)
+    if isinstance(source, Sequence) and source and isinstance(source[0], JournalEntry):
+        return _from_records(timeline_from_entries(source))  # a past run
     if isinstance(source, Iterable) and not isinstance(source, (str, bytes)):
         return _from_records(source)
     raise TypeError(f"cannot draw a timeline of {source!r}")

@@ -2,7 +2,7 @@
 
 An operator's view of a journal: list runs, read one, recover or compensate
 runs with the application's scene definitions, check the file, list the
-workers. Exit status: 0 all is well, 1 something was found wrong (a damaged
+workers and their leases, prune finished runs. Exit status: 0 all is well, 1 something was found wrong (a damaged
 journal, a failed undo, a missing run) or could not be done, 2 the command
 line itself is wrong. Errors are one line on stderr; ``--debug`` shows the
 traceback.
@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument(
         "--fields",
         metavar="A,B,...",
-        help="columns to show: run_id,status,scene,age,idle,worker,last_step",
+        help="columns to show: run_id,status,scene,age,idle,worker,lease,epoch,"
+        "claims,last_step",
     )
     runs.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -71,14 +72,17 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="the entries as JSON lines")
     show.add_argument("--ascii", action="store_true", help="ASCII-only timeline")
 
-    recover = sub.add_parser("recover", help="roll back every RUNNING run")
+    recover = sub.add_parser(
+        "recover",
+        help="roll back every RUNNING run whose worker's lease lapsed",
+    )
     recover.add_argument("--app", required=True, metavar="MODULE:ATTR")
     recover.add_argument(
         "--stale-after",
-        default="5m",
+        default="0",
         metavar="DURATION",
-        help="only runs not written to for this long (default 5m, so runs of a "
-        "live process are left alone; 0 when no process uses the journal)",
+        help="extra grace: only runs not written to for this long (default 0; "
+        "a run whose worker's lease is live is never taken over)",
     )
 
     compensate = sub.add_parser(
@@ -95,6 +99,28 @@ def _parser() -> argparse.ArgumentParser:
         "--expire",
         metavar="WORKER_ID",
         help="declare this worker dead: its lease lapses now",
+    )
+    workers.add_argument(
+        "--fields",
+        metavar="A,B,...",
+        help="columns to show: worker,host,pid,up,renewed,lease,running",
+    )
+
+    prune = sub.add_parser(
+        "prune", help="delete finished runs (and their entries) no longer needed"
+    )
+    prune.add_argument(
+        "--older-than",
+        required=True,
+        metavar="DURATION",
+        help="only runs whose latest write is at least this old (90s, 10m, 2h, 30d)",
+    )
+    prune.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help="only runs with this status (repeatable): succeeded, compensated, "
+        "failed (default: all three; running and needs_intervention never)",
     )
     return parser
 

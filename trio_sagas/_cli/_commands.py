@@ -3,49 +3,58 @@
 The journal is read through its public interface (so every backend works),
 except by ``check``, which examines a SQLite file directly and read-only.
 What the CLI reads of a run record or a worker record is gathered in
-:func:`run_fields` and :func:`worker_fields`, the one place to adapt when
-those records change.
+:func:`run_fields` and :func:`._leases.worker_fields`, the one place to
+adapt when those records change. ``workers`` and ``prune`` live in
+:mod:`._leases`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import trio
-
+from .._journal_entries import entry_detail, timeline_from_entries, wall_times
 from .._outcome import describe_error
-from .._saga import JournalEntry, JSONCodec, RunStatus, Scene, compensate_run, recover
+from .._saga import JournalEntry, Scene, compensate_run, recover
 from .._timeline import render_timeline
 from ._check import check_file
-from ._entries import entry_detail, timeline_from_entries, wall_times
 from ._journal_url import (
     UsageError,
     format_age,
     load_attr,
-    open_journal,
     parse_duration,
     sqlite_path,
 )
+from ._leases import (
+    NOW_VAR as NOW_VAR,
+)
+from ._leases import (
+    cmd_prune,
+    cmd_workers,
+    codec,
+    lease_of,
+    lease_text,
+    now,
+    statuses,
+    table,
+    with_journal,
+    workers_by_id,
+)
 
-NOW_VAR = "TRIO_SAGAS_NOW"
-"""Unix time the report treats as *now* (reproducible output in docs and tests)."""
-
-FIELDS = ("run_id", "status", "scene", "age", "idle", "worker", "last_step")
-
-
-def _now() -> float:
-    text = os.environ.get(NOW_VAR)
-    if not text:
-        return time.time()
-    try:
-        return float(text)
-    except ValueError:
-        raise UsageError(f"${NOW_VAR} must be a Unix time, got {text!r}") from None
+FIELDS = (
+    "run_id",
+    "status",
+    "scene",
+    "age",
+    "idle",
+    "worker",
+    "lease",
+    "epoch",
+    "claims",
+    "last_step",
+)
 
 
 def run_fields(record: Any) -> dict[str, Any]:
@@ -64,69 +73,9 @@ def run_fields(record: Any) -> dict[str, Any]:
     }
 
 
-def worker_fields(worker: Any, now: float) -> dict[str, Any]:
-    """What the CLI shows of a worker record."""
-    return {
-        "worker_id": worker.worker_id,
-        "host": worker.host,
-        "pid": worker.pid,
-        "started_at": worker.started_at,
-        "renewed_at": worker.renewed_at,
-        "expires_at": worker.expires_at,
-        "live": worker.expires_at > now,
-    }
-
-
-def _codec(args: argparse.Namespace) -> Any:
-    return JSONCodec() if args.codec is None else load_attr(args.codec, "--codec")
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-        ).rstrip()
-        for row in rows
-    )
-
-
-def _with_journal(
-    url: str, args: argparse.Namespace, body: Callable[[Any], Any]
-) -> Any:
-    journal = open_journal(url, _codec(args))
-
-    async def main() -> Any:
-        try:
-            return await body(journal)
-        finally:
-            close = getattr(journal, "aclose", None) or getattr(journal, "close", None)
-            if close is not None:
-                result = close()
-                if hasattr(result, "__await__"):
-                    await result
-
-    return trio.run(main)
-
-
-def _statuses(names: Iterable[str] | None) -> list[RunStatus] | None:
-    if not names:
-        return None
-    out = []
-    for name in names:
-        try:
-            out.append(RunStatus(name.lower()))
-        except ValueError:
-            choices = ", ".join(s.value for s in RunStatus)
-            raise UsageError(
-                f"--status must be one of {choices}, got {name!r}"
-            ) from None
-    return out
-
-
 def cmd_runs(url: str, args: argparse.Namespace) -> int:
     """``runs``: one line per run, oldest first."""
-    statuses = _statuses(args.status)
+    wanted = statuses(args.status)
     older = None
     if args.older_than is not None:
         older = parse_duration(args.older_than, "--older-than")
@@ -138,16 +87,18 @@ def cmd_runs(url: str, args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--fields: unknown field {unknown[0]!r} (use {','.join(FIELDS)})"
             )
-    now = _now()
+    at = now()
 
     async def body(journal: Any) -> list[tuple[dict[str, Any], str | None]]:
+        workers = await workers_by_id(journal)
         out = []
-        for record in await journal.runs(status=statuses):
+        for record in await journal.runs(status=wanted):
             info = run_fields(record)
             if args.scene is not None and info["scene"] != args.scene:
                 continue
-            if older is not None and now - info["updated_at"] < older:
+            if older is not None and at - info["updated_at"] < older:
                 continue
+            info["lease"] = lease_of(info["worker"], workers, at)
             try:
                 last = _last_step(await journal.events(record.run_id))
             except Exception:  # one damaged run must not hide the others
@@ -155,7 +106,7 @@ def cmd_runs(url: str, args: argparse.Namespace) -> int:
             out.append((info, last))
         return out
 
-    rows = _with_journal(url, args, body)
+    rows = with_journal(url, args, body)
     if args.json:
         for info, last in rows:
             print(json.dumps({**info, "last_step": last}))
@@ -163,19 +114,22 @@ def cmd_runs(url: str, args: argparse.Namespace) -> int:
     if not rows:
         print("no runs")
         return 0
-    table = [[f.upper().replace("_", " ") for f in fields]]
+    lines = [[f.upper().replace("_", " ") for f in fields]]
     for info, last in rows:
         cells = {
             "run_id": info["run_id"],
             "status": info["status"],
             "scene": info["scene"],
-            "age": format_age(now - info["created_at"]),
-            "idle": format_age(now - info["updated_at"]),
+            "age": format_age(at - info["created_at"]),
+            "idle": format_age(at - info["updated_at"]),
             "worker": info["worker"] or "-",
+            "lease": info["lease"],
+            "epoch": "-" if info["epoch"] is None else str(info["epoch"]),
+            "claims": "-" if info["claims"] is None else str(info["claims"]),
             "last_step": last or "-",
         }
-        table.append([cells[f] for f in fields])
-    print(_table(table))
+        lines.append([cells[f] for f in fields])
+    print(table(lines))
     return 0
 
 
@@ -189,21 +143,24 @@ def _last_step(events: Sequence[JournalEntry]) -> str | None:
 
 def cmd_show(url: str, args: argparse.Namespace) -> int:
     """``show RUN_ID``: the record, the state, every entry, errors, the timeline."""
-    codec = _codec(args)
+    the_codec = codec(args)
 
-    async def body(journal: Any) -> tuple[Any, tuple[JournalEntry, ...]]:
+    at = now()
+
+    async def body(journal: Any) -> tuple[Any, Any, tuple[JournalEntry, ...]]:
         record = await journal.get_run(args.run_id)
         if record is None:
-            return None, ()
+            return None, None, ()
+        workers = await workers_by_id(journal)
         try:
-            return record, await journal.events(args.run_id)
+            return record, workers, await journal.events(args.run_id)
         except (ValueError, TypeError) as exc:
             raise ValueError(
                 f"run {args.run_id!r}: its entries do not decode ({exc}); "
                 "run `trio-sagas check`"
             ) from exc
 
-    record, entries = _with_journal(url, args, body)
+    record, workers, entries = with_journal(url, args, body)
     if record is None:
         raise LookupError(f"no run {args.run_id!r} in the journal")
     if args.json:
@@ -215,9 +172,17 @@ def cmd_show(url: str, args: argparse.Namespace) -> int:
     print(f"scene    {info['scene']}")
     print(f"status   {info['status']}")
     print(f"worker   {info['worker'] or '-'}")
+    holder = None if workers is None else workers.get(info["worker"])
+    lease = lease_of(info["worker"], workers, at)
+    if holder is not None:
+        lease = lease_text(holder.expires_at, at)
+    print(f"lease    {lease}")
+    print(f"epoch    {info['epoch']} (claimed {info['claims']} time(s))")
     try:
         state = (
-            json.dumps(codec.decode(record.state)) if record.state is not None else "-"
+            json.dumps(the_codec.decode(record.state))
+            if record.state is not None
+            else "-"
         )
     except Exception as exc:
         state = f"(does not decode: {describe_error(exc)})"
@@ -225,12 +190,18 @@ def cmd_show(url: str, args: argparse.Namespace) -> int:
     print()
     print("events")
     times = wall_times(entries)
-    table = [["SEQ", "T+", "EVENT", "STEP", "DETAIL"]]
-    for entry, at in zip(entries, times, strict=True):
-        table.append(
-            [str(entry.seq), f"{at:.3f}", entry.kind, entry.step, entry_detail(entry)]
+    lines = [["SEQ", "T+", "EVENT", "STEP", "DETAIL"]]
+    for entry, offset in zip(entries, times, strict=True):
+        lines.append(
+            [
+                str(entry.seq),
+                f"{offset:.3f}",
+                entry.kind,
+                entry.step,
+                entry_detail(entry),
+            ]
         )
-    print(_table(table) if entries else "  (none)")
+    print(table(lines) if entries else "  (none)")
     errors = [e for e in entries if e.kind in _STEP_FAILURES]
     if errors:
         print()
@@ -292,8 +263,11 @@ def cmd_recover(url: str, args: argparse.Namespace) -> int:
     """``recover --app``: roll back every RUNNING run, print the report."""
     scenes = _scenes(args.app)
     stale_after = parse_duration(args.stale_after, "--stale-after")
-    report = _with_journal(
-        url, args, lambda journal: recover(journal, scenes, stale_after=stale_after)
+    report = with_journal(
+        url,
+        args,
+        lambda journal: recover(journal, scenes, stale_after=stale_after),
+        worker=True,
     )
     if not report.results and not report.skipped:
         print("nothing to recover")
@@ -307,8 +281,11 @@ def cmd_recover(url: str, args: argparse.Namespace) -> int:
 def cmd_compensate(url: str, args: argparse.Namespace) -> int:
     """``compensate RUN_ID --app``: undo a failed run, print the report."""
     scenes = _scenes(args.app)
-    result = _with_journal(
-        url, args, lambda journal: compensate_run(journal, args.run_id, scenes)
+    result = with_journal(
+        url,
+        args,
+        lambda journal: compensate_run(journal, args.run_id, scenes),
+        worker=True,
     )
     return 0 if _print_result(result) else 1
 
@@ -320,7 +297,7 @@ def cmd_check(url: str, args: argparse.Namespace) -> int:
         raise UsageError("check examines SQLite journals (sqlite:///path)")
     if not path.exists():
         raise FileNotFoundError(f"journal {str(path)!r} does not exist")
-    damage = check_file(path, _codec(args))
+    damage = check_file(path, codec(args))
     if not damage:
         print(f"{path}: ok")
         return 0
@@ -331,53 +308,6 @@ def cmd_check(url: str, args: argparse.Namespace) -> int:
     return 1
 
 
-def cmd_workers(url: str, args: argparse.Namespace) -> int:
-    """``workers``: every worker and its lease; ``--expire`` declares one dead."""
-    now = _now()
-
-    async def body(journal: Any) -> Any:
-        if not hasattr(journal, "workers"):
-            return None
-        if args.expire is not None:
-            return await journal.expire_worker(args.expire)
-        return await journal.workers()
-
-    result = _with_journal(url, args, body)
-    if result is None:
-        print(
-            "trio-sagas: this journal has no worker leases (its backend predates them)"
-        )
-        return 1
-    if args.expire is not None:
-        if not result:
-            raise LookupError(f"no worker {args.expire!r} in the journal")
-        print(f"worker {args.expire}: lease expired; its runs can be claimed now")
-        return 0
-    if not result:
-        print("no workers")
-        return 0
-    table = [["WORKER", "HOST", "PID", "UP", "RENEWED", "LEASE"]]
-    for worker in result:
-        info = worker_fields(worker, now)
-        lease = (
-            f"live, {format_age(info['expires_at'] - now)} left"
-            if info["live"]
-            else f"lapsed {format_age(now - info['expires_at'])} ago"
-        )
-        table.append(
-            [
-                info["worker_id"],
-                info["host"],
-                str(info["pid"]),
-                format_age(now - info["started_at"]),
-                f"{format_age(now - info['renewed_at'])} ago",
-                lease,
-            ]
-        )
-    print(_table(table))
-    return 0
-
-
 COMMANDS: dict[str, Callable[[str, argparse.Namespace], int]] = {
     "runs": cmd_runs,
     "show": cmd_show,
@@ -385,4 +315,5 @@ COMMANDS: dict[str, Callable[[str, argparse.Namespace], int]] = {
     "compensate": cmd_compensate,
     "check": cmd_check,
     "workers": cmd_workers,
+    "prune": cmd_prune,
 }

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Literal, TypeAlias, final
+from typing import Any, Generic, Literal, TypeAlias, final
 
 import attrs
 
-from .._compensation import StepContext
+from .._compensation import DepsT, StepContext
 from .._retry import RetryPolicy
 from .._validate import (
     check_async,
@@ -21,8 +21,10 @@ from .._validate import (
     check_type,
 )
 
-StepFn: TypeAlias = Callable[[StepContext, Any], Awaitable[Any]]
-"""``async def fn(ctx, state)``: an act's ``run`` or ``compensate``."""
+StepFn: TypeAlias = Callable[[StepContext[DepsT], Any], Awaitable[Any]]
+"""``async def fn(ctx, state)``: an act's ``run`` or ``compensate``; generic
+over the type of ``ctx.deps`` (``StepFn[Deps]``; a bare ``StepFn`` is
+``StepFn[Any]``)."""
 
 DEFAULT_COMPENSATION_RETRY = RetryPolicy(
     max_attempts=3, initial_backoff=0.5, max_backoff=5.0
@@ -54,8 +56,12 @@ class ChorusMode(enum.Enum):
 
 @final
 @attrs.frozen(init=False)
-class Act:
+class Act(Generic[DepsT]):
     """One step of work, with an optional undo.
+
+    Generic over the type of its steps' ``ctx.deps``: an act whose ``run``
+    takes a ``StepContext[Deps]`` is an ``Act[Deps]``, inferred, so that
+    :func:`run_scene` checks the ``deps=`` it is given against the steps.
 
     Args:
         name: Unique among its siblings; no ``/``.
@@ -89,8 +95,8 @@ class Act:
     """
 
     name: str
-    run: StepFn
-    compensate: StepFn | None
+    run: StepFn[DepsT]
+    compensate: StepFn[DepsT] | None
     timeout: float | None
     retry: RetryPolicy | None
     compensation_timeout: float | None
@@ -101,9 +107,9 @@ class Act:
     def __init__(
         self,
         name: str,
-        run: StepFn,
+        run: StepFn[DepsT],
         *,
-        compensate: StepFn | None = None,
+        compensate: StepFn[DepsT] | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         compensation_timeout: float | None = None,
@@ -157,15 +163,18 @@ class Act:
         return self.compensation_retry or DEFAULT_COMPENSATION_RETRY
 
 
-Step: TypeAlias = "Act | Scene | Chorus"
+Step: TypeAlias = "Act[DepsT] | Scene[DepsT] | Chorus[DepsT]"
+"""A step of a scene or chorus; ``Step[Deps]`` for steps of typed deps."""
 
 
-def _check_steps(owner: str, name: str, steps: Iterable[object]) -> tuple[Step, ...]:
+def _check_steps(
+    owner: str, name: str, steps: Iterable[object]
+) -> tuple[Step[Any], ...]:
     if isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
         raise TypeError(
             f"{owner} {name!r}: steps must be a sequence of steps, got {steps!r}"
         )
-    result: list[Step] = []
+    result: list[Step[Any]] = []
     seen: set[str] = set()
     for step in steps:
         if not isinstance(step, (Act, Scene, Chorus)):
@@ -182,9 +191,12 @@ def _check_steps(owner: str, name: str, steps: Iterable[object]) -> tuple[Step, 
 
 @final
 @attrs.frozen(init=False)
-class Scene:
+class Scene(Generic[DepsT]):
     """Steps run in order. With ``saga=True``, a failure compensates the
     completed steps in reverse order of completion.
+
+    Generic over its steps' deps type, like :class:`Act` (inferred from the
+    steps: a scene of ``Act[Deps]`` is a ``Scene[Deps]``).
 
     Args:
         name: No ``/``; unique among its siblings.
@@ -193,11 +205,11 @@ class Scene:
     """
 
     name: str
-    steps: tuple[Step, ...]
+    steps: tuple[Step[DepsT], ...]
     saga: bool
 
     def __init__(
-        self, name: str, steps: Iterable[Step] = (), *, saga: bool = False
+        self, name: str, steps: Iterable[Step[DepsT]] = (), *, saga: bool = False
     ) -> None:
         check_name(name)
         check_bool(saga, f"Scene {name!r}: saga")
@@ -206,8 +218,8 @@ class Scene:
 
 @final
 @attrs.frozen(init=False)
-class Chorus:
-    """Branches run concurrently.
+class Chorus(Generic[DepsT]):
+    """Branches run concurrently (generic over deps like :class:`Scene`).
 
     Args:
         name: No ``/``; unique among its siblings.
@@ -219,7 +231,7 @@ class Chorus:
     """
 
     name: str
-    steps: tuple[Step, ...]
+    steps: tuple[Step[DepsT], ...]
     mode: ChorusMode
     max_workers: int | None
     timeout: float | None
@@ -227,7 +239,7 @@ class Chorus:
     def __init__(
         self,
         name: str,
-        steps: Iterable[Step] = (),
+        steps: Iterable[Step[DepsT]] = (),
         *,
         mode: ChorusMode = ChorusMode.FAIL_FAST,
         max_workers: int | None = None,

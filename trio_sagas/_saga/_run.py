@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from .._compensation import DepsT
 from .._events import SILENT, Emitter, Observer, logger
 from .._validate import check_label, check_sync_observer, check_type
 from ._chorus import CHORUSES
@@ -86,10 +87,10 @@ async def _run_durable(
 
 
 async def run_scene(
-    scene: Scene,
+    scene: Scene[DepsT],
     state: Any,
     *,
-    deps: Any = None,
+    deps: DepsT = None,  # type: ignore[assignment]  # None when not given
     observer: Observer | None = None,
     run_id: str | None = None,
     journal: Journal | None = None,
@@ -104,7 +105,8 @@ async def run_scene(
     Args:
         scene: The top scene.
         state: Any object; every ``run``/``compensate`` receives it.
-        deps: Passed to every step as ``ctx.deps``.
+        deps: Passed to every step as ``ctx.deps``; its type must be the
+            scene's (a ``Scene[Deps]`` takes a ``Deps``, checked by mypy).
         observer: Receives every event as it happens.
         run_id: The run's id (default: a random hex string); appears in
             events and idempotency keys. With a journal it must be new.

@@ -48,7 +48,11 @@ from ._records import OK, ActRecord, GroupRecord, Record, SagaResult, StepResult
 def act_context(run_id: str, path: str, act: Act, deps: Any) -> StepContext:
     """The ``ctx`` of an act's ``run`` (its key is stable across recoveries)."""
     return StepContext._trusted(
-        act.name, path=path, deps=deps, idempotency_key=f"{run_id}/{path}"
+        act.name,
+        path=path,
+        deps=deps,
+        idempotency_key=f"{run_id}/{path}",
+        run_id=run_id,
     )
 
 
@@ -115,8 +119,13 @@ class Runner:
         return await ChorusRun(self, step, path).run(sink)
 
     async def act(self, act: Act, path: str, sink: list[Record]) -> StepResult:
+        run_id = self.run_id
         ctx = StepContext._trusted(  # act_context(), inlined on the hot path
-            act.name, path=path, deps=self.deps, idempotency_key=f"{self.run_id}/{path}"
+            act.name,
+            path=path,
+            deps=self.deps,
+            idempotency_key=f"{run_id}/{path}",
+            run_id=run_id,
         )
         record = ActRecord(act, path, ctx)
         recorder = self.recorder
@@ -356,7 +365,9 @@ class Runner:
                 path=record.path,
                 deps=self.deps,
                 result=record.value,
+                run_id=self.run_id,
                 idempotency_key=f"{self.run_id}/{record.path}#compensate",
+                forward_key=f"{self.run_id}/{record.path}",
             )
             outcomes.append(
                 await run_compensation_action(

@@ -18,8 +18,9 @@ from typing import Any, final
 
 import attrs
 
-from .._outcome import Status
-from .._saga import JournalEntry
+from ._outcome import Status
+from ._saga import JournalEntry
+from ._validate import check_type
 
 SEGMENT_GAP = 5.0
 """Seconds by which ``written_at - at`` must jump to mark another process."""
@@ -90,14 +91,26 @@ def _status(data: Mapping[str, Any], default: Status) -> Status:
 
 
 def timeline_from_entries(entries: Iterable[JournalEntry]) -> list[EntrySpan]:
-    """The acts and undos of a journaled run, for :func:`render_timeline`.
+    """The acts and undos of a run read back from a journal, as spans.
 
-    ``render_timeline(timeline_from_entries(await journal.events(run_id)))``
-    draws a run read back from the journal, including one that crashed (its
-    open steps end, ``interrupted``, at its process's last entry) and was
-    then recovered by another process.
+    :func:`render_timeline` and :func:`plot_timeline` draw them, and accept
+    the entries themselves too: ``render_timeline(await
+    journal.events(run_id))``. A run that crashed is drawn with its open
+    steps ending, ``(interrupted)`` and cancelled, at its process's last
+    entry; the undos of the process that recovered it follow on the same
+    axis (seconds since the run's first entry, from the entries' wall-clock
+    ``written_at``: each process's trio clock is its own).
+
+    Returns:
+        Records with ``name``, ``status``, ``started_at``, ``finished_at``,
+        in start order.
+
+    Raises:
+        TypeError: an item is not a :class:`JournalEntry`.
     """
     entries = tuple(entries)
+    for entry in entries:
+        check_type(entry, JournalEntry, "entries[...]")
     times = wall_times(entries)
     spans: list[EntrySpan] = []
     open_runs: dict[str, float] = {}
