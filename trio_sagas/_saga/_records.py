@@ -17,11 +17,32 @@ import attrs
 
 from .._compensation import CompensationReport, SagaError, StepContext
 from .._outcome import CancelCause, Status
-from ._events import SagaEvent
+from ._events import ActCompleted, ActStarted, SagaEvent
 from ._model import Act, Chorus, Scene
 
-RawEvent = tuple[type[SagaEvent], float, dict[str, Any]]
-"""An event not built yet: its type, time and fields."""
+RawEvent = tuple[Any, ...]
+"""An event not built yet: ``(type, time, fields)``, or flat for the two
+events of every act (no fields dict: saves ~0.3 us per step and two live
+objects a step, which the garbage collector would visit in a long run):
+``(ActStarted, time, step)`` and ``(ActCompleted, time, step, duration,
+attempts)``."""
+
+
+def _build(run_id: str, seq: int, raw: RawEvent) -> SagaEvent:
+    event_type, at, fields = raw[0], raw[1], raw[2]
+    if type(fields) is dict:
+        return event_type(run_id=run_id, seq=seq, at=at, **fields)  # type: ignore[no-any-return]
+    if event_type is ActCompleted:
+        return ActCompleted(
+            run_id=run_id,
+            seq=seq,
+            at=at,
+            step=fields,
+            duration=raw[3],
+            attempts=raw[4],
+        )
+    assert event_type is ActStarted
+    return ActStarted(run_id=run_id, seq=seq, at=at, step=fields)
 
 
 class EventLog:
@@ -42,8 +63,7 @@ class EventLog:
         if self._built is None:
             run_id = self._run_id
             self._built = tuple(
-                event_type(run_id=run_id, seq=seq, at=at, **fields)
-                for seq, (event_type, at, fields) in enumerate(self._raw)
+                _build(run_id, seq, raw) for seq, raw in enumerate(self._raw)
             )
             self._raw = []
         return self._built
@@ -130,9 +150,10 @@ class ActRecord:
         self.value: object = None
 
     def has_undo(self) -> bool:
+        # Not ctx.compensation: that would create the scope most acts never use.
         return (
             self.done and self.act.compensate is not None
-        ) or self.ctx.compensation.has_actions
+        ) or self.ctx._pending_compensation() is not None
 
 
 class GroupRecord:

@@ -45,9 +45,10 @@ from ._records import OK, ActRecord, GroupRecord, Record, SagaResult, StepResult
 
 
 def act_context(run_id: str, path: str, act: Act, deps: Any) -> StepContext:
-    """The ``ctx`` of an act's ``run`` (its key is stable across recoveries)."""
+    """The ``ctx`` of an act's ``run``: its key, ``run_id/path``, is stable
+    across recoveries (built from the run id on first read, not per step)."""
     return StepContext._trusted(
-        act.name, path=path, deps=deps, idempotency_key=f"{run_id}/{path}"
+        act.name, path=path, deps=deps, idempotency_key=None, run_id=run_id
     )
 
 
@@ -56,6 +57,7 @@ class Runner:
 
     __slots__ = (
         "deps",
+        "ended",
         "now",
         "open_rollbacks",
         "recorder",
@@ -84,6 +86,7 @@ class Runner:
         # The clock's own method: trio.current_time() goes through a
         # KI-protection wrapper that costs as much again on this hot path.
         self.now = trio.lowlevel.current_clock().current_time
+        self.ended = 0.0  # the end time of the act that last succeeded
 
     def cancel_cause(self, exc: BaseException) -> CancelCause:
         cause = chorus_cause()
@@ -106,23 +109,35 @@ class Runner:
 
     async def step(self, step: Step, path: str, sink: list[Record]) -> StepResult:
         if isinstance(step, Act):
-            return await self.act(step, path, sink)
+            return await self.act(step, path, sink, self.now())
         if isinstance(step, Scene):
             return await self.scene(step, path, sink)
         assert isinstance(step, Chorus)
         return await ChorusRun(self, step, path).run(sink)
 
-    async def act(self, act: Act, path: str, sink: list[Record]) -> StepResult:
+    async def act(
+        self, act: Act, path: str, sink: list[Record], started: float
+    ) -> StepResult:
+        """Run one act that starts at *started* (the caller's clock reading).
+
+        On success the end time is left in :attr:`ended`, for a scene to use
+        as its next act's start: one clock read per step, not two (saves
+        ~0.15 us of ~3 us per step).
+        """
         ctx = StepContext._trusted(  # act_context(), inlined on the hot path
-            act.name, path=path, deps=self.deps, idempotency_key=f"{self.run_id}/{path}"
+            act.name,
+            path=path,
+            deps=self.deps,
+            idempotency_key=None,
+            run_id=self.run_id,
         )
         record = ActRecord(act, path, ctx)
         recorder = self.recorder
         raw = recorder.raw
-        started = self.now()
         try:
             if raw is not None:
-                raw.append((ActStarted, started, {"step": path}))  # the fast path
+                # The fast path: a flat raw event, no fields dict (see EventLog).
+                raw.append((ActStarted, started, path))
             else:
                 # The intent is durable before run runs.
                 await recorder.intent(ActStarted, started, check=True, step=path)
@@ -178,17 +193,12 @@ class Runner:
             record.value = value
             sink.append(record)
             if raw is not None:
-                raw.append(
-                    (
-                        ActCompleted,
-                        ended,
-                        {"step": path, "duration": duration, "attempts": attempts},
-                    )
-                )
+                raw.append((ActCompleted, ended, path, duration, attempts))
             else:
                 recorder.completed(
                     ended, value, step=path, duration=duration, attempts=attempts
                 )
+            self.ended = ended
             return OK
         assert error is not None
         recorder.emit(
@@ -207,15 +217,19 @@ class Runner:
     async def scene(self, scene: Scene, path: str, sink: list[Record]) -> StepResult:
         record = GroupRecord(scene, path)
         emit = self.recorder.emit
-        emit(SceneStarted, self.now(), scene=path, saga=scene.saga)
-        started = self.now()
+        started = at = self.now()
+        emit(SceneStarted, started, scene=path, saga=scene.saga)
         for index, step in enumerate(scene.steps):
             child = f"{path}/{step.name}"
             try:
                 if isinstance(step, Act):
-                    result = await self.act(step, child, record.children)
+                    # Nothing awaited since the last clock read (at): the
+                    # previous act's end is this act's start.
+                    result = await self.act(step, child, record.children, at)
+                    at = self.ended
                 else:
                     result = await self.step(step, child, record.children)
+                    at = self.now()
             except BaseException as exc:
                 cancelled = is_cancellation(exc)
                 emit(
@@ -247,7 +261,7 @@ class Runner:
                 )
                 await self.end_failed_scene(record, sink)
                 return result
-        emit(SceneCompleted, self.now(), scene=path, duration=self.now() - started)
+        emit(SceneCompleted, at, scene=path, duration=at - started)
         record.done = True
         sink.append(record)
         return OK
@@ -331,8 +345,8 @@ class Runner:
             )
         started = self.now()
         outcomes: list[Outcome[Any]] = []
-        registered = record.ctx.compensation
-        if registered.has_actions:
+        registered = record.ctx._pending_compensation()
+        if registered is not None:
             report = await registered.run(retry=act.undo_retry, timeout=timeout)
             outcomes.extend(
                 attrs.evolve(o, name=f"{record.path}:{o.name}") for o in report.outcomes
