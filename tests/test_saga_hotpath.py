@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from hypothesis import given, settings
@@ -173,3 +174,18 @@ async def test_a_registered_undo_still_runs_on_rollback(
     assert log == ["release seat"]
     assert result.compensation is not None
     assert [o.name for o in result.compensation.outcomes] == ["top/book:release"]
+
+
+def test_trusted_context_is_a_validating_step_context() -> None:
+    """The fast constructor's object is a real StepContext: assignments are checked."""
+    ctx = StepContext._trusted("a", path="p/a", deps=None, idempotency_key=None)
+    assert type(ctx) is StepContext
+    assert repr(ctx).startswith("StepContext(name='a'")
+    with pytest.raises(TypeError, match="path must be a str, got 5"):
+        ctx.path = 5  # type: ignore[assignment]
+    child = ctx._trusted_child("b", "p/a/b")
+    assert (type(child), child.path, child.idempotency_key) == (
+        StepContext,
+        "p/a/b",
+        "p/a/b",
+    )
