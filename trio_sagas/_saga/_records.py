@@ -21,28 +21,24 @@ from ._events import ActCompleted, ActStarted, SagaEvent
 from ._model import Act, Chorus, Scene
 
 RawEvent = tuple[Any, ...]
-"""An event not built yet: ``(type, time, fields)``, or flat for the two
-events of every act (no fields dict: saves ~0.3 us per step and two live
-objects a step, which the garbage collector would visit in a long run):
-``(ActStarted, time, step)`` and ``(ActCompleted, time, step, duration,
-attempts)``."""
+"""An event not built yet: ``(type, time, fields)``; the two events of every
+act are flatter, with neither a fields dict nor the event type:
+``(time, step)`` is an ActStarted, ``(time, step, duration, attempts)`` an
+ActCompleted. That saves ~0.3 us per step, and a tuple of plain values only is
+untracked by the garbage collector after its first pass, so a long run's
+events add nothing to later collections (per-step cost stays flat)."""
 
 
 def _build(run_id: str, seq: int, raw: RawEvent) -> SagaEvent:
-    event_type, at, fields = raw[0], raw[1], raw[2]
-    if type(fields) is dict:
+    if len(raw) == 3:
+        event_type, at, fields = raw
         return event_type(run_id=run_id, seq=seq, at=at, **fields)  # type: ignore[no-any-return]
-    if event_type is ActCompleted:
-        return ActCompleted(
-            run_id=run_id,
-            seq=seq,
-            at=at,
-            step=fields,
-            duration=raw[3],
-            attempts=raw[4],
-        )
-    assert event_type is ActStarted
-    return ActStarted(run_id=run_id, seq=seq, at=at, step=fields)
+    if len(raw) == 2:
+        return ActStarted(run_id=run_id, seq=seq, at=raw[0], step=raw[1])
+    at, step, duration, attempts = raw
+    return ActCompleted(
+        run_id=run_id, seq=seq, at=at, step=step, duration=duration, attempts=attempts
+    )
 
 
 class EventLog:

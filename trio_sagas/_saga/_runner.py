@@ -27,7 +27,6 @@ from .._util import contains_cancellation, is_cancellation
 from ._chorus import ChorusRun, announce_failure, chorus_cause
 from ._events import (
     ActCancelled,
-    ActCompleted,
     ActFailed,
     ActStarted,
     CompensationCompleted,
@@ -140,8 +139,7 @@ class Runner:
         raw = recorder.raw
         try:
             if raw is not None:
-                # The fast path: a flat raw event, no fields dict (see EventLog).
-                raw.append((ActStarted, started, path))
+                raw.append((started, path))  # the fast path (see RawEvent)
             else:
                 # The intent is durable before run runs.
                 await recorder.intent(ActStarted, started, check=True, step=path)
@@ -197,7 +195,7 @@ class Runner:
             record.value = value
             sink.append(record)
             if raw is not None:
-                raw.append((ActCompleted, ended, path, duration, attempts))
+                raw.append((ended, path, duration, attempts))  # see RawEvent
             else:
                 recorder.completed(
                     ended, value, step=path, duration=duration, attempts=attempts
