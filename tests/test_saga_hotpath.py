@@ -189,3 +189,19 @@ def test_trusted_context_is_a_validating_step_context() -> None:
         "p/a/b",
         "p/a/b",
     )
+
+
+def test_runner_result_is_a_frozen_saga_result() -> None:
+    """new_result builds a real SagaResult: equal to the attrs-built one, frozen."""
+    import attrs
+
+    from trio_sagas import SagaResult, Status
+    from trio_sagas._saga._records import new_result
+
+    fast = new_result("r", Status.FAILED, [1], None, "top/a", None, ())
+    slow = SagaResult(run_id="r", status=Status.FAILED, state=[1], failed_step="top/a")
+    assert type(fast) is SagaResult
+    assert fast == slow
+    assert repr(fast) == repr(slow)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        fast.state = None  # type: ignore[misc]

@@ -70,7 +70,7 @@ def _as_tuple(log: tuple[SagaEvent, ...] | EventLog) -> tuple[SagaEvent, ...]:
 
 
 @final
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # see new_result()
 class SagaResult:
     """How a saga run ended.
 
@@ -131,6 +131,47 @@ class SagaResult:
             ]
             raise SagaError(original, errors, report=self.compensation)
         raise self.error
+
+
+class _ResultSlots:
+    """SagaResult's slots, without its frozen __setattr__: what new_result fills."""
+
+    __slots__ = SagaResult.__slots__  # type: ignore[misc]
+    run_id: str
+    status: Status
+    state: Any
+    error: BaseException | None
+    failed_step: str | None
+    compensation: CompensationReport | None
+    _events: tuple[SagaEvent, ...] | EventLog
+
+
+def new_result(
+    run_id: str,
+    status: Status,
+    state: Any,
+    error: BaseException | None,
+    failed_step: str | None,
+    compensation: CompensationReport | None,
+    events: tuple[SagaEvent, ...] | EventLog,
+) -> SagaResult:
+    """``SagaResult(...)`` for a runner, once per run.
+
+    attrs' frozen __init__ sets each field through object.__setattr__ (~2 us
+    in all); plain stores on a class with the same slots, then a __class__
+    assignment, cost ~0.5 us: ~0.15 us per step of a 10-step run. (CPython
+    refuses that assignment when the class has a __weakref__ slot.)
+    """
+    result = _ResultSlots()
+    result.run_id = run_id
+    result.status = status
+    result.state = state
+    result.error = error
+    result.failed_step = failed_step
+    result.compensation = compensation
+    result._events = events
+    result.__class__ = SagaResult  # type: ignore[assignment]
+    return result  # type: ignore[return-value]
 
 
 class ActRecord:

@@ -40,7 +40,15 @@ from ._events import (
 )
 from ._model import Act, Chorus, Scene, Step
 from ._recorder import JournalRecorder, MemoryRecorder
-from ._records import OK, ActRecord, GroupRecord, Record, SagaResult, StepResult
+from ._records import (
+    OK,
+    ActRecord,
+    GroupRecord,
+    Record,
+    SagaResult,
+    StepResult,
+    new_result,
+)
 
 # A module global: Status.SUCCEEDED is an enum lookup of ~0.2 us on Python
 # 3.11 (~0.08 us on 3.12), paid twice per step on the forward path.
@@ -96,16 +104,14 @@ class Runner:
         return cause if cause is not None else CancelCause.from_cancelled(exc)
 
     def result(self, result: StepResult) -> SagaResult:
-        return SagaResult(
-            run_id=self.run_id,
-            status=result.status,
-            state=self.state,
-            error=result.error,
-            failed_step=result.failed_step,
-            compensation=CompensationReport(tuple(self.undo_outcomes))
-            if self.rolled_back
-            else None,
-            events=self.recorder.log(),
+        return new_result(
+            self.run_id,
+            result.status,
+            self.state,
+            result.error,
+            result.failed_step,
+            CompensationReport(tuple(self.undo_outcomes)) if self.rolled_back else None,
+            self.recorder.log(),
         )
 
     # -- forward ------------------------------------------------------------------
