@@ -457,7 +457,7 @@ class _UnvalidatedContext(Generic[DepsT]):
     ``__class__`` assignment (it compares the layouts without it).
     """
 
-    __slots__ = StepContext.__slots__  # type: ignore[misc]
+    __slots__ = StepContext.__slots__
     name: str
     _compensation: CompensationScope | None
     cancellation: CancellationScope | None

@@ -136,7 +136,7 @@ class SagaResult:
 class _ResultSlots:
     """SagaResult's slots, without its frozen __setattr__: what new_result fills."""
 
-    __slots__ = SagaResult.__slots__  # type: ignore[misc]
+    __slots__ = SagaResult.__slots__  # type: ignore[attr-defined]
     run_id: str
     status: Status
     state: Any
