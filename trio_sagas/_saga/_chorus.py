@@ -103,8 +103,16 @@ class ChorusRun:
                 message=self.cause.message,
             )
 
-    def succeeded(self) -> tuple[str, ...]:
-        return tuple(n for n in self.names if n in self.results and self.results[n].ok)
+    def outcome(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The names of the branches that succeeded, and of the others, in
+        the chorus's order (one pass over the dict of results: linear)."""
+        results = self.results
+        succeeded: list[str] = []
+        failed: list[str] = []
+        for name in self.names:
+            result = results.get(name)
+            (succeeded if result is not None and result.ok else failed).append(name)
+        return tuple(succeeded), tuple(failed)
 
     async def branch(self, step: Step) -> None:
         branch_path = f"{self.path}/{step.name}"
@@ -126,7 +134,7 @@ class ChorusRun:
         self, status: Status, error: BaseException | None, sink: list[Record]
     ) -> None:
         runner = self.runner
-        succeeded = self.succeeded()
+        succeeded, failed = self.outcome()
         runner.recorder.emit(
             ChorusFailed,
             runner.now(),
@@ -134,7 +142,7 @@ class ChorusRun:
             status=status,
             error=error,
             succeeded=succeeded,
-            failed=tuple(n for n in self.names if n not in succeeded),
+            failed=failed,
             duration=runner.now() - self.started,
         )
         if self.record.has_undo():
@@ -178,8 +186,7 @@ class ChorusRun:
             self.path,
             self.results,
         )
-        succeeded = self.succeeded()
-        failed = tuple(n for n in self.names if n not in succeeded)
+        succeeded, failed = self.outcome()
         if self.timeout_scope.cancelled_caught:
             error = TimeoutError(f"chorus {path!r} timed out after {chorus.timeout} s")
             cause = self.why()

@@ -28,7 +28,6 @@ from ._chorus import ChorusRun, announce_failure, chorus_cause
 from ._durable import DurableScope
 from ._events import (
     ActCancelled,
-    ActCompleted,
     ActFailed,
     ActStarted,
     CompensationCompleted,
@@ -42,17 +41,26 @@ from ._events import (
 )
 from ._model import Act, Chorus, Scene, Step
 from ._recorder import JournalRecorder, MemoryRecorder
-from ._records import OK, ActRecord, GroupRecord, Record, SagaResult, StepResult
+from ._records import (
+    OK,
+    ActRecord,
+    GroupRecord,
+    Record,
+    SagaResult,
+    StepResult,
+    new_result,
+)
+
+# A module global: Status.SUCCEEDED is an enum lookup of ~0.2 us on Python
+# 3.11 (~0.08 us on 3.12), paid twice per step on the forward path.
+SUCCEEDED = Status.SUCCEEDED
 
 
 def act_context(run_id: str, path: str, act: Act, deps: Any) -> StepContext:
-    """The ``ctx`` of an act's ``run`` (its key is stable across recoveries)."""
+    """The ``ctx`` of an act's ``run``: its key, ``run_id/path``, is stable
+    across recoveries (built from the run id on first read, not per step)."""
     return StepContext._trusted(
-        act.name,
-        path=path,
-        deps=deps,
-        idempotency_key=f"{run_id}/{path}",
-        run_id=run_id,
+        act.name, path=path, deps=deps, idempotency_key=None, run_id=run_id
     )
 
 
@@ -61,6 +69,7 @@ class Runner:
 
     __slots__ = (
         "deps",
+        "ended",
         "now",
         "open_rollbacks",
         "recorder",
@@ -89,51 +98,57 @@ class Runner:
         # The clock's own method: trio.current_time() goes through a
         # KI-protection wrapper that costs as much again on this hot path.
         self.now = trio.lowlevel.current_clock().current_time
+        self.ended = 0.0  # the end time of the act that last succeeded
 
     def cancel_cause(self, exc: BaseException) -> CancelCause:
         cause = chorus_cause()
         return cause if cause is not None else CancelCause.from_cancelled(exc)
 
     def result(self, result: StepResult) -> SagaResult:
-        return SagaResult(
-            run_id=self.run_id,
-            status=result.status,
-            state=self.state,
-            error=result.error,
-            failed_step=result.failed_step,
-            compensation=CompensationReport(tuple(self.undo_outcomes))
-            if self.rolled_back
-            else None,
-            events=self.recorder.log(),
-            journal_wait=self.recorder.waited,
+        return new_result(
+            self.run_id,
+            result.status,
+            self.state,
+            result.error,
+            result.failed_step,
+            CompensationReport(tuple(self.undo_outcomes)) if self.rolled_back else None,
+            self.recorder.log(),
+            self.recorder.waited,
         )
 
     # -- forward ------------------------------------------------------------------
 
     async def step(self, step: Step, path: str, sink: list[Record]) -> StepResult:
         if isinstance(step, Act):
-            return await self.act(step, path, sink)
+            return await self.act(step, path, sink, self.now())
         if isinstance(step, Scene):
             return await self.scene(step, path, sink)
         assert isinstance(step, Chorus)
         return await ChorusRun(self, step, path).run(sink)
 
-    async def act(self, act: Act, path: str, sink: list[Record]) -> StepResult:
-        run_id = self.run_id
+    async def act(
+        self, act: Act, path: str, sink: list[Record], started: float
+    ) -> StepResult:
+        """Run one act that starts at *started* (the caller's clock reading).
+
+        On success the end time is left in :attr:`ended`, for a scene to use
+        as its next act's start: one clock read per step, not two (saves
+        ~0.15 us of ~3 us per step).
+        """
         ctx = StepContext._trusted(  # act_context(), inlined on the hot path
             act.name,
             path=path,
             deps=self.deps,
-            idempotency_key=f"{run_id}/{path}",
-            run_id=run_id,
+            idempotency_key=None,
+            run_id=self.run_id,
         )
         record = ActRecord(act, path, ctx)
         recorder = self.recorder
         raw = recorder.raw
-        started = begun = self.now()
+        begun = started  # the raw path writes no intent: no journal wait
         try:
             if raw is not None:
-                raw.append((ActStarted, started, {"step": path}))  # the fast path
+                raw.append((started, path))  # the fast path (see RawEvent)
             else:
                 if recorder.durable:
                     # Undos registered in run are journaled (or refused).
@@ -151,7 +166,7 @@ class Runner:
                     error: BaseException | None = exc
                     cause = None
                 else:
-                    status, error, cause = Status.SUCCEEDED, None, None
+                    status, error, cause = SUCCEEDED, None, None
             else:
                 outcome = await run_attempts(
                     act.run,
@@ -188,19 +203,13 @@ class Runner:
                 sink.append(record)  # partial progress, on the failure path
             raise
         ended = self.now()
-        duration = ended - begun
-        if status is Status.SUCCEEDED:
+        duration = ended - begun  # the act's own time, not the intent's wait
+        if status is SUCCEEDED:
             record.done = True
             record.value = value
             sink.append(record)
             if raw is not None:
-                raw.append(
-                    (
-                        ActCompleted,
-                        ended,
-                        {"step": path, "duration": duration, "attempts": attempts},
-                    )
-                )
+                raw.append((ended, path, duration, attempts))  # see RawEvent
             else:
                 recorder.completed(
                     ended,
@@ -210,6 +219,7 @@ class Runner:
                     attempts=attempts,
                     journal_wait=begun - started,
                 )
+            self.ended = ended
             return OK
         assert error is not None
         recorder.emit(
@@ -229,15 +239,19 @@ class Runner:
     async def scene(self, scene: Scene, path: str, sink: list[Record]) -> StepResult:
         record = GroupRecord(scene, path)
         emit = self.recorder.emit
-        emit(SceneStarted, self.now(), scene=path, saga=scene.saga)
-        started = self.now()
+        started = at = self.now()
+        emit(SceneStarted, started, scene=path, saga=scene.saga)
         for index, step in enumerate(scene.steps):
             child = f"{path}/{step.name}"
             try:
                 if isinstance(step, Act):
-                    result = await self.act(step, child, record.children)
+                    # Nothing awaited since the last clock read (at): the
+                    # previous act's end is this act's start.
+                    result = await self.act(step, child, record.children, at)
+                    at = self.ended
                 else:
                     result = await self.step(step, child, record.children)
+                    at = self.now()
             except BaseException as exc:
                 cancelled = is_cancellation(exc)
                 emit(
@@ -269,7 +283,7 @@ class Runner:
                 )
                 await self.end_failed_scene(record, sink)
                 return result
-        emit(SceneCompleted, self.now(), scene=path, duration=self.now() - started)
+        emit(SceneCompleted, at, scene=path, duration=at - started)
         record.done = True
         sink.append(record)
         return OK
@@ -353,8 +367,8 @@ class Runner:
             )
         started = self.now()
         outcomes: list[Outcome[Any]] = []
-        registered = record.ctx.compensation
-        if registered.has_actions:
+        registered = record.ctx._pending_compensation()
+        if registered is not None:
             report = await registered.run(retry=act.undo_retry, timeout=timeout)
             outcomes.extend(
                 attrs.evolve(o, name=f"{record.path}:{o.name}") for o in report.outcomes
