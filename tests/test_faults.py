@@ -500,3 +500,24 @@ async def test_recover_skips_damaged_runs_and_recovers_the_others(
     assert skipped["r2"].startswith("damaged: ")
     assert "'runnin?'" in skipped["r2"]
     assert sorted(r.run_id for r in report.results) == ["r0", "r3"]
+
+
+async def test_prune_goes_in_chunks_and_deletes_every_old_run(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prune deletes every finished run in transactions of PRUNE_CHUNK runs, each its own write."""
+    from trio_sagas._journal import _sqlite
+
+    monkeypatch.setattr(_sqlite, "PRUNE_CHUNK", 3)
+    db = tmp_path / "j.db"
+    with await journal_with_runs(db, 8) as journal:
+        for index in range(7):
+            run_id = f"r{index}"
+            await journal.append(
+                FENCES[run_id], [entry(run_id, 0)], status=RunStatus.SUCCEEDED
+            )
+        before = journal.statistics().batches
+        assert await journal.prune(older_than=0) == 7
+        assert journal.statistics().batches - before == 3  # 3 + 3 + 1
+        assert [r.run_id for r in await journal.runs()] == ["r7"]
+        assert await journal.events("r0") == ()

@@ -729,4 +729,4 @@ async def test_sqlite_migrates_a_version_1_journal(tmp_path: pathlib.Path) -> No
     assert run is not None
     assert (run.status, run.epoch, run.claims) == (RunStatus.COMPENSATED, 1, 1)
     with contextlib.closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3

@@ -26,6 +26,7 @@ import os
 import pathlib
 import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -73,6 +74,9 @@ from ._store import CHECK_ON_OPEN_LIMIT, Store
 from ._writer import WriterStatistics
 
 T = TypeVar("T")
+
+PRUNE_CHUNK = 500
+"""Runs :meth:`SQLiteJournal.prune` deletes per transaction."""
 
 MAX_BUSY_TIMEOUT = 2_147_483.0
 """Seconds: sqlite3 keeps the busy timeout in a C int of milliseconds."""
@@ -410,7 +414,14 @@ class SQLiteJournal:
         ),
     ) -> int:
         """Delete finished runs (and their entries) last written *older_than*
-        seconds ago or more; RUNNING and NEEDS_INTERVENTION never."""
+        seconds ago or more; RUNNING and NEEDS_INTERVENTION never.
+
+        The runs go in transactions of at most :data:`PRUNE_CHUNK` runs, each
+        its own write job, so the runs' own writes interleave with a long
+        prune instead of waiting for all of it; the cut-off is fixed when the
+        call starts. Cancelling the call stops it between chunks (what was
+        deleted stays deleted). Returns how many runs were deleted.
+        """
         check_duration(older_than, "older_than")
         wanted = [check_enum(s, RunStatus, "statuses") for s in statuses]
         kept = {RunStatus.RUNNING, RunStatus.NEEDS_INTERVENTION} & set(wanted)
@@ -420,7 +431,15 @@ class SQLiteJournal:
                 f"got {sorted(s.name for s in wanted)}"
             )
         values = [s.value for s in wanted]
-        return await self._write(lambda conn: leases.prune(conn, values, older_than))
+        cutoff = time.time() - older_than
+        total = 0
+        while True:
+            deleted = await self._write(
+                lambda conn: leases.prune(conn, values, cutoff, PRUNE_CHUNK)
+            )
+            total += deleted
+            if deleted < PRUNE_CHUNK:
+                return total
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run's record, or None.

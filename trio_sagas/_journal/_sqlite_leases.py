@@ -328,18 +328,19 @@ def claim_batch(
     return tuple(out)
 
 
-def prune(conn: sqlite3.Connection, statuses: Sequence[str], older_than: float) -> int:
-    """Delete finished runs with *statuses* last written *older_than* s ago."""
+def prune(
+    conn: sqlite3.Connection, statuses: Sequence[str], cutoff: float, limit: int
+) -> int:
+    """Delete at most *limit* runs with *statuses* last written at *cutoff* or
+    before (host clock), with their entries; returns how many were deleted."""
     if not statuses:
         return 0
-    cutoff = time.time() - older_than
     marks = ", ".join("?" * len(statuses))
-    where = f"status IN ({marks}) AND updated_at <= ?"
-    conn.execute(
-        f"DELETE FROM events WHERE run_id IN (SELECT run_id FROM runs WHERE {where})",
-        (*statuses, cutoff),
-    )
-    deleted = conn.execute(
-        f"DELETE FROM runs WHERE {where}", (*statuses, cutoff)
-    ).rowcount
-    return int(deleted)
+    chosen = conn.execute(
+        f"SELECT run_id FROM runs WHERE status IN ({marks}) AND updated_at <= ? "
+        "LIMIT ?",
+        (*statuses, cutoff, limit),
+    ).fetchall()
+    conn.executemany("DELETE FROM events WHERE run_id = ?", chosen)
+    conn.executemany("DELETE FROM runs WHERE run_id = ?", chosen)
+    return len(chosen)

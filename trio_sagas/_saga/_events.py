@@ -1,4 +1,4 @@
-"""Saga events, in the seed's event model (plus Chorus and cancel events).
+"""Saga events, in the saga event model's exact order (plus Chorus and cancel events).
 
 Every event carries the run id, a sequence number (0, 1, 2, … per run) and
 the trio-clock time. ``step``/``scene`` fields are ``/``-joined paths from the
