@@ -4,6 +4,7 @@ connections and "commit outcome unknown", a server restart, bad arguments."""
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import psycopg
@@ -296,13 +297,18 @@ async def test_virtual_clock_arms_no_local_deadline(
     pg_server: PgServer, autojump_clock: trio.testing.MockClock
 ) -> None:
     """Under an autojump clock trio time is not the server's: no local deadline
-    is armed, so a long virtual sleep in a held scope is not cancelled."""
+    is armed, so a virtual sleep of many leases in a held scope is not cancelled.
+
+    The lease is long in real time (the server's clock still decides it): a
+    loaded machine must not let it lapse between registering and appending.
+    """
     schema = pg_server.new_schema()
-    async with journal(pg_server, schema, lease=5.0) as j:
+    async with journal(pg_server, schema, lease=60.0) as j:
         async with j.hold() as scope:
+            assert scope.deadline == math.inf
             fence = await j.create_run("r", scene="s", state=b"{}")
             with scope:
-                await trio.sleep(100)
+                await trio.sleep(100 * 60.0)
                 await j.append(fence, entries("r", 0))
         assert not scope.cancelled_caught
         assert [e.seq for e in await j.events("r")] == [0]

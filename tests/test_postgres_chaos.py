@@ -194,7 +194,8 @@ def check(dsn: str, schema: str, ledger: str, logged: list[str]) -> dict[str, in
                 if action == "undo"
             }
             assert done <= undone, (
-                f"{run_id}: compensated but {done - undone} not undone"
+                f"{run_id}: compensated but {done - undone} not undone; "
+                f"events {evs}; ledger {by_run.get(run_id)}"
             )
     return {
         "runs": len(runs),

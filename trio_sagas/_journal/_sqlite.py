@@ -38,6 +38,7 @@ from .._saga._journal import (
     JournalError,
     JournalSchemaError,
     JSONCodec,
+    LeaseLostError,
     RunRecord,
     RunStatus,
     WorkerRecord,
@@ -173,7 +174,11 @@ class SQLiteJournal:
         self._lease = check_duration(lease, "lease", allow_zero=False)
         self._max_claims = check_int(max_claims, "max_claims", minimum=1)
         self._keeper = LeaseKeeper(
-            self._lease, self._register, self._renew, host_clock=True
+            self._lease,
+            self._register,
+            self._renew,
+            expire=self._expire,
+            host_clock=True,
         )
         self._nursery: trio.Nursery | None = None
         self._cm: Any = None
@@ -368,6 +373,9 @@ class SQLiteJournal:
     async def _renew(self, worker_id: str) -> bool:
         return await self._call(lambda conn: leases.renew(conn, worker_id, self._lease))
 
+    async def _expire(self, worker_id: str) -> bool:
+        return await self._call(lambda conn: leases.expire(conn, worker_id))
+
     async def workers(self) -> tuple[WorkerRecord, ...]:
         """Every worker row, live and lapsed."""
         return await self._call(leases.workers)
@@ -384,15 +392,26 @@ class SQLiteJournal:
 
         Raises:
             RunIdInUseError: the id is taken (by a run of any status).
+            LeaseLostError: this worker's lease lapsed, twice, before the insert.
         """
         check_label(run_id, "run_id")
         check_label(scene, "scene")
-        worker = await self._keeper.fresh()
         where = repr(str(self._path))
-        await self._call(
-            lambda conn: leases.create_run(conn, where, run_id, scene, worker, state)
+        for attempt in range(2):
+            worker = await self._keeper.fresh()
+            if await self._call(
+                lambda conn: leases.create_run(
+                    conn, where, run_id, scene, worker, state
+                )
+            ):
+                return Fence(run_id, worker, 1)
+            if attempt == 0:
+                # The journal says this worker's lease lapsed (an operator
+                # expired it): never revive it; create under a new id.
+                await self._keeper.abandon(worker, "the journal refused create_run")
+        raise LeaseLostError(
+            f"worker {worker!r} lost its lease before creating run {run_id!r}"
         )
-        return Fence(run_id, worker, 1)
 
     async def append(
         self,

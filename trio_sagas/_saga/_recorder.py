@@ -43,6 +43,8 @@ class MemoryRecorder:
 
     __slots__ = ("emitter", "events", "raw", "run_id")
 
+    durable = False
+
     def __init__(self, run_id: str, emitter: Emitter) -> None:
         self.run_id = run_id
         self.emitter = emitter
@@ -107,6 +109,7 @@ class JournalRecorder:
     """
 
     raw: None = None
+    durable = True
 
     def __init__(
         self,

@@ -118,20 +118,27 @@ class SagaResult:
 
 
 class ActRecord:
-    """One act that ran: its context (registered undos) and, once done, its value."""
+    """One act that ran: its context (registered undos) and, once done, its value.
 
-    __slots__ = ("act", "ctx", "done", "path", "value")
+    ``uncertain``: in a durable run, its ``run`` was interrupted (cancelled)
+    after it began, so its effect may have happened; unless the act says
+    ``uncertain="skip"`` its ``compensate`` runs on rollback (``ctx.result``
+    None), as after a crash.
+    """
+
+    __slots__ = ("act", "ctx", "done", "path", "uncertain", "value")
 
     def __init__(self, act: Act, path: str, ctx: StepContext) -> None:
         self.act = act
         self.path = path
         self.ctx = ctx
         self.done = False
+        self.uncertain = False
         self.value: object = None
 
     def has_undo(self) -> bool:
         return (
-            self.done and self.act.compensate is not None
+            (self.done or self.uncertain) and self.act.compensate is not None
         ) or self.ctx.compensation.has_actions
 
 

@@ -17,9 +17,12 @@ What the entries say, act by act:
 * ``ActStarted`` and nothing after it -- *uncertain*: the process died while
   ``run`` ran. Compensated (``ctx.result`` None) unless the act says
   ``uncertain="skip"``.
-* ``ActFailed``/``ActCancelled`` -- it did not complete: not compensated
-  (undo actions it registered with ``ctx.register_compensation`` lived in
-  the dead process's memory and are lost).
+* ``ActCancelled`` -- interrupted while ``run`` ran (its effect may have
+  happened): uncertain, compensated as the runner does, unless the act says
+  ``uncertain="skip"``.
+* ``ActFailed`` -- it did not complete: not compensated (undo actions it
+  registered with ``ctx.register_compensation`` lived in the dead process's
+  memory and are lost).
 * ``CompensationStepStarted`` without an outcome -- interrupted: run again,
   with the same idempotency key.
 * ``CompensationStepFailed`` -- failed for good: a recovery leaves it (the
@@ -209,9 +212,15 @@ class Replay:
             record.value = None if e.value is None else self.decoded(e.value)
             self.completed[path] = record.value
             self.attach(record)
-        elif kind in (_ACT_FAILED, _ACT_CANCELLED):
+        elif kind == _ACT_CANCELLED:
+            # Interrupted while it ran: uncertain, as the runner undoes it.
             self.open_acts.pop(path, None)
-            if kind == _ACT_FAILED and self.failed_step is None:
+            record = self.acts[path]
+            record.uncertain = record.act.uncertain == "compensate"
+            self.attach(record)
+        elif kind == _ACT_FAILED:
+            self.open_acts.pop(path, None)
+            if self.failed_step is None:
                 self.failed_step = path
                 self.error = e.data.get("error")
         elif kind in (_SCENE_COMPLETED, _CHORUS_COMPLETED):
@@ -233,11 +242,13 @@ class Replay:
         elif kind == _UNDO_COMPLETED:
             self.undone.add(path)
             self.undo_failed.discard(path)
-            self.acts[path].done = False  # nothing left to undo
+            record = self.acts[path]
+            record.done = record.uncertain = False  # nothing left to undo
         elif kind == _UNDO_FAILED:
             self.undo_failed.add(path)
             if not self.retry_failed:
-                self.acts[path].done = False
+                record = self.acts[path]
+                record.done = record.uncertain = False
         elif kind == _COMPENSATION_COMPLETED:
             group = self.groups[path]
             if e.data.get("ok", True) or not self.retry_failed:

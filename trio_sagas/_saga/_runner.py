@@ -120,12 +120,14 @@ class Runner:
         recorder = self.recorder
         raw = recorder.raw
         started = self.now()
+        ran = False
         try:
             if raw is not None:
                 raw.append((ActStarted, started, {"step": path}))  # the fast path
             else:
                 # The intent is durable before run runs.
                 await recorder.intent(ActStarted, started, check=True, step=path)
+            ran = True
             if act.retry is None and act.timeout is None:
                 # The common case, without the per-try cancel scope and record.
                 attempts = 1
@@ -167,6 +169,12 @@ class Runner:
                 step=path,
                 cause=cause,
                 duration=self.now() - started,
+            )
+            # A durable run's act interrupted while run ran: the journal says
+            # it started and did not complete, so it is *uncertain* (its
+            # effect may have happened) and undone as after a crash.
+            record.uncertain = (
+                ran and recorder.durable and act.uncertain == "compensate"
             )
             if record.has_undo():
                 sink.append(record)  # partial progress, on the failure path
@@ -337,7 +345,7 @@ class Runner:
             outcomes.extend(
                 attrs.evolve(o, name=f"{record.path}:{o.name}") for o in report.outcomes
             )
-        if record.done and act.compensate is not None:
+        if (record.done or record.uncertain) and act.compensate is not None:
             ctx = StepContext(
                 act.name,
                 path=record.path,
