@@ -21,6 +21,7 @@ import trio.testing
 from trio_sagas import (
     Act,
     JournalError,
+    LeaseLostError,
     RunStatus,
     Scene,
     StepContext,
@@ -34,10 +35,12 @@ from .memory_journal import MemoryJournal
 GUARD = 60
 
 
-def order(ledger: list[str], *, uncertain: Any = "compensate") -> Scene:
+def order(
+    ledger: list[str], *, uncertain: Any = "compensate", seconds: float = 1
+) -> Scene:
     async def do(ctx: StepContext, state: object) -> None:
         ledger.append(f"do {ctx.name}")  # the effect, then a slow reply
-        await trio.sleep(1)
+        await trio.sleep(seconds)
 
     async def undo(ctx: StepContext, state: object) -> None:
         assert ctx.result is None or ctx.name == "reserve"
@@ -96,7 +99,8 @@ async def test_a_crash_after_act_cancelled_is_recovered_with_the_undo(
     )
     crashed = journal.as_after(cut)
     kinds = [e.kind for e in crashed.entries["r"]]
-    assert "ActCancelled" in kinds and "CompensationStepCompleted" not in kinds
+    assert "ActCancelled" in kinds
+    assert "CompensationStepCompleted" not in kinds
     ledger.clear()
     with trio.fail_after(GUARD):
         async with crashed:
@@ -146,3 +150,38 @@ async def test_run_worker_that_cannot_register_fails_start() -> None:
         async with trio.open_nursery() as nursery:
             with pytest.raises(JournalError, match="unreachable"):
                 await nursery.start(run_worker, journal, [order([])])
+
+
+async def test_a_late_renewal_gives_the_worker_id_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A renewal that answers after the local deadline (the run under it was
+    already cancelled): the keeper gives the id up -- expired, so the run is
+    claimable at once instead of staying RUNNING under a live worker -- and
+    registers a new id."""
+    ledger: list[str] = []
+    journal = MemoryJournal(lease=3.0)
+    stalled = journal.stall_renewals = trio.Event()
+    with trio.fail_after(GUARD):
+        async with journal, trio.open_nursery() as nursery:
+            old = journal.worker_id
+
+            async def release() -> None:
+                await trio.sleep_until(2.8)  # after the deadline 2.7
+                stalled.set()
+
+            nursery.start_soon(release)
+            with pytest.raises(LeaseLostError, match="ran out"):
+                await run_scene(
+                    order(ledger, seconds=2), {}, journal=journal, run_id="r"
+                )
+            assert trio.current_time() == 2.7
+            journal.stall_renewals = None
+            await trio.sleep_until(2.8)
+            await trio.testing.wait_all_tasks_blocked()
+            assert journal.worker_id not in ("", old)
+            other = journal.worker()
+            report = await recover(other, [order(ledger)])
+            assert [r.run_id for r in report] == ["r"]
+            assert trio.current_time() == 2.8  # not when the renewed row ran out
+    assert ledger == ["do reserve", "do charge", "undo charge", "undo reserve"]

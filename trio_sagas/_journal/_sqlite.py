@@ -15,6 +15,7 @@ writes on power loss or an OS crash, for fewer syncs.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -399,11 +400,15 @@ class SQLiteJournal:
         where = repr(str(self._path))
         for attempt in range(2):
             worker = await self._keeper.fresh()
-            if await self._call(
-                lambda conn: leases.create_run(
-                    conn, where, run_id, scene, worker, state
-                )
-            ):
+            create = functools.partial(
+                leases.create_run,
+                where=where,
+                run_id=run_id,
+                scene=scene,
+                worker=worker,
+                state=state,
+            )
+            if await self._call(create):
                 return Fence(run_id, worker, 1)
             if attempt == 0:
                 # The journal says this worker's lease lapsed (an operator

@@ -134,8 +134,13 @@ def create_run(
             "created_at, updated_at, epoch) SELECT ?, ?, ?, ?, ?, ?, ?, 1 "
             "WHERE EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = ? "
             "AND w.expires_at > ?)",
-            (run_id, scene, RunStatus.RUNNING.value, worker, state, now, now)
-            + (worker, now),
+            (
+                *(run_id, scene, RunStatus.RUNNING.value, worker, state),
+                now,
+                now,
+                worker,
+                now,
+            ),
         ).rowcount
     except sqlite3.IntegrityError:
         raise RunIdInUseError(
