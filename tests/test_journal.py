@@ -170,7 +170,7 @@ async def test_sqlite_leases_fencing_and_claims(tmp_path: pathlib.Path) -> None:
             3,
             2,
         )
-        with pytest.raises(JournalError, match="entries start at seq 0"):
+        with pytest.raises(JournalError, match="the first new seq is 0"):
             await b.append(fc, [entry(0)])  # seq 0 exists
         assert [e.seq for e in await b.events("r")] == [0]
         workers = {w.worker_id: w for w in await b.workers()}
