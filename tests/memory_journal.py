@@ -74,7 +74,9 @@ class MemoryJournal:
         self.fail_at: int | None = None
         self.gate: trio.Event | None = None
         self.stall_renewals: trio.Event | None = None
-        self.keeper = LeaseKeeper(lease, self._register, self._renew)
+        self.keeper = LeaseKeeper(
+            lease, self._register, self._renew, expire=self.expire_worker
+        )
         self._nursery: trio.Nursery | None = None
         self._cm: Any = None
 
@@ -193,12 +195,29 @@ class MemoryJournal:
         return copy
 
     async def create_run(self, run_id: str, *, scene: str, state: bytes) -> Fence:
-        worker = await self.keeper.fresh()
+        for attempt in range(2):
+            worker = await self.keeper.fresh()
+            try:
+                await self._create(run_id, scene, state, worker)
+            except LeaseLostError:
+                if attempt:
+                    raise
+                # Never revive a lapsed lease: create under a new id.
+                await self.keeper.abandon(worker, "the journal refused create_run")
+            else:
+                return Fence(run_id, worker, 1)
+        raise AssertionError("unreachable")
+
+    async def _create(self, run_id: str, scene: str, state: bytes, worker: str) -> None:
         now = time.time()
 
         def check() -> None:
             if run_id in self.records:
                 raise RunIdInUseError(f"run id {run_id!r} is in use")
+            if not self._live(worker):
+                raise LeaseLostError(
+                    f"worker {worker!r} lost its lease before creating run {run_id!r}"
+                )
 
         def op(j: MemoryJournal) -> None:
             j.records[run_id] = RunRecord(
@@ -207,7 +226,6 @@ class MemoryJournal:
             j.entries[run_id] = []
 
         await self._write(op, check)
-        return Fence(run_id, worker, 1)
 
     async def append(
         self,
@@ -231,7 +249,10 @@ class MemoryJournal:
             ):
                 raise RunClaimedError(f"run {run_id!r}: fence {fence} is stale")
             if batch and batch[0].seq != record.last_seq + 1:
-                raise JournalError(f"run {run_id!r}: seq gap at {batch[0].seq}")
+                raise JournalError(
+                    f"entries for run {run_id!r} do not continue it: its last seq "
+                    f"is {record.last_seq}, the first new seq is {batch[0].seq}"
+                )
 
         now = time.time()
 
@@ -266,7 +287,10 @@ class MemoryJournal:
         run_id = record.run_id
         if record.status is RunStatus.RUNNING and record.claims + 1 > self.max_claims:
             self.records[run_id] = attrs.evolve(
-                record, status=RunStatus.NEEDS_INTERVENTION, owner=None
+                record,
+                status=RunStatus.NEEDS_INTERVENTION,
+                owner=None,
+                epoch=record.epoch + 1,  # a zombie cannot write to it
             )
             return None
         epoch = record.epoch + 1

@@ -4,6 +4,7 @@ connections and "commit outcome unknown", a server restart, bad arguments."""
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import psycopg
@@ -293,16 +294,24 @@ async def test_lapsed_worker_registers_anew(pg_server: PgServer) -> None:
 
 
 async def test_virtual_clock_arms_no_local_deadline(
-    pg_server: PgServer, autojump_clock: trio.testing.MockClock
+    pg_server: PgServer, mock_clock: trio.testing.MockClock
 ) -> None:
-    """Under an autojump clock trio time is not the server's: no local deadline
-    is armed, so a long virtual sleep in a held scope is not cancelled."""
+    """Under a virtual clock trio time is not the server's: no local deadline
+    is armed, so virtual time many leases on in a held scope cancels nothing.
+
+    The clock is jumped by hand (no autojump): an autojump clock leaps to the
+    next deadline -- the test's own hang guard -- whenever the loop idles
+    while a statement runs in its thread, which a loaded machine made this
+    test do. The lease is long in real time, so it cannot lapse meanwhile.
+    """
     schema = pg_server.new_schema()
-    async with journal(pg_server, schema, lease=5.0) as j:
+    async with journal(pg_server, schema, lease=60.0) as j:
         async with j.hold() as scope:
+            assert scope.deadline == math.inf
             fence = await j.create_run("r", scene="s", state=b"{}")
             with scope:
-                await trio.sleep(100)
+                mock_clock.jump(100 * 60.0)
+                await trio.lowlevel.checkpoint()
                 await j.append(fence, entries("r", 0))
         assert not scope.cancelled_caught
         assert [e.seq for e in await j.events("r")] == [0]

@@ -70,6 +70,10 @@ class Cluster:
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
+    def logged(self) -> list[str]:
+        """The run ids the workers logged (each before starting the run)."""
+        return self.log.read_text().split() if self.log.exists() else []
+
     def alive(self) -> list[int]:
         return [i for i, p in self.procs.items() if p.poll() is None]
 
@@ -194,7 +198,8 @@ def check(dsn: str, schema: str, ledger: str, logged: list[str]) -> dict[str, in
                 if action == "undo"
             }
             assert done <= undone, (
-                f"{run_id}: compensated but {done - undone} not undone"
+                f"{run_id}: compensated but {done - undone} not undone; "
+                f"events {evs}; ledger {by_run.get(run_id)}"
             )
     return {
         "runs": len(runs),
@@ -227,6 +232,11 @@ def test_chaos_no_run_lost_no_step_twice(
     try:
         for _ in range(4):
             cluster.start(runs=30, seed=rng.randrange(1 << 30))
+        # On a loaded machine the workers take a while to start: the nemesis
+        # waits for them (else it strikes before there are runs to disturb).
+        started = time.monotonic() + 60
+        while len(cluster.logged()) < 8 and time.monotonic() < started:
+            time.sleep(0.1)
         actions = nemesis(cluster, rng)
         time.sleep(3 * LEASE)  # the survivors go on for a while
         cluster.kill_all()
@@ -242,8 +252,7 @@ def test_chaos_no_run_lost_no_step_twice(
             time.sleep(0.2)
     finally:
         cluster.kill_all()
-    logged = cluster.log.read_text().split() if cluster.log.exists() else []
-    counts = check(pg_server.dsn, schema, ledger, logged)
+    counts = check(pg_server.dsn, schema, ledger, cluster.logged())
     print(f"chaos seed {seed}: nemesis {dict(actions)}; {counts}")
     assert counts["runs"] >= 20
     assert counts["taken_over"] >= 1

@@ -133,8 +133,10 @@ async def test_append_refuses_a_gap_and_writes_nothing(
             fence = await journal.create_run("r", scene="s", state=b"0")
             await journal.append(fence, entries("r", 0))
             for first in (0, 2):
-                with pytest.raises(JournalError):
+                with pytest.raises(JournalError, match="do not continue") as caught:
                     await journal.append(fence, entries("r", first), state=b"x")
+                assert not isinstance(caught.value, RunClaimedError)
+                assert f"the first new seq is {first}" in str(caught.value)
             assert [e.seq for e in await journal.events("r")] == [0]
             assert (await journal.get_run("r")).state == b"0"
 
@@ -186,6 +188,23 @@ async def test_zombie_after_its_lease_lapsed_is_refused(
                 await a.append(fence, entries("r", 0), state=b"zombie")
             assert await a.events("r") == ()
             assert (await a.get_run("r")).state == b"a"
+
+
+async def test_create_run_refused_under_a_lapsed_lease_uses_a_new_id(
+    journal_factory: Factory,
+) -> None:
+    """create_run checks the writer's lease as appends do: under an expired id
+    the run is not created by it; the worker gives the id up and creates the
+    run under a new one."""
+    with trio.fail_after(GUARD):
+        async with journal_factory() as a, journal_factory() as b:
+            old = a.worker_id
+            assert await b.expire_worker(old) is True
+            fence = await a.create_run("r", scene="s", state=b"{}")
+            assert fence.worker != old
+            assert fence.worker == a.worker_id
+            assert (await b.get_run("r")).worker == fence.worker
+            assert await b.claim("r") is None  # held under the live new id
 
 
 async def test_expire_worker_reports_unknown_workers(journal_factory: Factory) -> None:
@@ -254,13 +273,15 @@ async def test_run_claimed_too_often_needs_intervention(
                     assert await nxt.claim("r") is not None
                     await nxt.expire_worker(nxt.worker_id)
             async with journal_factory(max_claims=2) as last:
+                assert (await last.get_run("r")).epoch == 3
                 assert await last.claim("r") is None
                 record = await last.get_run("r")
                 assert record.status is RunStatus.NEEDS_INTERVENTION
+                assert record.epoch == 4  # the switch fences the last holder out
                 # An operator's compensate_run may still claim it.
                 fence = await last.claim("r", statuses=[RunStatus.NEEDS_INTERVENTION])
                 assert fence is not None
-                assert fence.epoch >= 4
+                assert fence.epoch == 5
 
 
 async def test_claim_a_finished_run_by_status(journal_factory: Factory) -> None:

@@ -21,6 +21,7 @@ on open for files up to :data:`CHECK_ON_OPEN_LIMIT` bytes.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pathlib
@@ -42,6 +43,7 @@ from .._saga._journal import (
     JournalEntry,
     JournalError,
     JSONCodec,
+    LeaseLostError,
     RunRecord,
     RunStatus,
     WorkerRecord,
@@ -185,7 +187,11 @@ class SQLiteJournal:
         self._lease = check_duration(lease, "lease", allow_zero=False)
         self._max_claims = check_int(max_claims, "max_claims", minimum=1)
         self._keeper = LeaseKeeper(
-            self._lease, self._register, self._renew, host_clock=True
+            self._lease,
+            self._register,
+            self._renew,
+            expire=self._expire,
+            host_clock=True,
         )
         self._nursery: trio.Nursery | None = None
         self._cm: Any = None
@@ -313,6 +319,9 @@ class SQLiteJournal:
             lambda conn: leases.renew(conn, worker_id, self._lease)
         )
 
+    async def _expire(self, worker_id: str) -> bool:
+        return await self._write(lambda conn: leases.expire(conn, worker_id))
+
     async def workers(self) -> tuple[WorkerRecord, ...]:
         """Every worker row, live and lapsed."""
         return await self._read(leases.workers)
@@ -332,16 +341,32 @@ class SQLiteJournal:
             TypeError, ValueError: *run_id* or *scene* is not a non-empty
                 str of valid text; *state* is not bytes (the codec's fault:
                 nothing was written).
+            LeaseLostError: this worker's lease lapsed, twice, before the insert.
         """
         check_label(run_id, "run_id")
         check_label(scene, "scene")
         self._check_encoded(state, f"run {run_id!r}: the state")
-        worker = await self._keeper.fresh()
         where = repr(str(self._path))
-        await self._write(
-            lambda conn: leases.create_run(conn, where, run_id, scene, worker, state)
+        for attempt in range(2):
+            worker = await self._keeper.fresh()
+            if await self._write(
+                functools.partial(
+                    leases.create_run,
+                    where=where,
+                    run_id=run_id,
+                    scene=scene,
+                    worker=worker,
+                    state=state,
+                )
+            ):
+                return Fence(run_id, worker, 1)
+            if attempt == 0:
+                # The journal says this worker's lease lapsed (an operator
+                # expired it): never revive it; create under a new id.
+                await self._keeper.abandon(worker, "the journal refused create_run")
+        raise LeaseLostError(
+            f"worker {worker!r} lost its lease before creating run {run_id!r}"
         )
-        return Fence(run_id, worker, 1)
 
     async def append(
         self,

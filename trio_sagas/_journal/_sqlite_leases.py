@@ -131,18 +131,29 @@ def create_run(
     scene: str,
     worker: str,
     state: bytes,
-) -> None:
+) -> bool:
+    """Insert the run held by *worker*; False (nothing written) when that
+    worker's lease is not live, as the fenced appends check."""
     now = time.time()
     try:
-        conn.execute(
+        created = conn.execute(
             "INSERT INTO runs (run_id, scene, status, owner, state, "
-            "created_at, updated_at, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
-            (run_id, scene, RunStatus.RUNNING.value, worker, state, now, now),
-        )
+            "created_at, updated_at, epoch) SELECT ?, ?, ?, ?, ?, ?, ?, 1 "
+            "WHERE EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = ? "
+            "AND w.expires_at > ?)",
+            (
+                *(run_id, scene, RunStatus.RUNNING.value, worker, state),
+                now,
+                now,
+                worker,
+                now,
+            ),
+        ).rowcount
     except sqlite3.IntegrityError:
         raise RunIdInUseError(
             f"run id {run_id!r} is already in journal {where}; run ids are never reused"
         ) from None
+    return created == 1
 
 
 def entry_rows(entries: Sequence[JournalEntry]) -> list[tuple[Any, ...]]:
@@ -232,8 +243,8 @@ def _refusal(
         RunStatus.RUNNING.value,
     ):
         return JournalError(
-            f"{run}: entries start at seq {first_seq}, the journal's last "
-            f"is {row[3]}; nothing was written"
+            f"entries for {run} do not continue it: its last seq is {row[3]}, "
+            f"the first new seq is {first_seq} (nothing was written)"
         )
     return RunClaimedError(
         f"{run} is no longer held by worker {fence.worker!r} under epoch "
@@ -266,11 +277,13 @@ def claim(
         f"run_id = :run_id AND status IN ({marks}) AND (status != 'running' "
         f"OR ({_HOLDER_DEAD} AND updated_at <= :stale))"
     )
-    # Claimed too often (every taker died): an operator must look at it.
+    # Claimed too often (every taker died): an operator must look at it. The
+    # switch bumps the epoch, so the last taker's fence is refused (as in
+    # PostgreSQL).
     conn.execute(
         "UPDATE runs SET status = 'needs_intervention', owner = NULL, "
-        f"updated_at = :now WHERE {claimable} AND status = 'running' "
-        "AND claims >= :max_claims",
+        f"epoch = epoch + 1, updated_at = :now WHERE {claimable} "
+        "AND status = 'running' AND claims >= :max_claims",
         params,
     )
     row = conn.execute(

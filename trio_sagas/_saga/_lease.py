@@ -8,8 +8,12 @@ renewal's send time + lease - lease/10) and holds it as the deadline of every
 cancel scope handed out by :meth:`LeaseKeeper.hold`. A renewal that fails or
 finds the lease lapsed moves no deadline, so the runs under it are cancelled
 before another worker can claim them, even if the event loop was blocked.
-After a lapse the keeper registers a new worker id for new runs; scopes
-opened under the old id are never pushed again.
+When the local deadline passed, a renewal answered after it, or the backend
+found the lease lapsed, the keeper *gives up* that id (as PostgresJournal's
+keeper does): it cancels the scopes held under it, expires it in the
+backend (best effort, through ``expire(worker_id)`` when given) so that its
+runs are claimable at once rather than when the row runs out, and registers
+a new id for new runs. Scopes opened under the old id are never pushed again.
 
 A backend whose lease runs on the host's clock (SQLite) passes
 ``host_clock=True``: under a virtual trio clock (:class:`trio.testing.MockClock`)
@@ -51,9 +55,11 @@ class LeaseKeeper:
         register: Callable[[], Awaitable[str]],
         renew: Callable[[str], Awaitable[bool]],
         *,
+        expire: Callable[[str], Awaitable[object]] | None = None,
         host_clock: bool = False,
     ) -> None:
         self.host_clock = host_clock
+        self._expire = expire
         self.lease = lease
         self.margin = lease / 10
         self._register = register
@@ -92,31 +98,58 @@ class LeaseKeeper:
             return self.worker_id
 
     async def fresh(self) -> str:
-        """This worker's id, renewed first if the local deadline passed
-        (an idle journal's lease may have lapsed: claim nothing under it)."""
-        if self.worker_id is not None and trio.current_time() >= self.deadline:
-            await self.renew_once()
+        """This worker's id; a new one if the local deadline passed (an idle
+        journal's lease may have lapsed: create or claim nothing under it)."""
+        worker_id = self.worker_id
+        if worker_id is not None and trio.current_time() >= self.deadline:
+            await self.abandon(worker_id, "its local deadline passed")
         return await self.ensure()
 
+    async def abandon(self, worker_id: str, why: str) -> None:
+        """Give *worker_id* up: cancel its scopes, expire it, forget it."""
+        async with self._lock:
+            if self.worker_id != worker_id:
+                return
+            self.worker_id = None
+            self.deadline = -math.inf
+        logger.warning("lease of worker %r given up: %s", worker_id, why)
+        reason = f"lease lapsed: worker {worker_id!r}: {why}"
+        for scope, owner in list(self._scopes.items()):
+            if owner == worker_id:
+                scope.cancel(reason=reason)
+        if self._expire is not None:
+            try:
+                await self._expire(worker_id)
+            except Exception as exc:  # its row runs out by itself
+                logger.warning("expiring worker %r failed: %r", worker_id, exc)
+
     async def renew_once(self) -> None:
-        """One renewal; on success push every scope of this registration."""
+        """One renewal; on success push every scope of this registration.
+
+        A renewal sent after the local deadline, answered after it, or
+        refused (lapsed) gives the id up and registers a new one.
+        """
         worker_id = await self.ensure()
         sent = trio.current_time()
-        try:
-            alive = await self._renew(worker_id)
-        except Exception as exc:  # the deadline simply does not move
-            logger.warning("lease renewal of worker %r failed: %r", worker_id, exc)
-            return
-        if alive:
-            self.deadline = self._local_deadline(sent)
-            for scope, owner in self._scopes.items():
-                if owner == worker_id:
-                    scope.deadline = self.deadline
-            return
-        logger.warning("lease of worker %r lapsed; registering anew", worker_id)
-        async with self._lock:
-            if self.worker_id == worker_id:
-                self.worker_id = None
+        if sent >= self.deadline:
+            why = "its local deadline passed before renewal"
+        else:
+            try:
+                alive = await self._renew(worker_id)
+            except Exception as exc:  # the deadline simply does not move
+                logger.warning("lease renewal of worker %r failed: %r", worker_id, exc)
+                return
+            if not alive:
+                why = "the journal found it lapsed"
+            elif trio.current_time() >= self.deadline:
+                why = "the renewal answered after the local deadline"
+            else:
+                self.deadline = self._local_deadline(sent)
+                for scope, owner in self._scopes.items():
+                    if owner == worker_id:
+                        scope.deadline = self.deadline
+                return
+        await self.abandon(worker_id, why)
         await self.ensure()
 
     async def heartbeat(

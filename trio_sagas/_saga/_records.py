@@ -182,9 +182,16 @@ def new_result(
 
 
 class ActRecord:
-    """One act that ran: its context (registered undos) and, once done, its value."""
+    """One act that ran: its context (registered undos) and, once done, its value.
 
-    __slots__ = ("act", "ctx", "done", "effect", "path", "value")
+    ``uncertain``: in a durable run, its ``run`` was interrupted (cancelled)
+    after it began, so its effect may have happened; unless the act says
+    ``uncertain="skip"`` its ``compensate`` runs on rollback (``ctx.result``
+    None), as after a crash. ``effect``: it failed, but says its effect may
+    have happened (``Act.compensate_on_failure``).
+    """
+
+    __slots__ = ("act", "ctx", "done", "effect", "path", "uncertain", "value")
 
     def __init__(self, act: Act, path: str, ctx: StepContext) -> None:
         self.act = act
@@ -193,12 +200,14 @@ class ActRecord:
         self.done = False
         # Failed, but its effect may have happened (Act.compensate_on_failure).
         self.effect = False
+        self.uncertain = False
         self.value: object = None
 
     def has_undo(self) -> bool:
         # Not ctx.compensation: that would create the scope most acts never use.
         return (
-            (self.done or self.effect) and self.act.compensate is not None
+            (self.done or self.effect or self.uncertain)
+            and self.act.compensate is not None
         ) or self.ctx._pending_compensation() is not None
 
 

@@ -17,8 +17,11 @@ What the entries say, act by act:
 * ``ActStarted`` and nothing after it -- *uncertain*: the process died while
   ``run`` ran. Compensated (``ctx.result`` None) unless the act says
   ``uncertain="skip"``.
-* ``ActFailed``/``ActCancelled`` -- it did not complete: its ``compensate``
-  runs only if the act says ``compensate_on_failure=True``.
+* ``ActFailed`` -- it did not complete: its ``compensate`` runs only if the
+  act says ``compensate_on_failure=True``.
+* ``ActCancelled`` -- interrupted while ``run`` ran (its effect may have
+  happened): uncertain, compensated as the runner does, unless the act says
+  ``uncertain="skip"``.
 * ``CompensationRegistered`` -- a durable undo the act registered in ``run``
   (:mod:`._durable`): run on rollback whatever way the act ended, unless a
   ``CompensationActionCompleted`` for it follows.
@@ -217,9 +220,16 @@ class Replay:
             record.value = None if e.value is None else self.decoded(e.value)
             self.completed[path] = record.value
             self.attach(record)
-        elif kind in (_ACT_FAILED, _ACT_CANCELLED):
+        elif kind == _ACT_CANCELLED:
+            # Interrupted while it ran: uncertain, as the runner undoes it.
             self.open_acts.pop(path, None)
-            if kind == _ACT_FAILED and self.failed_step is None:
+            record = self.acts[path]
+            record.uncertain = record.act.uncertain == "compensate"
+            record.effect = record.act.compensate_on_failure
+            self.attach(record)
+        elif kind == _ACT_FAILED:
+            self.open_acts.pop(path, None)
+            if self.failed_step is None:
                 self.failed_step = path
                 self.error = e.data.get("error")
             record = self.acts[path]
@@ -267,7 +277,7 @@ class Replay:
 
     def settled(self, path: str) -> None:
         record = self.acts[path]
-        record.done = record.effect = False
+        record.done = record.effect = record.uncertain = False
         record.ctx.compensation.clear()
 
     def register(self, e: JournalEntry) -> None:

@@ -146,6 +146,7 @@ class Runner:
         recorder = self.recorder
         raw = recorder.raw
         begun = started  # the raw path writes no intent: no journal wait
+        ran = False
         try:
             if raw is not None:
                 raw.append((started, path))  # the fast path (see RawEvent)
@@ -156,6 +157,7 @@ class Runner:
                 # The intent is durable before run runs.
                 await recorder.intent(ActStarted, started, check=True, step=path)
                 begun = self.now()
+            ran = True
             if act.retry is None and act.timeout is None:
                 # The common case, without the per-try cancel scope and record.
                 attempts = 1
@@ -199,6 +201,12 @@ class Runner:
                 duration=self.now() - started,
             )
             record.effect = act.compensate_on_failure
+            # A durable run's act interrupted while run ran: the journal says
+            # it started and did not complete, so it is *uncertain* (its
+            # effect may have happened) and undone as after a crash.
+            record.uncertain = (
+                ran and recorder.durable and act.uncertain == "compensate"
+            )
             if record.has_undo():
                 sink.append(record)  # partial progress, on the failure path
             raise
@@ -373,7 +381,9 @@ class Runner:
             outcomes.extend(
                 attrs.evolve(o, name=f"{record.path}:{o.name}") for o in report.outcomes
             )
-        if (record.done or record.effect) and act.compensate is not None:
+        if (
+            record.done or record.effect or record.uncertain
+        ) and act.compensate is not None:
             ctx = StepContext(
                 act.name,
                 path=record.path,

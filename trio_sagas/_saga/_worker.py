@@ -11,7 +11,14 @@ import trio
 
 from .._events import SILENT, Emitter, Observer, logger
 from .._validate import check_int, check_sync_observer, check_timeout
-from ._journal import Fence, Journal, RunClaimedError, RunRecord, check_journal
+from ._journal import (
+    Fence,
+    Journal,
+    JournalError,
+    RunClaimedError,
+    RunRecord,
+    check_journal,
+)
 from ._model import Scene
 from ._recovery import roll_back_claimed, scene_map
 from ._replay import ReplayMismatch
@@ -74,8 +81,11 @@ async def run_worker(
         async with trio.open_nursery() as nursery:
             await nursery.start(trio_sagas.run_worker, journal, scenes)
 
-    A rollback that fails (the journal, a definition that does not match) is
-    logged on the ``trio_sagas`` logger and never stops the worker.
+    A rollback that fails (the journal, a definition that does not match),
+    or a poll that fails with :exc:`JournalError` (the database restarting)
+    once the worker has started, is logged on the ``trio_sagas`` logger and
+    never stops the worker: it would otherwise take the runs of its nursery
+    down with it.
 
     Args:
         journal: The shared journal.
@@ -97,29 +107,53 @@ async def run_worker(
     if poll is not None:
         check_timeout(poll, "poll", allow_zero=False, allow_inf=False)
     emitter = SILENT if observer is None else Emitter(observer)
-    started = False
+    started: list[bool] = []  # set once the worker is registered
     while True:
-        async with journal.hold():
+        try:
+            claimed = await _poll_once(
+                journal, batch, by_name, deps, emitter, task_status, started
+            )
+        except JournalError as exc:
             if not started:
-                task_status.started()
-                started = True
-            claimed = await journal.claim_batch(limit=batch)
-            if claimed:
-                async with trio.open_nursery() as nursery:
-                    for record, fence in claimed:
-                        nursery.start_soon(
-                            functools.partial(
-                                _roll_back_one,
-                                journal,
-                                record,
-                                fence,
-                                by_name.get(record.scene),
-                                deps=deps,
-                                emitter=emitter,
-                            )
-                        )
+                raise  # not even registered: the caller of start() hears it
+            # The database is away (restarting, unreachable): try again at
+            # the next poll. Dying here would cancel the runs next to it.
+            logger.warning("run_worker: claiming runs failed: %r", exc)
+            claimed = ()
         interval = journal.lease / 2 if poll is None else poll
         if len(claimed) < batch:
             await trio.sleep(interval * random.uniform(0.5, 1.5))
         else:
             await trio.lowlevel.checkpoint()  # a full batch: more may be waiting
+
+
+async def _poll_once(
+    journal: Journal,
+    batch: int,
+    by_name: Mapping[str, Scene],
+    deps: Any,
+    emitter: Emitter,
+    task_status: trio.TaskStatus[None],
+    started: list[bool],
+) -> tuple[tuple[RunRecord, Fence], ...]:
+    """Claim one batch and roll its runs back (concurrently)."""
+    async with journal.hold():
+        if not started:
+            task_status.started()
+            started.append(True)
+        claimed = await journal.claim_batch(limit=batch)
+        if claimed:
+            async with trio.open_nursery() as nursery:
+                for record, fence in claimed:
+                    nursery.start_soon(
+                        functools.partial(
+                            _roll_back_one,
+                            journal,
+                            record,
+                            fence,
+                            by_name.get(record.scene),
+                            deps=deps,
+                            emitter=emitter,
+                        )
+                    )
+    return claimed
