@@ -331,7 +331,10 @@ def test_check_healthy_then_damaged(fresh: pathlib.Path) -> None:
     assert "ok-1      (entries unreadable: run `trio-sagas check`)" in runs.stdout
     show = _cli(fresh, "show", "ok-1")
     assert show.returncode == 1
-    assert show.stderr.startswith("trio-sagas: run 'ok-1': its entries do not decode")
+    assert show.stderr.startswith(
+        "trio-sagas: run 'ok-1' in journal 'sagas.db' is damaged: "
+        "its event at seq 2 cannot be read"
+    )
     assert len(show.stderr.splitlines()) == 1
 
 
@@ -423,7 +426,12 @@ def test_prune_deletes_old_finished_runs_only(fresh: pathlib.Path) -> None:
         ((), {}, 2, "the following arguments are required: COMMAND"),
         (("runs",), {"TRIO_SAGAS_JOURNAL": ""}, 2, "no journal: pass --journal URL"),
         (("--journal", "mysql://x", "runs"), {}, 2, "unknown scheme 'mysql'"),
-        (("--journal", "postgresql://db/x", "runs"), {}, 2, "PostgreSQL backend"),
+        (
+            ("--journal", "postgresql://127.0.0.1:1/x", "runs"),
+            {},
+            1,
+            "PostgreSQL journal 127.0.0.1/x schema 'trio_sagas': connection failed",
+        ),
         (("runs", "--status", "lost"), {}, 2, "--status must be one of"),
         (("runs", "--older-than", "soon"), {}, 2, "--older-than must be a duration"),
         (("runs", "--fields", "colour"), {}, 2, "unknown field 'colour'"),

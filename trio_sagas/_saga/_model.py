@@ -219,7 +219,7 @@ class Scene(Generic[DepsT]):
 @final
 @attrs.frozen(init=False)
 class Chorus(Generic[DepsT]):
-    """Branches run concurrently (generic over deps like :class:`Scene`).
+    """Branches run concurrently (generic over deps, like Scene).
 
     Args:
         name: No ``/``; unique among its siblings.
