@@ -106,12 +106,14 @@ from ._saga import JournalError as JournalError
 from ._saga import JournalSchemaError as JournalSchemaError
 from ._saga import JSONCodec as JSONCodec
 from ._saga import LeaseLostError as LeaseLostError
+from ._saga import OnCrash as OnCrash
 from ._saga import RecordedFailure as RecordedFailure
 from ._saga import RecoveryReport as RecoveryReport
 from ._saga import RunClaimedError as RunClaimedError
 from ._saga import RunIdInUseError as RunIdInUseError
 from ._saga import RunNotFoundError as RunNotFoundError
 from ._saga import RunRecord as RunRecord
+from ._saga import RunResumed as RunResumed
 from ._saga import RunStatus as RunStatus
 from ._saga import SagaEvent as SagaEvent
 from ._saga import SagaResult as SagaResult
@@ -120,6 +122,7 @@ from ._saga import SceneCompleted as SceneCompleted
 from ._saga import SceneFailed as SceneFailed
 from ._saga import SceneStarted as SceneStarted
 from ._saga import SkippedRun as SkippedRun
+from ._saga import Uncertain as Uncertain
 from ._saga import WorkerRecord as WorkerRecord
 from ._saga import compensate_run as compensate_run
 from ._saga import recover as recover
@@ -210,6 +213,7 @@ __all__ = (
     "MergedReceiveChannel",
     "MissingTrigger",
     "Observer",
+    "OnCrash",
     "Outcome",
     "OutcomeError",
     "RecordedFailure",
@@ -221,6 +225,7 @@ __all__ = (
     "RunIdInUseError",
     "RunNotFoundError",
     "RunRecord",
+    "RunResumed",
     "RunStatus",
     "SQLiteJournal",
     "SagaError",
@@ -244,6 +249,7 @@ __all__ = (
     "TriggerDecision",
     "TriggerMissing",
     "TriggerRegistry",
+    "Uncertain",
     "WorkerRecord",
     "compensate_run",
     "fan_in",

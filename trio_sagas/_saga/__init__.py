@@ -15,6 +15,7 @@ from ._events import (
     CompensationStepCompleted,
     CompensationStepFailed,
     CompensationStepStarted,
+    RunResumed,
     SagaEvent,
     SceneCompleted,
     SceneFailed,
@@ -38,7 +39,15 @@ from ._journal import (
     RunStatus,
     WorkerRecord,
 )
-from ._model import DEFAULT_COMPENSATION_RETRY, Act, Chorus, ChorusMode, Scene
+from ._model import (
+    DEFAULT_COMPENSATION_RETRY,
+    Act,
+    Chorus,
+    ChorusMode,
+    OnCrash,
+    Scene,
+    Uncertain,
+)
 from ._records import SagaResult
 from ._recovery import (
     HELD_ELSEWHERE,
@@ -79,12 +88,14 @@ __all__ = [
     "JournalError",
     "JournalSchemaError",
     "LeaseLostError",
+    "OnCrash",
     "RecordedFailure",
     "RecoveryReport",
     "RunClaimedError",
     "RunIdInUseError",
     "RunNotFoundError",
     "RunRecord",
+    "RunResumed",
     "RunStatus",
     "SagaEvent",
     "SagaResult",
@@ -93,6 +104,7 @@ __all__ = [
     "SceneFailed",
     "SceneStarted",
     "SkippedRun",
+    "Uncertain",
     "WorkerRecord",
     "compensate_run",
     "recover",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Literal, TypeAlias, final
+from typing import Any, TypeAlias, final
 
 import attrs
 
@@ -53,6 +53,40 @@ class ChorusMode(enum.Enum):
 
 
 @final
+class OnCrash(enum.Enum):
+    """What :func:`recover` and :func:`run_worker` do with a run whose process
+    died (set on the run's top :class:`Scene`)."""
+
+    ROLL_BACK = "roll_back"
+    """Undo the completed steps, in reverse (the default): the crash ends the run."""
+    RESUME = "resume"
+    """Finish the run: completed acts are not run again (their results and the
+    journaled state are restored), the uncertain act is handled per its
+    ``uncertain``, and the scene goes on from where it stood. A run that was
+    already failing (a step failed, a rollback began) is rolled back instead."""
+
+
+@final
+class Uncertain(enum.StrEnum):
+    """What to do with an *uncertain* act: the journal says its ``run``
+    started, not how it ended (the process died meanwhile)."""
+
+    COMPENSATE = "compensate"
+    """Call ``compensate`` (``ctx.result`` None), as if it had completed; a
+    resumed run then runs the act again from scratch."""
+    RETRY = "retry"
+    """A resumed run runs the act again under the same
+    ``ctx.idempotency_key`` (for a ``run`` the far side deduplicates by key);
+    a rollback compensates it, as COMPENSATE does."""
+    SKIP = "skip"
+    """Leave it: ``run`` has no lasting effect unless it completed (it
+    commits atomically at its very end). A resumed run runs it again."""
+
+
+_UNCERTAIN = tuple(u.value for u in Uncertain)
+
+
+@final
 @attrs.frozen(init=False)
 class Act:
     """One step of work, with an optional undo.
@@ -69,11 +103,15 @@ class Act:
         compensation_retry: Retry policy for the undo; default
             :data:`DEFAULT_COMPENSATION_RETRY` (three tries).
         uncertain: What :func:`recover` does when the journal says ``run``
-            started but not how it ended (the process died meanwhile):
-            ``"compensate"`` (default: call ``compensate`` with
+            started but not how it ended (the process died meanwhile): an
+            :class:`Uncertain` (or its value as a string).
+            ``Uncertain.COMPENSATE`` (default: call ``compensate`` with
             ``ctx.result`` None, so it must cope with work that may not have
-            happened) or ``"skip"`` (leave it: ``run`` has no lasting effect
-            unless it completed, e.g. it commits atomically at its very end).
+            happened; a resumed run then runs the act again),
+            ``Uncertain.RETRY`` (a resumed run runs it again under the same
+            idempotency key; a rollback compensates it) or
+            ``Uncertain.SKIP`` (a rollback leaves it: ``run`` has no lasting
+            effect unless it completed; a resumed run runs it again).
 
     Raises:
         TypeError: a sync ``run``/``compensate``, wrong argument types.
@@ -88,7 +126,7 @@ class Act:
     retry: RetryPolicy | None
     compensation_timeout: float | None
     compensation_retry: RetryPolicy | None
-    uncertain: Literal["compensate", "skip"]
+    uncertain: Uncertain
 
     def __init__(
         self,
@@ -100,7 +138,7 @@ class Act:
         retry: RetryPolicy | None = None,
         compensation_timeout: float | None = None,
         compensation_retry: RetryPolicy | None = None,
-        uncertain: Literal["compensate", "skip"] = "compensate",
+        uncertain: Uncertain | str = Uncertain.COMPENSATE,
     ) -> None:
         check_name(name)
         if run is None:
@@ -114,7 +152,9 @@ class Act:
         )
         _check_retry(retry, "retry")
         _check_retry(compensation_retry, "compensation_retry")
-        check_choice(uncertain, ("compensate", "skip"), f"Act {name!r}: uncertain")
+        if not isinstance(uncertain, Uncertain):
+            check_choice(uncertain, _UNCERTAIN, f"Act {name!r}: uncertain")
+            uncertain = Uncertain(uncertain)
         self.__attrs_init__(
             name,
             run,
@@ -173,18 +213,28 @@ class Scene:
         name: No ``/``; unique among its siblings.
         steps: Acts, Scenes and Choruses (names unique). Empty is a no-op.
         saga: Whether a failure inside rolls the completed steps back.
+        on_crash: For a run's top scene: what :func:`recover` does if the
+            process running it died (:attr:`OnCrash.ROLL_BACK`, the default,
+            or :attr:`OnCrash.RESUME`). A nested scene goes with its run.
     """
 
     name: str
     steps: tuple[Step, ...]
     saga: bool
+    on_crash: OnCrash
 
     def __init__(
-        self, name: str, steps: Iterable[Step] = (), *, saga: bool = False
+        self,
+        name: str,
+        steps: Iterable[Step] = (),
+        *,
+        saga: bool = False,
+        on_crash: OnCrash = OnCrash.ROLL_BACK,
     ) -> None:
         check_name(name)
         check_bool(saga, f"Scene {name!r}: saga")
-        self.__attrs_init__(name, _check_steps("Scene", name, steps), saga)
+        check_type(on_crash, OnCrash, f"Scene {name!r}: on_crash")
+        self.__attrs_init__(name, _check_steps("Scene", name, steps), saga, on_crash)
 
 
 @final

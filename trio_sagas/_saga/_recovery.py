@@ -33,10 +33,11 @@ from ._journal import (
     RunRecord,
     RunStatus,
 )
-from ._model import Scene
+from ._model import OnCrash, Scene
 from ._recorder import JournalRecorder
 from ._records import SagaResult
 from ._replay import Replay, ReplayMismatch
+from ._resume import resume_claimed
 from ._runner import Runner
 
 HELD_ELSEWHERE: Final = (
@@ -138,8 +139,11 @@ async def roll_back_claimed(
     emitter: Emitter,
     manual: bool,
     entries: tuple[JournalEntry, ...] | None = None,
+    previous_owner: str | None = None,
 ) -> SagaResult:
-    """Roll back one run this worker claimed; write its final status.
+    """Roll back one run this worker claimed -- or, if its scene says
+    :attr:`OnCrash.RESUME` and it was not failing, go on with it
+    (:func:`resume_claimed`); write its final status.
 
     *entries*, read before the claim, are used if the run's ``last_seq``
     says nobody wrote since (saving a read); else they are read again.
@@ -169,6 +173,18 @@ async def roll_back_claimed(
                 retry_failed=manual,
             )
             state = None if record.state is None else replay.decoded(record.state)
+            if not manual and scene.on_crash is OnCrash.RESUME and replay.resumable():
+                return await resume_claimed(
+                    journal,
+                    fence,
+                    scene,
+                    replay,
+                    state,
+                    first_seq=entries[-1].seq + 1 if entries else 0,
+                    deps=deps,
+                    emitter=emitter,
+                    previous_owner=previous_owner,
+                )
             recorder = JournalRecorder(
                 run_id,
                 emitter,
@@ -337,6 +353,7 @@ async def _recover_one(
             emitter=emitter,
             manual=False,
             entries=entries,
+            previous_owner=record.owner,
         )
     except ReplayMismatch as exc:
         return SkippedRun(record.run_id, record.scene, str(exc))
