@@ -80,7 +80,10 @@ class RecoveryReport:
     Attributes:
         results: One :class:`SagaResult` per run rolled back (status FAILED,
             ``error`` a :exc:`RecordedFailure`, ``compensation`` and
-            ``events`` those of this recovery only).
+            ``events`` those of this recovery only) or resumed (a scene with
+            ``on_crash=OnCrash.RESUME``: the result of the rest of the run,
+            SUCCEEDED if it finished; ``events`` from its
+            :class:`RunResumed`).
         skipped: Runs left alone: scenes not passed in, scene definitions
             that do not match the journal, runs held by a live worker
             (:data:`HELD_ELSEWHERE`), runs claimed too often.
@@ -239,12 +242,14 @@ async def recover(
     observer: Observer | None = None,
     stale_after: float = 0.0,
 ) -> RecoveryReport:
-    """Roll back every run the journal says is still RUNNING.
+    """Roll back (or resume) every run the journal says is still RUNNING.
 
     Call it when a process starts, with the same scene definitions the
     crashed process used. Each run is first *claimed* -- possible only once
     the lease of the worker that ran it has lapsed -- then rolled back as
-    described in :doc:`durable`, under this worker's lease. Several calls at
+    described in :doc:`durable`, under this worker's lease; a run whose top
+    scene says ``on_crash=OnCrash.RESUME`` and that was not failing is
+    finished instead (completed acts restored, not run again). Several calls at
     once (in one process or many) split the work: each run is rolled back by
     one of them, and the others report it in ``skipped`` with the reason
     :data:`HELD_ELSEWHERE`. Runs are rolled back concurrently, at most
