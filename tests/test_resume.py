@@ -27,8 +27,10 @@ from trio_sagas import (
     StepContext,
     Uncertain,
     recover,
+    render_timeline,
     run_scene,
     run_worker,
+    timeline_spans,
 )
 
 from .helpers import Declined
@@ -448,3 +450,39 @@ def test_resume_property(children: list[tuple[Any, ...]], cut: float) -> None:
     assert len(second.undone) == len(set(second.undone)), "an act was undone twice"
     assert set(second.undone) == everything
     assert result.state == {}
+
+
+async def test_timeline_shows_both_processes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The journal's entries of a resumed run draw both processes' work: the
+    dead one's, the cut-short act, a mark, then the new one's."""
+    journal = await crashed_at(order(Shop(), uncertain=Uncertain.RETRY), 8)
+    (result,) = await recover(journal, [order(Shop(), uncertain=Uncertain.RETRY)])
+    assert result.ok
+    spans = timeline_spans(await journal.events("r"))
+    (owner,) = [
+        e.data["owner"] for e in await journal.events("r") if e.kind == "RunResumed"
+    ]
+    drawn = [(s.label, s.kind, s.status.name) for s in spans]
+    assert drawn == [
+        ("order/a", "run", "SUCCEEDED"),
+        ("order/pack/b1", "run", "SUCCEEDED"),
+        ("order/pack/b2", "run", "SUCCEEDED"),
+        ("order/ship/c1", "run", "SUCCEEDED"),
+        ("order/ship/c2", "run", "SUCCEEDED"),
+        ("order/d", "run", "CANCELLED"),  # cut short by the crash
+        (f"resumed by {owner}", "skip", "SKIPPED"),
+        ("order/d", "undo", "SUCCEEDED"),  # uncertain: undone, then run again
+        ("order/d", "run", "SUCCEEDED"),
+        ("order/e", "run", "SUCCEEDED"),
+    ]
+    # The new process's clock goes on from the dead one's last write (6 s).
+    assert [(s.start, s.end) for s in spans[5:]] == [
+        (6.0, 6.0),
+        (6.0, 6.0),
+        (6.0, 6.0),
+        (6.0, 7.0),
+        (7.0, 8.0),
+    ]
+    assert f"resumed by {owner}" in render_timeline(await journal.events("r"))
