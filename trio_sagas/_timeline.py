@@ -146,7 +146,7 @@ def _from_journal(entries: Sequence[JournalEntry]) -> list[Span]:
             open_undos.clear()
             process += 1
             shift = last - entry.at
-            owner = entry.data.get("owner")
+            owner = str(entry.data.get("owner"))[:8]  # enough to tell workers apart
             mark = Span(f"resumed by {owner}", last, last, Status.SKIPPED, "skip")
             spans.append((process, mark))
         at = entry.at + shift
