@@ -9,6 +9,7 @@ import itertools
 from collections import Counter
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -486,3 +487,53 @@ async def test_timeline_shows_both_processes(
         (7.0, 8.0),
     ]
     assert f"resumed by {owner}" in render_timeline(await journal.events("r"))
+
+
+async def test_cancelled_resume_rolls_back_and_raises_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """recover() cancelled while a resumed run goes on: a bare Cancelled reaches
+    the caller after every completed act was undone (a run cancelled from
+    outside rolls back, resumed or not)."""
+    journal = await crashed_at(order(Shop(), uncertain=Uncertain.RETRY), 6)
+    before = [e.step for e in await journal.events("r") if e.kind == "ActCompleted"]
+    assert before  # some acts completed before the crash
+    second = Shop()
+    with trio.move_on_after(1.5) as scope:  # the resumed run is mid-step then
+        await recover(journal, [order(second, uncertain=Uncertain.RETRY)])
+    assert scope.cancelled_caught
+    (run,) = await journal.runs()
+    assert run.status is RunStatus.COMPENSATED
+    assert journal.codec.decode(run.state) == {}  # type: ignore[arg-type]
+    assert {f"r/{p}#compensate" for p in before} <= set(second.undos())
+    # Only an uncertain act (Uncertain.COMPENSATE) is undone twice: its
+    # uncertain try before it ran again, and that run in the rollback.
+    entries = await journal.events("r")
+    resumed = next(e for e in entries if e.kind == "RunResumed")
+    (uncertain,) = resumed.data["uncertain"]
+    twice = [k for k, n in Counter(second.undos()).items() if n > 1]
+    assert twice in ([], [f"r/{uncertain}#compensate"])
+
+
+async def test_failed_undo_of_an_uncertain_act_fails_the_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Uncertain.COMPENSATE whose undo fails for good: the act is not run again;
+    the run fails there and rolls back what completed; NEEDS_INTERVENTION."""
+    journal = await crashed_at(order(Shop()), 2)  # a uncertain
+
+    async def broken(ctx: StepContext, state: object) -> None:
+        raise RuntimeError("cannot undo")
+
+    second = Shop()
+    scene = order(second)
+    first = scene.steps[0]
+    assert isinstance(first, Act)
+    a = attrs.evolve(first, compensate=broken, compensation_retry=ONCE)
+    scene = Scene("order", [a, *scene.steps[1:]], saga=True, on_crash=OnCrash.RESUME)
+    (result,) = await recover(journal, [scene])
+    assert not result.ok
+    assert result.failed_step == "order/a"
+    assert second.runs() == []
+    (run,) = await journal.runs()
+    assert run.status is RunStatus.NEEDS_INTERVENTION

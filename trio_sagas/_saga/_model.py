@@ -73,7 +73,8 @@ class Uncertain(enum.StrEnum):
 
     COMPENSATE = "compensate"
     """Call ``compensate`` (``ctx.result`` None), as if it had completed; a
-    resumed run then runs the act again from scratch."""
+    resumed run then runs the act again, under the same key (so not for a
+    ``run`` the far side deduplicates by key: use RETRY there)."""
     RETRY = "retry"
     """A resumed run runs the act again under the same
     ``ctx.idempotency_key`` (for a ``run`` the far side deduplicates by key);
