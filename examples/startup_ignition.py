@@ -1,23 +1,37 @@
 """Start a small web service with trio_sagas.Ignition and print what happened.
 
-The service needs a database (critical), a Redis bundle (critical connection,
-optional warmup), a search index (optional) and then an HTTP server, which is
-a *service*: it is ready once it calls ``task_status.started()`` and keeps
-serving in our nursery. Redis refuses the connection, so the whole Redis
-bundle stops at once and everything that depends on it is skipped, while the
-rest of the startup goes on. Runs on a virtual clock, so it finishes at once
-and the times printed are exact.
+The service needs a database (critical), a journal (an async context
+manager, entered as a service), a Redis bundle (critical connection,
+optional warmup), a search index (optional), a feature-flag check that is
+retried until the flag server answers, and then an HTTP server, which is a
+*service*: it is ready once it calls ``task_status.started()`` and keeps
+serving in our nursery. The HTTP server receives the database connection and
+the journal the signals it depends on started (``deps``). Redis refuses the
+connection, so the whole Redis bundle stops at once and everything that
+depends on it is skipped, while the rest of the startup goes on. On shutdown
+the HTTP server stops first and the journal closes after it. Runs on a
+virtual clock, so it finishes at once and the times printed are exact.
 
 Run: ``python examples/startup_ignition.py``
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
 import trio
 import trio.testing
 
 import trio_sagas
-from trio_sagas import CancellationScope, ExecutionMode, Ignition, IgnitionPolicy
+from trio_sagas import (
+    CancellationScope,
+    ExecutionMode,
+    Ignition,
+    IgnitionPolicy,
+    RetryPolicy,
+)
 
 
 async def connect_database(url: str) -> str:
@@ -48,14 +62,57 @@ async def sessions_ready() -> None:
     await trio.sleep(0.1)
 
 
+class Journal:
+    """Stands in for a durable journal: it must outlive its writers."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.closed = False
+
+    def append(self, record: str) -> None:
+        if self.closed:
+            raise RuntimeError(f"journal {self.path} is closed")
+        print(f"[{trio.current_time():5.2f}s] journal <- {record}")
+
+
+@asynccontextmanager
+async def open_journal(path: str) -> AsyncIterator[Journal]:
+    await trio.sleep(0.4)
+    journal = Journal(path)
+    try:
+        yield journal
+    finally:
+        journal.closed = True
+        print(f"[{trio.current_time():5.2f}s] journal closed")
+
+
+flag_server_calls = 0
+
+
+async def load_feature_flags() -> int:
+    global flag_server_calls
+    flag_server_calls += 1
+    await trio.sleep(0.1)
+    if flag_server_calls < 3:
+        raise ConnectionError("flag server starting up")
+    return 42
+
+
 async def http_server(
-    port: int, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    port: int,
+    *,
+    deps: Mapping[str, Any],
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    journal: Journal = deps["journal"]
     await trio.sleep(0.2)
-    task_status.started(f"http://0.0.0.0:{port}")
+    task_status.started(f"http://0.0.0.0:{port} ({deps['database']})")
     try:
         await trio.sleep_forever()
     finally:
+        with trio.CancelScope(shield=True):
+            await trio.sleep(0.5)  # drain in-flight requests
+            journal.append("in-flight orders drained")
         print(f"[{trio.current_time():5.2f}s] http server shut down")
 
 
@@ -87,7 +144,20 @@ async def main() -> None:
     ignition.add("redis-warmup", warm_redis, scope=redis)
     ignition.add("sessions", sessions_ready, depends_on=["redis"])
     ignition.add("search-index", load_search_index, timeout=2.5)
-    ignition.add("http", http_server, 8080, depends_on=["migrations"], timeout=1)
+    ignition.add_context("journal", open_journal, "sagas.db")
+    ignition.add(
+        "feature-flags",
+        load_feature_flags,
+        timeout=3,
+        retry=RetryPolicy(max_attempts=5, initial_backoff=0.25),
+    )
+    ignition.add(
+        "http",
+        http_server,
+        8080,
+        depends_on=["migrations", "journal", "database"],
+        timeout=1,
+    )
 
     async with trio.open_nursery() as nursery:
         result = await ignition.run(nursery=nursery)
@@ -97,6 +167,10 @@ async def main() -> None:
         http = result.outcomes["http"]
         if http.ok:
             print(f"serving on {http.value}; degraded: {not result.ok}")
+        flags = result.outcomes["feature-flags"]
+        tries = flags.attributes["attempts"]  # one record per try
+        if isinstance(tries, tuple):
+            print(f"feature flags: {flags.value} after {len(tries)} tries")
         # ... serve for a while, then shut down.
         await trio.sleep(60)
         nursery.cancel_scope.cancel(reason="example finished")

@@ -73,3 +73,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         test = getattr(item, "obj", None)
         if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(test):
             item.obj = _guarded(test)
+
+
+# The session's throwaway PostgreSQL server (tests/pg_server.py).
+from .pg_server import pg_server as pg_server  # noqa: E402

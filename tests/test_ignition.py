@@ -1180,22 +1180,36 @@ async def test_raising_observer_is_isolated(
     ("kwargs", "error", "match"),
     [
         ({"mode": "parallel"}, TypeError, "mode must be an ExecutionMode"),
-        ({"policy": "best_effort"}, TypeError, "policy must be an IgnitionPolicy"),
+        ({"mode": None}, TypeError, "mode must be an ExecutionMode .*got None"),
+        ({"policy": "best_effort"}, TypeError, "policy must be one of IgnitionPolicy"),
+        ({"policy": None}, TypeError, "policy must be one of .*got None"),
         ({"stage_policy": IgnitionPolicy.FAIL_FAST}, TypeError, "stage_policy"),
         ({"global_timeout": 0}, ValueError, "global_timeout must be > 0"),
-        ({"global_timeout": -1}, ValueError, "global_timeout"),
-        ({"global_timeout": math.nan}, ValueError, "global_timeout"),
-        ({"global_timeout": "5"}, TypeError, "global_timeout"),
-        ({"early_promotion_threshold": 0}, ValueError, r"in \(0, 1\], got 0"),
-        ({"early_promotion_threshold": 1.5}, ValueError, r"in \(0, 1\], got 1.5"),
+        ({"global_timeout": -1}, ValueError, "global_timeout must be > 0.*got -1"),
+        ({"global_timeout": math.nan}, ValueError, "global_timeout.*got nan"),
+        ({"global_timeout": math.inf}, ValueError, "global_timeout must be a finite"),
+        ({"global_timeout": "5"}, TypeError, "global_timeout.*got '5'"),
+        ({"early_promotion_threshold": 0}, ValueError, r"0 < x <= 1, got 0"),
+        ({"early_promotion_threshold": 1.5}, ValueError, r"0 < x <= 1, got 1.5"),
+        ({"early_promotion_threshold": -0.5}, ValueError, r"got -0.5"),
+        ({"early_promotion_threshold": math.nan}, ValueError, "threshold.*got nan"),
         ({"early_promotion_threshold": "1"}, TypeError, "early_promotion_threshold"),
-        ({"max_parallelism": 0}, ValueError, "max_parallelism must be >= 1, got 0"),
+        (
+            {"max_parallelism": 0},
+            ValueError,
+            "max_parallelism must be an int >= 1, got 0",
+        ),
+        ({"max_parallelism": -3}, ValueError, "max_parallelism.*got -3"),
         ({"max_parallelism": 1.5}, TypeError, "max_parallelism"),
+        ({"max_parallelism": "3"}, TypeError, "max_parallelism.*got '3'"),
+        ({"max_parallelism": True}, TypeError, "max_parallelism.*got True"),
         (
             {"cancel_dependents_on_failure": 1},
             TypeError,
             "cancel_dependents_on_failure",
         ),
+        ({"cancel_on_global_timeout": None}, TypeError, "cancel_on_global_timeout"),
+        ({"cancel_individual_on_timeout": "yes"}, TypeError, "individual"),
         ({"observer": 3}, TypeError, "observer"),
     ],
 )
@@ -1233,6 +1247,20 @@ def test_add_validation() -> None:
         ignition.add("b", ok, 1, timeout=0)
     with pytest.raises(ValueError, match="timeout must be > 0 seconds, got -2"):
         ignition.add("b", ok, 1, timeout=-2)
+    with pytest.raises(ValueError, match="timeout must be > 0 seconds, got nan"):
+        ignition.add("b", ok, 1, timeout=math.nan)
+    with pytest.raises(ValueError, match=r"timeout must be a finite number .* got inf"):
+        ignition.add("b", ok, 1, timeout=math.inf)
+    with pytest.raises(TypeError, match="timeout must be a number of seconds"):
+        ignition.add("b", ok, 1, timeout="1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="name must be a str, got None"):
+        ignition.add(None, ok, 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="fn must be an async callable, got None"):
+        ignition.add("b", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cancel_scope_on_failure must be a bool"):
+        ignition.add("b", ok, 1, cancel_scope_on_failure=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="retry must be a RetryPolicy or None"):
+        ignition.add("b", ok, 1, retry=3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="dependencies only apply in"):
         ignition.add("b", ok, 1, depends_on=["a"])
     with pytest.raises(ValueError, match="stages only apply in"):
@@ -1246,11 +1274,17 @@ def test_add_validation() -> None:
     dag = Ignition(mode=ExecutionMode.DEPENDENCY_AWARE)
     with pytest.raises(TypeError, match="not the str 'a'"):
         dag.add("b", ok, 1, depends_on="a")
-    with pytest.raises(ValueError, match="names a signal twice"):
+    with pytest.raises(ValueError, match="depends_on has the name 'a' twice"):
         dag.add("b", ok, 1, depends_on=["a", "a"])
+    with pytest.raises(TypeError, match="depends_on must hold names"):
+        dag.add("b", ok, 1, depends_on=["a", 3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="depends_on must be an iterable"):
+        dag.add("b", ok, 1, depends_on=3)  # type: ignore[arg-type]
     stages = Ignition(mode=ExecutionMode.STAGED)
-    with pytest.raises(ValueError, match="stage must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="stage must be an int >= 0, got -1"):
         stages.add("b", ok, 1, stage=-1)
+    with pytest.raises(TypeError, match="stage must be an int >= 0, got '1'"):
+        stages.add("b", ok, 1, stage="1")  # type: ignore[arg-type]
     assert ignition.names == ("a",)
 
 

@@ -891,6 +891,13 @@ FAN_IN = [
 
 JOURNAL = [
     case("SQLiteJournal-path-int", lambda: ts.SQLiteJournal(3), TypeError, "path"),
+    case("PostgresJournal-dsn-int", lambda: ts.PostgresJournal(3), TypeError, "dsn"),
+    case(
+        "PostgresJournal-lease-0",
+        lambda: ts.PostgresJournal("postgresql://x", lease=0),
+        ValueError,
+        "lease",
+    ),
     case(
         "SQLiteJournal-synchronous",
         lambda: ts.SQLiteJournal(":memory:", synchronous="FAST"),
@@ -985,7 +992,7 @@ def test_every_public_callable_has_a_case() -> None:
         "CompensationReport",
         "MergedReceiveChannel",
         "OutcomeError",
-        # Type aliases, not callables one calls.
+        # Protocols describing callables, not callables one calls.
         "Classifier",
         "Observer",
     }

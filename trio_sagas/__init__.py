@@ -60,6 +60,7 @@ from ._ignition import SignalStarted as SignalStarted
 from ._ignition import StagePolicy as StagePolicy
 from ._ignition import StageResult as StageResult
 from ._ignition import StageStarted as StageStarted
+from ._journal import PostgresJournal as PostgresJournal
 from ._journal import SQLiteJournal as SQLiteJournal
 from ._logging import LoggingObserver as LoggingObserver
 from ._merge import MergedReceiveChannel as MergedReceiveChannel
@@ -110,6 +111,7 @@ from ._saga import OnCrash as OnCrash
 from ._saga import RecordedFailure as RecordedFailure
 from ._saga import RecoveryReport as RecoveryReport
 from ._saga import RunClaimedError as RunClaimedError
+from ._saga import RunDamagedError as RunDamagedError
 from ._saga import RunIdInUseError as RunIdInUseError
 from ._saga import RunNotFoundError as RunNotFoundError
 from ._saga import RunRecord as RunRecord
@@ -216,12 +218,14 @@ __all__ = (
     "OnCrash",
     "Outcome",
     "OutcomeError",
+    "PostgresJournal",
     "RecordedFailure",
     "RecoveryReport",
     "ResultRejected",
     "RetryPolicy",
     "RetryScheduled",
     "RunClaimedError",
+    "RunDamagedError",
     "RunIdInUseError",
     "RunNotFoundError",
     "RunRecord",

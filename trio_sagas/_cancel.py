@@ -151,7 +151,7 @@ class CancellationScope:
 
     @contextmanager
     def open(self) -> Iterator[trio.CancelScope]:
-        """Enter a :class:`trio.CancelScope` bound to this node.
+        """Enter a trio.CancelScope bound to this node.
 
         Usable from any task, any number of times, concurrently. If the node
         is already cancelled the scope is cancelled at once, so the first

@@ -21,6 +21,7 @@ from ._errors import SagaError as SagaError  # its old home; import it from _err
 from ._outcome import Outcome
 from ._retry import RetryPolicy
 from ._retry import run_attempts as run_attempts  # moved; importable here too
+from ._util import documented_constant
 from ._validate import (
     check_async,
     check_label,
@@ -48,17 +49,20 @@ _RUNNING: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
     "trio_sagas_running_compensations", default=frozenset()
 )
 
-DEFAULT_COMPENSATION_TIMEOUT = 30.0
-"""Seconds one try of a compensation action may take when no timeout is given.
+DEFAULT_COMPENSATION_TIMEOUT = documented_constant(
+    30.0,
+    "DEFAULT_COMPENSATION_TIMEOUT",
+    """Seconds one try of a compensation action may take when no timeout is given (30.0).
 
-Compensation is always bounded so that a hung rollback cannot hang the
-program; pass ``timeout=math.inf`` to opt out explicitly.
-"""
+    Compensation is always bounded so that a hung rollback cannot hang the
+    program; pass ``timeout=math.inf`` to opt out explicitly.
+    """,
+)
 
 
 @final
 class CompensationPolicy(enum.Enum):
-    """How a :class:`CompensationScope` runs its actions."""
+    """How a CompensationScope runs its actions."""
 
     SEQUENTIAL_REVERSE = "sequential_reverse"
     """One at a time, last registered first (the default)."""

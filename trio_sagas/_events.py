@@ -16,8 +16,8 @@ does, ``emitter.enabled`` is False and the component builds no event at all
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import TypeAlias, final
+from collections.abc import Sequence
+from typing import Protocol, final
 
 import attrs
 
@@ -35,8 +35,17 @@ class Event:
     at: float
 
 
-Observer: TypeAlias = Callable[[Event], object]
-"""A sync callable receiving every event; its return value is ignored."""
+class Observer(Protocol):
+    """A sync callable receiving every event; its return value is ignored.
+
+    Any function or object with a matching ``__call__`` is an observer:
+    ``def observer(event: trio_sagas.Event) -> None``. It must not block; one
+    that raises is logged on the ``trio_sagas`` logger and the run goes on.
+    Combine several with :func:`observers`.
+    """
+
+    def __call__(self, event: Event, /) -> object:
+        """Receive one event record."""
 
 
 def _deliver(observer: Observer, event: Event) -> None:

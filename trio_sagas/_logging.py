@@ -77,7 +77,7 @@ def describe_event(event: Event, fields: Mapping[str, Any]) -> str:
 
 @final
 class LoggingObserver:
-    """An observer writing every event to a :class:`logging.Logger`.
+    """An observer writing every event to a logging.Logger.
 
     Args:
         logger: Where to write; default the ``trio_sagas.events`` logger.

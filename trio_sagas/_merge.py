@@ -61,7 +61,7 @@ def take_leftovers(
 @final
 @attrs.frozen
 class MergeStatistics:
-    """A snapshot of an :func:`open_merge` channel.
+    """A snapshot of an open_merge() channel.
 
     Attributes:
         sources: How many source channels were merged.
@@ -81,7 +81,7 @@ class MergeStatistics:
 
 @final
 class MergedReceiveChannel(trio.abc.ReceiveChannel[tuple[int, T]]):
-    """The channel :func:`open_merge` yields: ``(source_index, item)`` pairs.
+    """The channel open_merge() yields: ``(source_index, item)`` pairs.
 
     ``receive`` raises :exc:`trio.EndOfChannel` once every source is
     exhausted, or re-raises the first source error (once; later calls raise
@@ -148,7 +148,7 @@ class MergedReceiveChannel(trio.abc.ReceiveChannel[tuple[int, T]]):
         self._shutdown("the merged channel was closed")
 
     async def aclose(self) -> None:
-        """Like :meth:`close`, then a checkpoint."""
+        """Like close(), then a checkpoint."""
         self.close()
         await trio.lowlevel.checkpoint()
 

@@ -152,7 +152,7 @@ class CancelCause:
 
     @classmethod
     def from_cancelled(cls, exc: BaseException | None) -> CancelCause:
-        """The external cause of a :exc:`trio.Cancelled` no scope of ours started.
+        """The external cause of a trio.Cancelled no scope of ours started.
 
         Keeps trio's own reason text (``Cancelled.reason``, e.g. the string a
         caller passed to ``cancel(reason=...)``) as the message, so the cause
@@ -230,7 +230,7 @@ _EMPTY: Mapping[str, object] = types.MappingProxyType({})
 
 @final
 class OutcomeError(Exception):
-    """Raised by :meth:`Outcome.unwrap` for an outcome with no value and no error.
+    """Raised by Outcome.unwrap() for an outcome with no value and no error.
 
     That is a CANCELLED, TIMED_OUT or SKIPPED outcome; :attr:`outcome` says why.
     """
@@ -319,7 +319,7 @@ class Outcome(Generic[T]):
         raise OutcomeError(self)
 
     def to_outcome(self) -> outcome.Outcome[T]:
-        """Convert to an :mod:`outcome` ``Value``/``Error``.
+        """Convert to an ``outcome.Value`` or ``outcome.Error``.
 
         Raises:
             OutcomeError: for an outcome with neither value nor error.
@@ -340,7 +340,7 @@ class Outcome(Generic[T]):
         finished_at: float | None = None,
         attributes: Mapping[str, object] | None = None,
     ) -> Outcome[T]:
-        """Build from an :mod:`outcome` ``Value``/``Error``.
+        """Build from an ``outcome.Value`` or ``outcome.Error``.
 
         An ``Error`` holding :exc:`trio.Cancelled` becomes CANCELLED with an
         EXTERNAL cause (nothing in the toolkit started that cancel), without

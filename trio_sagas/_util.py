@@ -6,11 +6,12 @@ Argument checks live in :mod:`trio_sagas._validate`.
 from __future__ import annotations
 
 import types
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import trio
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 class NoPublicConstructor(type):
@@ -55,6 +56,34 @@ def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:
     for objname, obj in namespace.items():
         if not objname.startswith("_"):
             fix_one(objname, objname, obj)
+
+
+def documented_constant(value: N, name: str, doc: str) -> N:
+    """*value* as an instance of a one-off subclass of its type whose docstring is *doc*.
+
+    ``help(trio_sagas.CHECK_FLOOR)`` then explains the constant instead of
+    showing float's docstring, and Sphinx's ``autodata`` reads the same text.
+    The value stays the number: it compares, hashes, formats and computes as
+    one (arithmetic returns a plain ``int``/``float``), and it copies and
+    pickles as the plain number.
+    """
+    base: type[int] | type[float] = type(value)
+    if base is not int and base is not float:
+        raise TypeError(f"value must be an int or a float, got {value!r}")
+
+    def __reduce__(self: int | float) -> tuple[type[int] | type[float], tuple[Any]]:
+        """Copy and pickle as the plain number."""
+        return base, (base(self),)
+
+    namespace = {
+        "__doc__": doc,
+        "__module__": "trio_sagas",
+        "__qualname__": name,
+        "__slots__": (),
+        "__repr__": base.__repr__,
+        "__reduce__": __reduce__,
+    }
+    return cast("N", type(name, (base,), namespace)(value))
 
 
 def contains_cancellation(exc: BaseException) -> bool:

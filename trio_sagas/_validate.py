@@ -265,8 +265,10 @@ def check_enum(value: object, enum_type: type[E], argument: str) -> E:
     """A member of *enum_type* (its value is not accepted in its place)."""
     if not isinstance(value, enum_type):
         choices = ", ".join(f"{enum_type.__name__}.{m.name}" for m in enum_type)
+        name = enum_type.__name__
+        article = "an" if name[0] in "AEIOU" else "a"
         raise TypeError(
-            f"{argument} must be a {enum_type.__name__} ({choices}), got {value!r}"
+            f"{argument} must be {article} {name} ({choices}), got {value!r}"
         )
     return value
 
@@ -380,3 +382,22 @@ def check_receive_channels(receivers: object, argument: str) -> tuple[Any, ...]:
             )
         seen.add(id(source))
     return sources
+
+
+# -- ignition --------------------------------------------------------------------
+
+
+def check_name_list(value: object, argument: str) -> tuple[str, ...]:
+    """An iterable of distinct names (a lone str is refused: it is not a list)."""
+    if isinstance(value, str):
+        raise TypeError(
+            f"{argument} must be an iterable of names, not the str {value!r}"
+        )
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{argument} must be an iterable of names, got {value!r}")
+    names = tuple(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{argument} must hold names (str), got {name!r}")
+    check_unique(names, argument)
+    return names

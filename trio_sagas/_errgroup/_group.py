@@ -58,7 +58,7 @@ _Queued = tuple[
 
 @final
 class ErrGroup(metaclass=NoPublicConstructor):
-    """A running error group; get one from :func:`open_err_group`.
+    """A running error group; get one from open_err_group().
 
     There is no public constructor: a group is only usable inside the
     ``async with`` block that owns its nursery, so ``ErrGroup(...)`` raises
@@ -258,7 +258,7 @@ class ErrGroup(metaclass=NoPublicConstructor):
         *args: *PosArgsT,
         name: str | None = None,
     ) -> None:
-        """Start ``fn(ctx, *args)`` with a child :class:`StepContext`.
+        """Start ``fn(ctx, *args)`` with a child StepContext.
 
         Ordering and misuse as for :meth:`start_soon`. The step's registered
         compensations are absorbed into the group's scope when it ends,

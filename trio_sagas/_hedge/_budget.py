@@ -14,7 +14,7 @@ from .._validate import check_enum, check_rate
 @final
 @attrs.frozen(kw_only=True)
 class TokenBucketStatistics:
-    """A snapshot of a :class:`TokenBucketBudget`.
+    """A snapshot of a TokenBucketBudget.
 
     Attributes:
         capacity: Tokens the bucket holds when full.
@@ -37,7 +37,7 @@ class TokenBucketStatistics:
 
 @final
 class TokenBucketBudget:
-    """A :class:`~trio_sagas.Budget` that takes one token per extra attempt.
+    """A Budget that takes one token per extra attempt.
 
     The bucket starts full and refills continuously on the trio clock
     (:func:`trio.current_time`), up to *capacity*. An attempt is allowed

@@ -33,7 +33,7 @@ from ._trigger import HedgeTrigger, TriggerRegistry
 
 @final
 class Executor:
-    """Runs an async operation under a :class:`~trio_sagas.RetryPolicy`, hedged.
+    """Runs an async operation under a RetryPolicy, hedged.
 
     One executor may serve any number of concurrent calls. For calls whose
     hedge trigger reads latencies (a :class:`~trio_sagas.LatencyTrigger`,

@@ -14,6 +14,7 @@ from typing import ClassVar, Protocol, final, runtime_checkable
 
 import attrs
 
+from .._util import documented_constant
 from .._validate import (
     check_fraction,
     check_int,
@@ -24,15 +25,18 @@ from .._validate import (
 )
 from ._latency import LatencyWindow
 
-CHECK_FLOOR = 0.001
-"""Seconds the executor waits at least between two trigger consultations.
+CHECK_FLOOR = documented_constant(
+    0.001,
+    "CHECK_FLOOR",
+    """Seconds the executor waits at least between two trigger consultations (0.001).
 
-It keeps a trigger that keeps answering "check again now" without launching
-anything from spinning the event loop. A trigger asking for a later check is
-consulted exactly then; one that just launched a hedge and says the next is
-due now too is consulted again at once (so ``HedgePolicy(delay=0)`` launches
-every attempt of a group at the same instant).
-"""
+    It keeps a trigger that keeps answering "check again now" without launching
+    anything from spinning the event loop. A trigger asking for a later check is
+    consulted exactly then; one that just launched a hedge and says the next is
+    due now too is consulted again at once (so ``HedgePolicy(delay=0)`` launches
+    every attempt of a group at the same instant).
+    """,
+)
 
 
 @final
@@ -204,7 +208,7 @@ class LatencyTrigger:
 
 @final
 class TriggerRegistry:
-    """Named hedge triggers an :class:`~trio_sagas.Executor` looks up.
+    """Named hedge triggers an Executor looks up.
 
     A :class:`~trio_sagas.HedgePolicy` names its trigger (``trigger="p95"``);
     the executor resolves the name here for every call.

@@ -7,14 +7,27 @@ them once; :mod:`._run` holds the state machine of that run.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVarTuple, Unpack, final
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import final
 
 import trio
 
 from .._cancel import CancellationScope
 from .._events import Observer
-from .._validate import check_async, check_name, check_sync_observer, check_timeout
+from .._retry import RetryPolicy
+from .._validate import (
+    check_async,
+    check_bool,
+    check_int,
+    check_name,
+    check_name_list,
+    check_optional_instance,
+    check_sync_callable,
+    check_timeout,
+)
+from ._graph import check_graph
 from ._records import (
     ExecutionMode,
     IgnitionPolicy,
@@ -22,9 +35,11 @@ from ._records import (
     PolicyCallable,
     StagePolicy,
 )
-from ._run import Run, Signal, policy_name
-
-PosArgsT = TypeVarTuple("PosArgsT")
+from ._run import Run
+from ._settings import Settings, policy_name
+from ._signal import Signal, keyword_parameters
+from ._tasks import enter_context
+from ._work import SignalWork
 
 
 @final
@@ -61,7 +76,7 @@ class Ignition:
         early_promotion_threshold: Fraction in (0, 1] of a stage's signals
             that must succeed before :attr:`StagePolicy.EARLY_PROMOTION`
             starts the next stage.
-        observer: Sync callable receiving :class:`SignalStarted`,
+        observer: Sync callable (or a sequence of them) receiving :class:`SignalStarted`,
             :class:`SignalCompleted`, :class:`StageStarted`,
             :class:`GlobalTimeoutReached` and :class:`IgnitionCompleted`.
 
@@ -72,20 +87,7 @@ class Ignition:
             ``max_parallelism < 1``, a threshold outside (0, 1]).
     """
 
-    __slots__ = (
-        "_cancel_dependents_on_failure",
-        "_cancel_individual_on_timeout",
-        "_cancel_on_global_timeout",
-        "_early_promotion_threshold",
-        "_global_timeout",
-        "_max_parallelism",
-        "_mode",
-        "_observer",
-        "_policy",
-        "_ran",
-        "_signals",
-        "_stage_policy",
-    )
+    __slots__ = ("_ran", "_settings", "_signals")
 
     def __init__(
         self,
@@ -99,74 +101,34 @@ class Ignition:
         max_parallelism: int | None = None,
         stage_policy: StagePolicy = StagePolicy.ALL_MUST_SUCCEED,
         early_promotion_threshold: float = 1.0,
-        observer: Observer | None = None,
+        observer: Observer | Sequence[Observer] | None = None,
     ) -> None:
-        if not isinstance(mode, ExecutionMode):
-            raise TypeError(f"mode must be an ExecutionMode, got {mode!r}")
-        if not isinstance(policy, IgnitionPolicy):
-            if not callable(policy):
-                raise TypeError(
-                    f"policy must be an IgnitionPolicy or a callable, got {policy!r}"
-                )
-            check_sync_observer(policy, "policy")
-        if not isinstance(stage_policy, StagePolicy):
-            raise TypeError(f"stage_policy must be a StagePolicy, got {stage_policy!r}")
-        for flag, value in (
-            ("cancel_on_global_timeout", cancel_on_global_timeout),
-            ("cancel_individual_on_timeout", cancel_individual_on_timeout),
-            ("cancel_dependents_on_failure", cancel_dependents_on_failure),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(f"{flag} must be a bool, got {value!r}")
-        if max_parallelism is not None:
-            if isinstance(max_parallelism, bool) or not isinstance(
-                max_parallelism, int
-            ):
-                raise TypeError(
-                    f"max_parallelism must be an int or None, got {max_parallelism!r}"
-                )
-            if max_parallelism < 1:
-                raise ValueError(
-                    f"max_parallelism must be >= 1, got {max_parallelism!r}"
-                )
-        if isinstance(early_promotion_threshold, bool) or not isinstance(
-            early_promotion_threshold, (int, float)
-        ):
-            raise TypeError(
-                "early_promotion_threshold must be a number, "
-                f"got {early_promotion_threshold!r}"
-            )
-        if not 0 < early_promotion_threshold <= 1:
-            raise ValueError(
-                "early_promotion_threshold must be in (0, 1], "
-                f"got {early_promotion_threshold!r}"
-            )
-        check_sync_observer(observer)
-        self._mode = mode
-        self._policy = policy
-        self._global_timeout = check_timeout(
-            global_timeout, "global_timeout", allow_zero=False
+        self._settings = Settings(
+            mode=mode,
+            policy=policy,
+            global_timeout=global_timeout,
+            cancel_on_global_timeout=cancel_on_global_timeout,
+            cancel_individual_on_timeout=cancel_individual_on_timeout,
+            cancel_dependents_on_failure=cancel_dependents_on_failure,
+            max_parallelism=max_parallelism,
+            stage_policy=stage_policy,
+            early_promotion_threshold=early_promotion_threshold,
+            observer=observer,
         )
-        self._cancel_on_global_timeout = cancel_on_global_timeout
-        self._cancel_individual_on_timeout = cancel_individual_on_timeout
-        self._cancel_dependents_on_failure = cancel_dependents_on_failure
-        self._max_parallelism = max_parallelism
-        self._stage_policy = stage_policy
-        self._early_promotion_threshold = float(early_promotion_threshold)
-        self._observer = observer
         self._signals: dict[str, Signal] = {}
         self._ran = False
 
     def __repr__(self) -> str:
         return (
-            f"<trio_sagas.Ignition {self._mode.name} {policy_name(self._policy)} "
+            f"<trio_sagas.Ignition {self._settings.mode.name} "
+            f"{policy_name(self._settings.policy)} "
             f"signals={len(self._signals)}>"
         )
 
     @property
     def mode(self) -> ExecutionMode:
         """How signals are scheduled."""
-        return self._mode
+        return self._settings.mode
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -176,13 +138,14 @@ class Ignition:
     def add(
         self,
         name: str,
-        fn: Callable[[Unpack[PosArgsT]], Awaitable[object]],
-        *args: *PosArgsT,
+        fn: Callable[..., Awaitable[object]],
+        *args: object,
         timeout: float | None = None,
         depends_on: Iterable[str] = (),
         stage: int = 0,
         scope: CancellationScope | None = None,
         cancel_scope_on_failure: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Add a signal: ``await fn(*args)`` is its work, its return value its value.
 
@@ -190,7 +153,12 @@ class Ignition:
         with :meth:`trio.Nursery.start` semantics: it is ready (SUCCEEDED,
         value = what it passed to ``task_status.started()``) once it calls
         ``task_status.started()``, and then keeps running in the nursery
-        passed to :meth:`run`.
+        passed to :meth:`run`. On shutdown (that nursery cancelled) a service
+        is stopped only after the signals that depend on it stopped.
+
+        A function with a ``deps`` keyword parameter receives the values its
+        dependencies succeeded with, as a read-only mapping by name (a
+        service's value is what it passed to ``task_status.started()``).
 
         Args:
             name: Unique among this ignition's signals; non-empty, no ``/``.
@@ -198,7 +166,8 @@ class Ignition:
             *args: Positional arguments for *fn*.
             timeout: Seconds from the signal's start until it is TIMED_OUT
                 (hard or soft per ``cancel_individual_on_timeout``); for a
-                service, until it must be ready. None: no per-signal limit.
+                service, until it must be ready; with *retry*, for every try
+                and backoff together. None: no per-signal limit.
             depends_on: Names of signals that must succeed before this one
                 starts (DEPENDENCY_AWARE mode only). They may be added later;
                 :meth:`run` checks them.
@@ -209,6 +178,11 @@ class Ignition:
             cancel_scope_on_failure: When this signal fails or times out,
                 cancel *scope* (``STEP_FAILED`` / ``STEP_TIMEOUT``,
                 ``triggered_by`` = *name*). Needs a *scope*.
+            retry: Call *fn* again after it raised, per this
+                :class:`~trio_sagas.RetryPolicy` (backoff on the trio clock);
+                the outcome's ``attributes`` are those of the retry loop
+                (``"attempts"``: a record per try, as everywhere). Not
+                for services.
 
         Raises:
             TypeError: *fn* is not an async function, or an argument has the
@@ -217,99 +191,137 @@ class Ignition:
                 the mode does not use.
             RuntimeError: the ignition already ran.
         """
+        check_async(fn, "fn")
+        keywords = keyword_parameters(fn)
+        self._add(
+            name,
+            fn,
+            args,
+            service="task_status" in keywords,
+            wants_deps="deps" in keywords,
+            timeout=timeout,
+            depends_on=depends_on,
+            stage=stage,
+            scope=scope,
+            cancel_scope_on_failure=cancel_scope_on_failure,
+            retry=retry,
+        )
+
+    def add_context(
+        self,
+        name: str,
+        factory: Callable[..., AbstractAsyncContextManager[object]],
+        *args: object,
+        timeout: float | None = None,
+        depends_on: Iterable[str] = (),
+        stage: int = 0,
+        scope: CancellationScope | None = None,
+        cancel_scope_on_failure: bool = False,
+    ) -> None:
+        """Add a service that is an async context manager, e.g. a journal.
+
+        ``factory(*args)`` (plus ``deps=`` when it takes a ``deps`` keyword)
+        builds the context manager; the service is ready — SUCCEEDED, with
+        the value ``__aenter__`` returned — once it is entered, and it stays
+        entered in the nursery passed to :meth:`run` until that nursery is
+        cancelled. Its ``__aexit__`` then runs only after every signal that
+        depends on it stopped. The arguments are those of :meth:`add`.
+
+        Raises:
+            TypeError: *factory* is not callable (or is an async function),
+                or an argument has the wrong type.
+            ValueError: as for :meth:`add`.
+            RuntimeError: the ignition already ran.
+        """
+        check_sync_callable(factory, "factory")
+        self._add(
+            name,
+            functools.partial(enter_context, factory),
+            args,
+            service=True,
+            wants_deps="deps" in keyword_parameters(factory),
+            timeout=timeout,
+            depends_on=depends_on,
+            stage=stage,
+            scope=scope,
+            cancel_scope_on_failure=cancel_scope_on_failure,
+            retry=None,
+        )
+
+    def _add(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+        *,
+        service: bool,
+        wants_deps: bool,
+        timeout: float | None,
+        depends_on: Iterable[str],
+        stage: int,
+        scope: CancellationScope | None,
+        cancel_scope_on_failure: bool,
+        retry: RetryPolicy | None,
+    ) -> None:
         if self._ran:
             raise RuntimeError("cannot add signals to an Ignition that already ran")
         check_name(name)
         if name in self._signals:
             raise ValueError(f"name {name!r} is already used by another signal")
-        check_async(fn, "fn")
-        seconds = check_timeout(timeout, "timeout", allow_zero=False)
-        if isinstance(depends_on, str):
-            raise TypeError(
-                f"depends_on must be an iterable of signal names, not the str {depends_on!r}"
-            )
-        deps = tuple(depends_on)
-        for dep in deps:
-            if not isinstance(dep, str):
-                raise TypeError(f"depends_on must hold signal names, got {dep!r}")
-        if len(set(deps)) != len(deps):
-            raise ValueError(f"depends_on of {name!r} names a signal twice: {deps!r}")
-        if deps and self._mode is not ExecutionMode.DEPENDENCY_AWARE:
+        # None is "no limit", so infinity is refused rather than a second spelling.
+        seconds = check_timeout(timeout, "timeout", allow_zero=False, allow_inf=False)
+        deps = check_name_list(depends_on, "depends_on")
+        mode = self._settings.mode
+        if deps and mode is not ExecutionMode.DEPENDENCY_AWARE:
             raise ValueError(
                 f"depends_on={deps!r} given for {name!r}, but dependencies only "
-                f"apply in ExecutionMode.DEPENDENCY_AWARE (mode is {self._mode.name})"
+                f"apply in ExecutionMode.DEPENDENCY_AWARE (mode is {mode.name})"
             )
-        if isinstance(stage, bool) or not isinstance(stage, int):
-            raise TypeError(f"stage must be an int, got {stage!r}")
-        if stage < 0:
-            raise ValueError(f"stage must be >= 0, got {stage!r}")
-        if stage != 0 and self._mode is not ExecutionMode.STAGED:
+        check_int(stage, "stage", minimum=0)
+        if stage != 0 and mode is not ExecutionMode.STAGED:
             raise ValueError(
                 f"stage={stage!r} given for {name!r}, but stages only apply in "
-                f"ExecutionMode.STAGED (mode is {self._mode.name})"
+                f"ExecutionMode.STAGED (mode is {mode.name})"
             )
-        if scope is not None and not isinstance(scope, CancellationScope):
-            raise TypeError(f"scope must be a CancellationScope or None, got {scope!r}")
-        if not isinstance(cancel_scope_on_failure, bool):
-            raise TypeError(
-                f"cancel_scope_on_failure must be a bool, got {cancel_scope_on_failure!r}"
-            )
+        check_optional_instance(scope, CancellationScope, "scope")
+        check_bool(cancel_scope_on_failure, "cancel_scope_on_failure")
         if cancel_scope_on_failure and scope is None:
             raise ValueError(
                 f"cancel_scope_on_failure=True given for {name!r} without a scope"
             )
+        check_optional_instance(retry, RetryPolicy, "retry")
+        if retry is not None and retry.hedge is not None:
+            raise ValueError(
+                f"retry.hedge={retry.hedge!r} given for {name!r}: a signal is "
+                "retried, never hedged (use a RetryPolicy without hedge)"
+            )
+        if retry is not None and service:
+            raise ValueError(
+                f"retry given for the service {name!r}: a service is started "
+                "once; retry the check inside it, or make it a plain signal"
+            )
         self._signals[name] = Signal(
             name=name,
             fn=fn,
-            args=tuple(args),
+            args=args,
             timeout=seconds,
             depends_on=deps,
             stage=stage,
             scope=scope,
             cancel_scope_on_failure=cancel_scope_on_failure,
+            retry=retry,
+            service=service,
+            wants_deps=wants_deps,
             index=len(self._signals),
         )
-
-    def _check_graph(self) -> None:
-        """Unknown dependencies and cycles, in O(signals + edges)."""
-        signals = self._signals
-        for sig in signals.values():
-            for dep in sig.depends_on:
-                if dep not in signals:
-                    raise ValueError(
-                        f"signal {sig.name!r} depends on unknown signal {dep!r}"
-                    )
-        # Iterative depth-first search; colour 1 = on the current path. Reset
-        # first: a run() refused earlier may have left colours behind.
-        for sig in signals.values():
-            sig.color = 0
-        for root in signals.values():
-            if root.color:
-                continue
-            root.color = 1
-            path = [root]
-            stack = [iter(root.depends_on)]
-            while stack:
-                dep_name = next(stack[-1], None)
-                if dep_name is None:
-                    path.pop().color = 2
-                    stack.pop()
-                    continue
-                node = signals[dep_name]
-                if node.color == 1:
-                    names = [s.name for s in path[path.index(node) :]]
-                    cycle = " -> ".join(repr(n) for n in [*names, node.name])
-                    raise ValueError(f"dependency cycle: {cycle}")
-                if node.color == 0:
-                    node.color = 1
-                    path.append(node)
-                    stack.append(iter(node.depends_on))
 
     async def run(self, *, nursery: trio.Nursery | None = None) -> IgnitionResult:
         """Run every signal once and return what each one did.
 
         Returns when every signal's outcome is decided, or at the global
-        timeout at the latest. Without *nursery*, every task it started has
+        timeout at the latest. Cancelled from outside, it cancels every
+        signal it started (ready services excepted) and raises a plain
+        :exc:`trio.Cancelled`, never an exception group of them. Without *nursery*, every task it started has
         ended when it returns (signals still running after a soft timeout are
         cancelled then). With *nursery*, signals run in it: services keep
         running there once ready, and signals still running after a soft
@@ -317,7 +329,8 @@ class Ignition:
 
         Args:
             nursery: A nursery for the signals' tasks to live in; required
-                when a signal is a service.
+                when a signal is a service. When it is cancelled, the
+                services in it stop in reverse dependency order.
 
         Returns:
             The :class:`IgnitionResult`.
@@ -334,7 +347,7 @@ class Ignition:
             raise RuntimeError("an Ignition runs once; build a new one to run again")
         if nursery is not None and not isinstance(nursery, trio.Nursery):
             raise TypeError(f"nursery must be a trio.Nursery or None, got {nursery!r}")
-        self._check_graph()
+        check_graph({name: sig.depends_on for name, sig in self._signals.items()})
         if nursery is None:
             services = [s.name for s in self._signals.values() if s.service]
             if services:
@@ -343,4 +356,5 @@ class Ignition:
                     "keep running once ready: pass run(nursery=...) for them to run in"
                 )
         self._ran = True
-        return await Run(self, nursery).execute()
+        run = Run(self._settings, self._signals, nursery)
+        return await run.execute(SignalWork(run))

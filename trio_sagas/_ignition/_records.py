@@ -14,7 +14,7 @@ from .._outcome import CancelCause, Outcome, Status
 
 @final
 class ExecutionMode(enum.Enum):
-    """How an :class:`Ignition` schedules its signals."""
+    """How an Ignition schedules its signals."""
 
     PARALLEL = "parallel"
     """Every signal starts at once (bounded by ``max_parallelism``)."""
@@ -50,7 +50,7 @@ PolicyCallable: TypeAlias = Callable[[Outcome[Any], Mapping[str, Outcome[Any]]],
 
 @final
 class StagePolicy(enum.Enum):
-    """When the next stage of an :attr:`ExecutionMode.STAGED` run starts."""
+    """When the next stage of an ExecutionMode.STAGED run starts."""
 
     ALL_MUST_SUCCEED = "all_must_succeed"
     """Once the stage is over and every signal of it succeeded."""
@@ -101,7 +101,7 @@ def _detail(outcome: Outcome[Any]) -> str:
 @final
 @attrs.frozen(kw_only=True)
 class IgnitionResult:
-    """Everything one :meth:`Ignition.run` decided.
+    """Everything one Ignition.run() decided.
 
     ``str(result)`` is :meth:`summary`, the table an operator prints at
     startup.

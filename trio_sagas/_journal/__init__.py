@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._postgres import PostgresJournal
 from ._sqlite import SQLiteJournal
 
-__all__ = ["SQLiteJournal"]
+__all__ = ["PostgresJournal", "SQLiteJournal"]

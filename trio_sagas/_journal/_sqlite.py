@@ -1,27 +1,31 @@
 """SQLiteJournal: the embedded default journal (stdlib :mod:`sqlite3`).
 
-One connection per journal, used by one worker thread at a time: every call
-runs in :func:`trio.to_thread.run_sync` through a capacity-1 limiter, so the
-event loop never waits on the disk and calls never interleave inside SQLite.
-A thread call is not abandoned when its caller is cancelled: a write that
-began finishes (or fails) before the cancellation is delivered, so the
-caller always knows whether it happened.
+Two connections per journal. Writes go through one writer thread that owns
+the write connection and commits whatever is queued as one transaction,
+each write in its own savepoint (group commit, see :mod:`._writer`); reads
+use their own connection in :func:`trio.to_thread.run_sync` and never wait
+behind queued writes (WAL mode: readers see the last commit). The event
+loop never waits on the disk, and a write that began is never abandoned
+when its caller is cancelled: the caller always knows whether it happened.
 
 Durability: WAL mode with ``synchronous=FULL`` by default, so a committed
 write survives a power cut. ``synchronous="NORMAL"`` keeps every write that
 committed before a *process* crash (``kill -9``) but may lose the last
 writes on power loss or an OS crash, for fewer syncs.
+
+Faults SQLite cannot see are checked here: before every write batch and
+every read, the path must still name the files opened (:mod:`._files`);
+every row read back is validated (:mod:`._rows`); an integrity check runs
+on open for files up to :data:`CHECK_ON_OPEN_LIMIT` bytes.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
 import socket
 import sqlite3
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -36,7 +40,6 @@ from .._saga._journal import (
     Fence,
     JournalEntry,
     JournalError,
-    JournalSchemaError,
     JSONCodec,
     RunRecord,
     RunStatus,
@@ -44,6 +47,7 @@ from .._saga._journal import (
 )
 from .._saga._lease import LeaseKeeper
 from .._validate import (
+    check_bool,
     check_duration,
     check_enum,
     check_int,
@@ -51,41 +55,35 @@ from .._validate import (
     check_timeout,
 )
 from . import _sqlite_leases as leases
+from ._rows import (
+    DamagedRun,
+    JournalCheck,
+    check_rows,
+    select_events,
+    select_run,
+    select_runs,
+)
+
+# Re-exported: tools and tests build old-version journals from these.
+from ._schema import _SCHEMA_V1 as _SCHEMA_V1
+from ._schema import APPLICATION_ID as APPLICATION_ID
+from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
+from ._schema import prepare, sqlite_error
+from ._store import CHECK_ON_OPEN_LIMIT, Store
+from ._writer import WriterStatistics
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
-"""The schema this version writes; ``PRAGMA user_version`` holds a file's."""
+MAX_BUSY_TIMEOUT = 2_147_483.0
+"""Seconds: sqlite3 keeps the busy timeout in a C int of milliseconds."""
 
-APPLICATION_ID = 0x74534A31  # "tSJ1": marks the file as a trio-sagas journal
-
-_SCHEMA_V1 = (
-    """CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY,
-        scene TEXT NOT NULL,
-        status TEXT NOT NULL,
-        owner TEXT,
-        state BLOB,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        last_seq INTEGER NOT NULL DEFAULT -1
-    )""",
-    "CREATE INDEX runs_by_status ON runs (status, created_at)",
-    """CREATE TABLE events (
-        run_id TEXT NOT NULL REFERENCES runs (run_id),
-        seq INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        step TEXT NOT NULL,
-        at REAL NOT NULL,
-        written_at REAL NOT NULL,
-        data TEXT NOT NULL,
-        value BLOB,
-        PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID""",
-)
-
-# Migrations from version N to N + 1, applied in one transaction each.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: leases.SCHEMA_V2}
+__all__ = [
+    "CHECK_ON_OPEN_LIMIT",
+    "MAX_BUSY_TIMEOUT",
+    "DamagedRun",
+    "JournalCheck",
+    "SQLiteJournal",
+]
 
 
 @final
@@ -104,7 +102,12 @@ class SQLiteJournal:
         synchronous: ``"FULL"`` (default: every commit synced) or
             ``"NORMAL"`` (WAL: safe against process crashes, not power loss).
         busy_timeout: Seconds to wait for another connection's lock before
-            a write fails with :exc:`JournalError`.
+            a write fails with :exc:`JournalError` (at most
+            :data:`MAX_BUSY_TIMEOUT`, about 24.8 days).
+        check_on_open: Run ``PRAGMA integrity_check`` when the file is
+            opened; None (default): for files up to
+            :data:`CHECK_ON_OPEN_LIMIT` bytes (16 MiB; it reads the whole
+            file once, about 7 ms per MiB).
         lease: Seconds this worker's lease lasts (renewed every third of
             that while a run or ``async with journal`` holds it). Leases run
             on the host's clock: every process sharing the file is on it.
@@ -113,25 +116,24 @@ class SQLiteJournal:
 
     Raises:
         TypeError, ValueError: bad arguments (at construction).
-        JournalError: on first use, a file that cannot be opened, is not a
-            SQLite database, or is locked for longer than *busy_timeout*.
+        JournalError: on first use, a file that cannot be opened, is empty
+            (0 bytes, refused even with ``create=True``), is not a SQLite
+            database, fails its integrity check, or is locked for longer
+            than *busy_timeout*; at any later call, a file deleted, replaced
+            or emptied since it was opened.
         JournalSchemaError: on first use, a file written by a newer version
             or another application.
     """
 
     __slots__ = (
-        "_closed",
         "_cm",
         "_codec",
-        "_conn",
-        "_create",
         "_keeper",
         "_lease",
-        "_limiter",
-        "_lock",
         "_max_claims",
         "_nursery",
         "_path",
+        "_store",
         "_synchronous",
         "_timeout",
     )
@@ -144,6 +146,7 @@ class SQLiteJournal:
         create: bool = True,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         busy_timeout: float = 5.0,
+        check_on_open: bool | None = None,
         lease: float = DEFAULT_LEASE,
         max_claims: int = DEFAULT_MAX_CLAIMS,
     ) -> None:
@@ -157,9 +160,9 @@ class SQLiteJournal:
                 f"codec must have encode(value) -> bytes and decode(bytes), got {codec!r}"
             )
         self._codec = codec
-        if not isinstance(create, bool):
-            raise TypeError(f"create must be a bool, got {create!r}")
-        self._create = create
+        check_bool(create, "create")
+        if check_on_open is not None:
+            check_bool(check_on_open, "check_on_open")
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(
                 f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}"
@@ -169,6 +172,11 @@ class SQLiteJournal:
         assert timeout is not None
         if math.isinf(timeout):
             raise ValueError(f"busy_timeout must be finite, got {busy_timeout!r}")
+        if timeout > MAX_BUSY_TIMEOUT:
+            raise ValueError(
+                f"busy_timeout must be at most {MAX_BUSY_TIMEOUT:.0f} seconds "
+                f"(sqlite3's limit), got {busy_timeout!r}"
+            )
         self._timeout = timeout
         self._lease = check_duration(lease, "lease", allow_zero=False)
         self._max_claims = check_int(max_claims, "max_claims", minimum=1)
@@ -177,10 +185,15 @@ class SQLiteJournal:
         )
         self._nursery: trio.Nursery | None = None
         self._cm: Any = None
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
-        self._lock = threading.Lock()
-        self._limiter = trio.CapacityLimiter(1)
+        self._store = Store(
+            self._path,
+            create=create,
+            synchronous=synchronous,
+            timeout=timeout,
+            check_on_open=check_on_open,
+            prepare=self._prepare,
+            error=self._error,
+        )
 
     def __repr__(self) -> str:
         return f"trio_sagas.SQLiteJournal({str(self._path)!r})"
@@ -212,8 +225,7 @@ class SQLiteJournal:
         return self._keeper.worker_id or ""
 
     def hold(self) -> AbstractAsyncContextManager[trio.CancelScope]:
-        """Keep this worker's lease renewed while the block runs (see
-        :meth:`trio_sagas.Journal.hold`)."""
+        """Keep this worker's lease renewed while the block runs, as Journal.hold."""
         return self._keeper.hold()
 
     async def __aenter__(self) -> SQLiteJournal:
@@ -236,146 +248,75 @@ class SQLiteJournal:
             self._nursery = None
         worker_id = self._keeper.worker_id
         try:
-            if worker_id is not None and not self._closed:
+            if worker_id is not None and not self._store.closed:
                 with trio.CancelScope(shield=True):
-                    await self._call(lambda conn: leases.unregister(conn, worker_id))
+                    await self._write(lambda conn: leases.unregister(conn, worker_id))
         finally:
             self.close()
 
     def close(self) -> None:
-        """Close the connection; later calls raise :exc:`JournalError`."""
-        with self._lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        """Finish the writes already queued, then close the connections.
+
+        Later calls raise :exc:`JournalError`.
+        """
+        self._store.close()
+
+    def statistics(self) -> WriterStatistics:
+        """The writer's counters (batches committed, writes, queue length)."""
+        return self._store.statistics()
 
     # -- plumbing ---------------------------------------------------------------
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await trio.to_thread.run_sync(self._locked, fn, limiter=self._limiter)
+    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run *job* in the next group commit (in its own savepoint).
 
-    def _locked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            if self._closed:
-                raise JournalError(f"journal {str(self._path)!r} is closed")
-            try:
-                return fn(self._connection())
-            except sqlite3.Error as exc:
-                conn = self._conn
-                if conn is not None and conn.in_transaction:
-                    conn.rollback()
-                raise self._error(exc) from exc
+        The job must not begin, commit or roll back: it raises to refuse,
+        and only its own changes are rolled back.
+        """
+        return await self._store.write(job)
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run *query* on the read connection (never behind queued writes)."""
+        return await self._store.read(query)
+
+    def _where(self) -> str:
+        return f"journal {str(self._path)!r}"
+
+    def _check_encoded(self, value: object, what: str) -> None:
+        if value is not None and not isinstance(value, bytes):
+            raise TypeError(
+                f"{what}: the codec {self._codec!r} returned "
+                f"{type(value).__name__}, not bytes; a codec's encode() must "
+                "return bytes (nothing was written)"
+            )
 
     def _error(self, exc: sqlite3.Error) -> JournalError:
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            return JournalError(
-                f"journal {str(self._path)!r} is locked by another connection "
-                f"(waited {self._timeout} s): {text}"
-            )
-        if isinstance(exc, sqlite3.DatabaseError) and (
-            "not a database" in text or "malformed" in text
-        ):
-            return JournalError(
-                f"journal {str(self._path)!r} is corrupt or not a SQLite database: {text}"
-            )
-        return JournalError(f"journal {str(self._path)!r}: {text}")
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = self._open()
-        return self._conn
-
-    def _open(self) -> sqlite3.Connection:
-        path = self._path
-        if not self._create and not path.exists():
-            raise JournalError(
-                f"journal {str(path)!r} does not exist (create=False); is the path right?"
-            )
-        if not path.parent.is_dir():
-            raise JournalError(
-                f"journal {str(path)!r}: directory {str(path.parent)!r} does not exist"
-            )
-        try:
-            conn = sqlite3.connect(
-                path,
-                timeout=self._timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        try:
-            self._prepare(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        return sqlite_error(exc, self._path, self._timeout)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
-        try:
-            application_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-            ).fetchone()[0]
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        where = f"journal {str(self._path)!r}"
-        if application_id not in (0, APPLICATION_ID) or (
-            application_id == 0 and tables
-        ):
-            raise JournalSchemaError(
-                f"{where} is a SQLite database of another application "
-                f"(application_id={application_id}, {tables} table(s)); refusing to use it"
-            )
-        if version > SCHEMA_VERSION:
-            raise JournalSchemaError(
-                f"{where} has schema version {version}, newer than this "
-                f"trio-sagas understands ({SCHEMA_VERSION}); upgrade trio-sagas"
-            )
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise JournalError(f"{where}: cannot switch to WAL mode (got {mode!r})")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            while version < SCHEMA_VERSION:
-                conn.execute("BEGIN IMMEDIATE")
-                # Re-read under the write lock: another process may have migrated.
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version < SCHEMA_VERSION:
-                    for statement in _MIGRATIONS[version]:
-                        conn.execute(statement)
-                    version += 1
-                    conn.execute(f"PRAGMA user_version = {version}")
-                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.rollback()
-            raise self._error(exc) from exc
+        prepare(conn, self._path, self._synchronous, self._timeout)
 
     # -- leases -----------------------------------------------------------------
 
     async def _register(self) -> str:
         worker_id, host, pid = uuid.uuid4().hex, socket.gethostname(), os.getpid()
-        return await self._call(
+        return await self._write(
             lambda conn: leases.register(conn, worker_id, host, pid, self._lease)
         )
 
     async def _renew(self, worker_id: str) -> bool:
-        return await self._call(lambda conn: leases.renew(conn, worker_id, self._lease))
+        return await self._write(
+            lambda conn: leases.renew(conn, worker_id, self._lease)
+        )
 
     async def workers(self) -> tuple[WorkerRecord, ...]:
         """Every worker row, live and lapsed."""
-        return await self._call(leases.workers)
+        return await self._read(leases.workers)
 
     async def expire_worker(self, worker_id: str) -> bool:
         """Operator: that worker is dead; its lease lapses now."""
         check_label(worker_id, "worker_id")
-        return await self._call(lambda conn: leases.expire(conn, worker_id))
+        return await self._write(lambda conn: leases.expire(conn, worker_id))
 
     # -- the Journal protocol ---------------------------------------------------
 
@@ -384,12 +325,16 @@ class SQLiteJournal:
 
         Raises:
             RunIdInUseError: the id is taken (by a run of any status).
+            TypeError, ValueError: *run_id* or *scene* is not a non-empty
+                str of valid text; *state* is not bytes (the codec's fault:
+                nothing was written).
         """
         check_label(run_id, "run_id")
         check_label(scene, "scene")
+        self._check_encoded(state, f"run {run_id!r}: the state")
         worker = await self._keeper.fresh()
         where = repr(str(self._path))
-        await self._call(
+        await self._write(
             lambda conn: leases.create_run(conn, where, run_id, scene, worker, state)
         )
         return Fence(run_id, worker, 1)
@@ -411,9 +356,14 @@ class SQLiteJournal:
             LeaseLostError: the writer's lease lapsed; nothing was written.
             RunClaimedError: the fence is stale; nothing was written.
         """
+        self._check_encoded(state, f"run {fence.run_id!r}: the state")
+        for e in entries:
+            self._check_encoded(
+                e.value, f"run {fence.run_id!r}: the result at seq {e.seq}"
+            )
         rows = leases.entry_rows(entries)  # encoded here: the entries are the caller's
         where = repr(str(self._path))
-        await self._call(
+        await self._write(
             lambda conn: leases.append(conn, where, fence, rows, state, status)
         )
 
@@ -424,12 +374,12 @@ class SQLiteJournal:
         statuses: Iterable[RunStatus] = (RunStatus.RUNNING,),
         stale_after: float = 0.0,
     ) -> Fence | None:
-        """Take a run over for this worker (see :meth:`trio_sagas.Journal.claim`)."""
+        """Take a run over for this worker, as Journal.claim does."""
         check_label(run_id, "run_id")
         wanted = [check_enum(s, RunStatus, "statuses").value for s in statuses]
         check_timeout(stale_after, "stale_after", allow_none=False)
         worker = await self._keeper.fresh()
-        return await self._call(
+        return await self._write(
             lambda conn: leases.claim(
                 conn, run_id, worker, wanted, stale_after, self._max_claims
             )
@@ -442,9 +392,10 @@ class SQLiteJournal:
         check_int(limit, "limit", minimum=1)
         check_timeout(stale_after, "stale_after", allow_none=False)
         worker = await self._keeper.fresh()
-        return await self._call(
+        where = self._where()
+        return await self._write(
             lambda conn: leases.claim_batch(
-                conn, worker, limit, stale_after, self._max_claims
+                conn, worker, limit, stale_after, self._max_claims, where
             )
         )
 
@@ -469,64 +420,99 @@ class SQLiteJournal:
                 f"got {sorted(s.name for s in wanted)}"
             )
         values = [s.value for s in wanted]
-        return await self._call(lambda conn: leases.prune(conn, values, older_than))
+        return await self._write(lambda conn: leases.prune(conn, values, older_than))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        """The run's record, or None."""
+        """The run's record, or None.
 
-        def get(conn: sqlite3.Connection) -> RunRecord | None:
-            row = conn.execute(
-                f"SELECT {leases.RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            return None if row is None else leases.run_record(row)
+        Raises:
+            JournalError: the run's record is damaged (the message names it).
+        """
+        check_label(run_id, "run_id")
 
-        return await self._call(get)
+        query = f"SELECT {leases.RUN_COLUMNS} FROM runs WHERE run_id = ?"
+        return await self._read(
+            lambda conn: select_run(
+                conn, query, run_id, leases.run_record, self._where()
+            )
+        )
 
     async def runs(
         self, *, status: RunStatus | Iterable[RunStatus] | None = None
     ) -> tuple[RunRecord, ...]:
-        """Every run, or those with the given status(es), oldest first."""
+        """Every run, or those with the given status(es), oldest first.
+
+        Raises:
+            JournalError: a run's record is damaged (the message names it;
+                :meth:`scan_runs` lists the others and the damaged apart).
+        """
+        records, damaged = await self.scan_runs(status=status)
+        if damaged:
+            first = damaged[0]
+            more = (
+                f" (and {len(damaged) - 1} more damaged runs)"
+                if len(damaged) > 1
+                else ""
+            )
+            raise JournalError(first.reason + more)
+        return records
+
+    async def scan_runs(
+        self, *, status: RunStatus | Iterable[RunStatus] | None = None
+    ) -> tuple[tuple[RunRecord, ...], tuple[DamagedRun, ...]]:
+        """Like :meth:`runs`, but damaged runs are listed apart, not raised.
+
+        Returns ``(records, damaged)``: the readable runs with one of the
+        given statuses, oldest first, and a :class:`DamagedRun` (run id,
+        scene if readable, reason) for every run whose record cannot be read
+        — including runs whose status is not one this version knows, since
+        such a run may be one that should be recovered.
+        """
+        known = [s.value for s in RunStatus]
         if status is None:
-            where, params = "", ()
+            where, params = "", []
         else:
             wanted = (
                 [status.value]
                 if isinstance(status, RunStatus)
                 else [RunStatus(s).value for s in status]
             )
-            where = f"WHERE status IN ({', '.join('?' * len(wanted))})"
-            params = tuple(wanted)  # type: ignore[assignment]
+            where = (
+                f"WHERE status IN ({', '.join('?' * len(wanted))}) "
+                f"OR status NOT IN ({', '.join('?' * len(known))})"
+            )
+            params = [*wanted, *known]
+        query = (
+            f"SELECT {leases.RUN_COLUMNS} FROM runs {where} ORDER BY created_at, run_id"
+        )
+        return await self._read(
+            lambda conn: select_runs(
+                conn, query, params, leases.run_record, self._where()
+            )
+        )
 
-        def select(conn: sqlite3.Connection) -> tuple[RunRecord, ...]:
-            rows = conn.execute(
-                f"SELECT {leases.RUN_COLUMNS} FROM runs {where} ORDER BY created_at, run_id",
-                params,
-            ).fetchall()
-            return tuple(leases.run_record(r) for r in rows)
+    async def check(self) -> JournalCheck:
+        """Check the whole journal: SQLite's ``integrity_check`` (whatever the
+        file's size) and every run and event decoded.
 
-        return await self._call(select)
+        Reads every row once (for the ``check`` command of the command line,
+        or a health check); the journal stays usable meanwhile.
+
+        Returns:
+            A :class:`JournalCheck`: SQLite's findings, the damaged runs
+            (run id, scene, reason), and how many runs and events were read.
+        """
+        query = f"SELECT {leases.RUN_COLUMNS} FROM runs ORDER BY created_at, run_id"
+        return await self._read(
+            lambda conn: check_rows(conn, query, leases.run_record, self._where())
+        )
 
     async def events(self, run_id: str) -> tuple[JournalEntry, ...]:
-        """The run's entries in ``seq`` order."""
+        """The run's entries in ``seq`` order.
 
-        def select(conn: sqlite3.Connection) -> tuple[JournalEntry, ...]:
-            rows = conn.execute(
-                "SELECT seq, kind, step, at, written_at, data, value FROM events "
-                "WHERE run_id = ? ORDER BY seq",
-                (run_id,),
-            ).fetchall()
-            return tuple(
-                JournalEntry(
-                    run_id=run_id,
-                    seq=seq,
-                    kind=kind,
-                    step=step,
-                    at=at,
-                    data=json.loads(data),
-                    value=None if value is None else bytes(value),
-                    written_at=written_at,
-                )
-                for seq, kind, step, at, written_at, data, value in rows
-            )
+        Raises:
+            JournalError: an entry is damaged (the message names the run).
+        """
+        check_label(run_id, "run_id")
 
-        return await self._call(select)
+        return await self._read(lambda conn: select_events(conn, run_id, self._where()))

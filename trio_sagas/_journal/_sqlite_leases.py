@@ -1,7 +1,9 @@
 """The SQL of worker leases and epoch fencing for :class:`SQLiteJournal`.
 
-Plain functions of a :class:`sqlite3.Connection`, run by the journal in its
-worker thread. Leases run on the host's clock (:func:`time.time`): every
+Plain functions of a :class:`sqlite3.Connection`. The writes are jobs of
+the journal's group-commit writer (:mod:`._writer`): each runs inside its
+own savepoint of the batch's transaction, so none of them begins, commits
+or rolls back; raising rolls back exactly its own changes. Leases run on the host's clock (:func:`time.time`): every
 process sharing the file is on one machine. ``runs.owner`` holds the worker
 id of the holder; ``runs.epoch`` is bumped by every claim; every append is
 one UPDATE that checks holder, epoch, ``last_seq`` and the writer's live lease.
@@ -15,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .._events import logger
 from .._saga._journal import (
     Fence,
     JournalEntry,
@@ -26,6 +29,7 @@ from .._saga._journal import (
     RunStatus,
     WorkerRecord,
 )
+from ._rows import decode_run
 
 SCHEMA_V2 = (
     "ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
@@ -41,6 +45,9 @@ SCHEMA_V2 = (
 )
 """Version 1 -> 2. Runs of version 1 (per-call owner tokens) have no live
 worker, so they are claimable at once, as they were."""
+
+# One encoder for every entry's data (json.dumps would build one per call).
+_JSON = json.JSONEncoder(separators=(",", ":"))
 
 RUN_COLUMNS = (
     "run_id, scene, status, state, owner, created_at, updated_at, last_seq, "
@@ -147,7 +154,7 @@ def entry_rows(entries: Sequence[JournalEntry]) -> list[tuple[Any, ...]]:
             e.kind,
             e.step,
             e.at,
-            json.dumps(e.data, separators=(",", ":")),
+            _JSON.encode(e.data),
             e.value,
         )
         for e in entries
@@ -165,7 +172,6 @@ def append(
     """The fenced append: one UPDATE checks everything, then the inserts."""
     now = time.time()
     first_seq = rows[0][1] if rows else None
-    conn.execute("BEGIN IMMEDIATE")
     updated = conn.execute(
         "UPDATE runs SET updated_at = :now, "
         "last_seq = coalesce(:last_seq, last_seq), "
@@ -189,7 +195,6 @@ def append(
         },
     ).rowcount
     if updated != 1:
-        conn.rollback()
         raise _refusal(conn, where, fence, first_seq, now)
     if rows:
         conn.executemany(
@@ -197,7 +202,6 @@ def append(
             "data, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(*row[:5], now, *row[5:]) for row in rows],
         )
-    conn.execute("COMMIT")
 
 
 def _refusal(
@@ -207,7 +211,7 @@ def _refusal(
     first_seq: int | None,
     now: float,
 ) -> JournalError:
-    """Why a fenced append wrote nothing (read after the rollback)."""
+    """Why a fenced append wrote nothing (its UPDATE changed no row)."""
     run = f"run {fence.run_id!r} in journal {where}"
     live = conn.execute(
         "SELECT 1 FROM workers WHERE worker_id = ? AND expires_at > ?",
@@ -245,7 +249,7 @@ def claim(
     stale_after: float,
     max_claims: int,
 ) -> Fence | None:
-    """Claim one run in one transaction (see :meth:`Journal.claim`)."""
+    """Claim one run (see :meth:`Journal.claim`)."""
     if not wanted:
         return None
     now = time.time()
@@ -262,26 +266,19 @@ def claim(
         f"run_id = :run_id AND status IN ({marks}) AND (status != 'running' "
         f"OR ({_HOLDER_DEAD} AND updated_at <= :stale))"
     )
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        # Claimed too often (every taker died): an operator must look at it.
-        conn.execute(
-            "UPDATE runs SET status = 'needs_intervention', owner = NULL, "
-            f"updated_at = :now WHERE {claimable} AND status = 'running' "
-            "AND claims >= :max_claims",
-            params,
-        )
-        row = conn.execute(
-            "UPDATE runs SET owner = :worker, status = 'running', "
-            "epoch = epoch + 1, claims = claims + 1, updated_at = :now "
-            f"WHERE {claimable} RETURNING epoch",
-            params,
-        ).fetchone()
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
+    # Claimed too often (every taker died): an operator must look at it.
+    conn.execute(
+        "UPDATE runs SET status = 'needs_intervention', owner = NULL, "
+        f"updated_at = :now WHERE {claimable} AND status = 'running' "
+        "AND claims >= :max_claims",
+        params,
+    )
+    row = conn.execute(
+        "UPDATE runs SET owner = :worker, status = 'running', "
+        "epoch = epoch + 1, claims = claims + 1, updated_at = :now "
+        f"WHERE {claimable} RETURNING epoch",
+        params,
+    ).fetchone()
     return None if row is None else Fence(run_id, worker, row[0])
 
 
@@ -291,24 +288,43 @@ def claim_batch(
     limit: int,
     stale_after: float,
     max_claims: int,
+    where: str,
 ) -> tuple[tuple[RunRecord, Fence], ...]:
     """Claim up to *limit* claimable RUNNING runs, oldest first (the index on
-    status and creation time finds them without listing every run)."""
-    now = time.time()
-    candidates = conn.execute(
-        "SELECT run_id FROM runs WHERE status = 'running' AND "
-        f"{_HOLDER_DEAD} AND updated_at <= :stale "
-        "ORDER BY created_at, run_id LIMIT :limit",
-        {"now": now, "stale": now - stale_after, "limit": limit},
-    ).fetchall()
+    status and creation time finds them without listing every run), in one
+    transaction. A run whose record cannot be read is skipped, not claimed
+    (left RUNNING for an operator; ``scan_runs()``/``check()`` list it)."""
     out: list[tuple[RunRecord, Fence]] = []
-    for (run_id,) in candidates:
-        fence = claim(conn, run_id, worker, ["running"], stale_after, max_claims)
-        if fence is not None:
-            row = conn.execute(
-                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            out.append((run_record(row), fence))
+    damaged = 0
+    while len(out) < limit:
+        now = time.time()
+        candidates = conn.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND "
+            f"{_HOLDER_DEAD} AND updated_at <= :stale "
+            "ORDER BY created_at, run_id LIMIT :limit OFFSET :skip",
+            {
+                "now": now,
+                "stale": now - stale_after,
+                "limit": limit - len(out),
+                "skip": damaged,
+            },
+        ).fetchall()
+        if not candidates:
+            break
+        for candidate in candidates:
+            try:
+                decode_run(candidate, run_record, where)
+            except JournalError as exc:
+                logger.warning("claim_batch skips a damaged run: %s", exc)
+                damaged += 1
+                continue
+            run_id = candidate[0]
+            fence = claim(conn, run_id, worker, ["running"], stale_after, max_claims)
+            if fence is not None:
+                row = conn.execute(
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+                ).fetchone()
+                out.append((run_record(row), fence))
     return tuple(out)
 
 
@@ -319,18 +335,11 @@ def prune(conn: sqlite3.Connection, statuses: Sequence[str], older_than: float) 
     cutoff = time.time() - older_than
     marks = ", ".join("?" * len(statuses))
     where = f"status IN ({marks}) AND updated_at <= ?"
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(
-            f"DELETE FROM events WHERE run_id IN (SELECT run_id FROM runs WHERE {where})",
-            (*statuses, cutoff),
-        )
-        deleted = conn.execute(
-            f"DELETE FROM runs WHERE {where}", (*statuses, cutoff)
-        ).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
+    conn.execute(
+        f"DELETE FROM events WHERE run_id IN (SELECT run_id FROM runs WHERE {where})",
+        (*statuses, cutoff),
+    )
+    deleted = conn.execute(
+        f"DELETE FROM runs WHERE {where}", (*statuses, cutoff)
+    ).rowcount
     return int(deleted)

@@ -12,8 +12,7 @@ import enum
 import logging
 import math
 import random
-from collections.abc import Callable
-from typing import Any, Final, Protocol, TypeAlias, final, runtime_checkable
+from typing import Any, Final, Protocol, final, runtime_checkable
 
 import attrs
 import outcome
@@ -44,7 +43,7 @@ CLASSIFIER_ERROR: Final = "classifier_error"
 
 @final
 class BudgetKind(enum.Enum):
-    """What an attempt drawing on a :class:`Budget` is."""
+    """What an attempt drawing on a Budget is."""
 
     RETRY = "retry"
     HEDGE = "hedge"
@@ -123,13 +122,18 @@ class Classified:
             check_str(value, "reason")
 
 
-Classifier: TypeAlias = Callable[[outcome.Outcome[Any]], "Classification | Classified"]
-"""``classifier(result) -> Classification | Classified`` for one attempt's result.
+class Classifier(Protocol):
+    """``classifier(result) -> Classification | Classified`` for one attempt's result.
 
-*result* is an :class:`outcome.Value` or :class:`outcome.Error`. It must be
-sync and quick; an exception it raises makes the attempt ABORT (reason
-``classifier_error``).
-"""
+    *result* is an :class:`outcome.Value` or :class:`outcome.Error`. It must be
+    sync and quick; an exception it raises makes the attempt ABORT (reason
+    ``classifier_error``). Any function with that shape is a classifier::
+
+        def classify(result: outcome.Outcome[Any]) -> Classification: ...
+    """
+
+    def __call__(self, result: outcome.Outcome[Any], /) -> Classification | Classified:
+        """Say what one attempt's result means."""
 
 
 def default_classifier(result: outcome.Outcome[Any]) -> Classification:
@@ -190,7 +194,7 @@ def classify(classifier: Classifier, result: outcome.Outcome[Any]) -> Verdict:
 
 @final
 class MissingTrigger(enum.Enum):
-    """What to do when a :class:`HedgePolicy` names a trigger nobody registered."""
+    """What to do when a HedgePolicy names a trigger nobody registered."""
 
     FALLBACK = "fallback"
     """Hedge on the policy's fixed ``delay`` instead (recorded)."""

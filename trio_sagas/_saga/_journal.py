@@ -31,6 +31,8 @@ from typing import Any, Protocol, Self, final, runtime_checkable
 import attrs
 import trio
 
+from .._util import documented_constant
+
 
 class JournalError(Exception):
     """A journal could not be read or written (the message names the file)."""
@@ -49,6 +51,23 @@ class RunIdInUseError(JournalError):
 @final
 class RunNotFoundError(JournalError, LookupError):
     """No run with this id is in the journal."""
+
+
+@final
+class RunDamagedError(JournalError):
+    """One run's journal records cannot be read back (a damaged row).
+
+    The message names the run and what is wrong; the journal's other runs
+    are unaffected, and :func:`recover` reports this one in
+    :attr:`RecoveryReport.skipped` instead of stopping.
+
+    Attributes:
+        run_id: The damaged run's id (its ``repr`` if the id itself is damaged).
+    """
+
+    def __init__(self, message: str, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class RunClaimedError(JournalError):
@@ -137,7 +156,7 @@ class RunRecord:
 
     @property
     def worker(self) -> str | None:
-        """The worker holding the run (the same as :attr:`owner`)."""
+        """The worker holding the run (the same as ``owner``)."""
         return self.owner
 
 
@@ -146,11 +165,11 @@ class Codec(Protocol):
     """Turns states and act results into bytes and back (never pickle)."""
 
     def encode(self, value: Any) -> bytes:
-        """Encode *value*; raise :exc:`TypeError`/:exc:`ValueError` if it cannot."""
+        """Encode *value*; raise TypeError or ValueError if it cannot."""
         ...
 
     def decode(self, data: bytes) -> Any:
-        """Decode what :meth:`encode` produced."""
+        """Decode what encode() produced."""
         ...
 
 
@@ -249,11 +268,17 @@ class WorkerRecord:
     expires_at: float
 
 
-DEFAULT_LEASE = 15.0
-"""Seconds a worker's lease lasts; it is renewed every third of that."""
+DEFAULT_LEASE = documented_constant(
+    15.0,
+    "DEFAULT_LEASE",
+    """Seconds a worker's lease lasts (15.0); it is renewed every third of that.""",
+)
 
-DEFAULT_MAX_CLAIMS = 10
-"""A run claimed this many times goes to NEEDS_INTERVENTION instead."""
+DEFAULT_MAX_CLAIMS = documented_constant(
+    10,
+    "DEFAULT_MAX_CLAIMS",
+    """A run claimed this many times (10) goes to NEEDS_INTERVENTION instead.""",
+)
 
 
 @runtime_checkable

@@ -28,7 +28,7 @@ DEFAULT_COMPENSATION_RETRY = RetryPolicy(
     max_attempts=3, initial_backoff=0.5, max_backoff=5.0
 )
 """The retry policy of an act's compensation when none is given: three tries
-(seed open question 1, option D: fixed and conservative)."""
+(fixed and conservative, rather than derived from the act's own retry)."""
 
 
 def _check_retry(value: object, argument: str) -> None:
@@ -42,7 +42,7 @@ def _check_retry(value: object, argument: str) -> None:
 
 @final
 class ChorusMode(enum.Enum):
-    """How a :class:`Chorus` reacts to a failing branch."""
+    """How a Chorus reacts to a failing branch."""
 
     FAIL_FAST = "fail_fast"
     """The first failure cancels the other branches; the chorus fails."""
@@ -54,8 +54,9 @@ class ChorusMode(enum.Enum):
 
 @final
 class OnCrash(enum.Enum):
-    """What :func:`recover` and :func:`run_worker` do with a run whose process
-    died (set on the run's top :class:`Scene`)."""
+    """What recover() and run_worker do with a run whose process died.
+
+    Set on the run's top :class:`Scene` (``on_crash=``)."""
 
     ROLL_BACK = "roll_back"
     """Undo the completed steps, in reverse (the default): the crash ends the run."""

@@ -29,6 +29,7 @@ from ._journal import (
     JournalEntry,
     LeaseLostError,
     RunClaimedError,
+    RunDamagedError,
     RunNotFoundError,
     RunRecord,
     RunStatus,
@@ -51,6 +52,10 @@ not claim: a live worker holds it (the process running it, or another
 RECOVERY_CONCURRENCY: Final = 10
 """At most this many runs are rolled back at once by one :func:`recover` call."""
 
+DAMAGED: Final = "damaged"
+"""How the :attr:`SkippedRun.reason` of a run whose journal records cannot be
+read starts (``"damaged: run 'r1' in ... cannot be read: ..."``)."""
+
 CLAIMED_TOO_OFTEN: Final = "claimed too often: set NEEDS_INTERVENTION"
 """The :attr:`SkippedRun.reason` of a run whose claims reached the journal's
 ``max_claims`` (every takeover died): it needs an operator."""
@@ -59,7 +64,7 @@ CLAIMED_TOO_OFTEN: Final = "claimed too often: set NEEDS_INTERVENTION"
 @final
 @attrs.frozen
 class SkippedRun:
-    """A RUNNING run that :func:`recover` did not touch, and why.
+    """A RUNNING run that recover() did not touch, and why.
 
     Attributes:
         run_id: The run.
@@ -75,7 +80,7 @@ class SkippedRun:
 @final
 @attrs.frozen
 class RecoveryReport:
-    """What :func:`recover` did.
+    """What recover() did.
 
     Attributes:
         results: One :class:`SagaResult` per run rolled back (status FAILED,
@@ -279,8 +284,12 @@ async def recover(
     check_sync_observer(observer)
     check_timeout(stale_after, "stale_after", allow_none=False)
     emitter = SILENT if observer is None else Emitter(observer)
-    runs = await journal.runs(status=RunStatus.RUNNING)
-    outcomes: list[SagaResult | SkippedRun | None] = [None] * len(runs)
+    runs, damaged = await _running_runs(journal)
+    outcomes: list[SagaResult | SkippedRun | None] = [
+        SkippedRun(d.run_id, d.scene or "?", f"{DAMAGED}: {d.reason}") for d in damaged
+    ]
+    first = len(outcomes)
+    outcomes += [None] * len(runs)
     failures: list[Exception] = []
     limiter = trio.CapacityLimiter(RECOVERY_CONCURRENCY)
 
@@ -298,12 +307,16 @@ async def recover(
                 outcomes[index] = await _recover_one(
                     journal, record, scene, deps, emitter, stale_after
                 )
+            except RunDamagedError as exc:  # this run only: the others go on
+                outcomes[index] = SkippedRun(
+                    record.run_id, record.scene, f"{DAMAGED}: {exc}"
+                )
             except Exception as exc:  # the first is raised once the others ended
                 failures.append(exc)
 
     try:
         async with trio.open_nursery() as nursery:
-            for index, record in enumerate(runs):
+            for index, record in enumerate(runs, first):
                 nursery.start_soon(one, index, record)
     except BaseExceptionGroup as group:
         cancelled = lone_cancelled(group)
@@ -316,6 +329,21 @@ async def recover(
         tuple(o for o in outcomes if isinstance(o, SagaResult)),
         tuple(o for o in outcomes if isinstance(o, SkippedRun)),
     )
+
+
+async def _running_runs(
+    journal: Journal,
+) -> tuple[tuple[RunRecord, ...], tuple[Any, ...]]:
+    """The RUNNING runs, and the runs too damaged to read (listed apart).
+
+    A backend with ``scan_runs`` (SQLite) lists damaged runs instead of
+    raising, so one damaged row never stops the recovery of the others.
+    """
+    scan = getattr(journal, "scan_runs", None)
+    if scan is None:
+        return await journal.runs(status=RunStatus.RUNNING), ()
+    runs, damaged = await scan(status=RunStatus.RUNNING)
+    return tuple(runs), tuple(damaged)
 
 
 async def _recover_one(

@@ -1,0 +1,179 @@
+"""Group commit benchmark (issue 15): durable steps/s under concurrency.
+
+1, 10, 100 and 1,000 concurrent 10-step sagas (``run_scene`` with one
+``SQLiteJournal``), ``synchronous=FULL`` and ``NORMAL``, next to the
+physical reference measured interleaved in the same run: the raw rate of
+single-row fsynced commits (``BEGIN IMMEDIATE; INSERT; COMMIT`` through
+:mod:`sqlite3`, WAL mode, same directory and settings). Wall time
+(``time.perf_counter``): the durable cases wait on the disk.
+
+Each row's ratio is *seconds per durable step / seconds per raw commit*
+(median over interleaved rounds; below 1: faster than one commit per step).
+Goals: at 100 runs with FULL the ratio is <= 0.5 (>= 2x the raw commit
+rate); at 1 run <= 1.5 (>= 0.8x of one commit per intent: a 10-step run
+costs 12 commits); p99 step latency under 250 ms at 1,000 runs. A *step
+latency* is the wall time from one step's ``run`` starting to the next
+one's (it includes the intent write in between). Also: reads (``runs()``)
+timed while 1,000 sagas keep the write queue full.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pathlib
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+import trio
+from _harness import report
+
+import trio_sagas
+
+STEPS = 10
+CONCURRENCY = (1, 10, 100, 1000)
+RAW_COMMITS = 200
+_ids = itertools.count()
+
+
+def raw_commit_seconds(path: pathlib.Path, synchronous: str) -> float:
+    """Seconds per single-row commit on this disk (the physical reference)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v BLOB)")
+        start = time.perf_counter()
+        for _ in range(RAW_COMMITS):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t (v) VALUES (?)", (b"x" * 100,))
+            conn.execute("COMMIT")
+        return (time.perf_counter() - start) / RAW_COMMITS
+    finally:
+        conn.close()
+
+
+def build_scene(latencies: list[float]) -> trio_sagas.Scene:
+    async def do(ctx: trio_sagas.StepContext, state: dict[str, Any]) -> int:
+        now = time.perf_counter()
+        latencies.append(now - state["t"])
+        state["t"] = now
+        state["n"] += 1
+        return int(state["n"])
+
+    async def undo(ctx: trio_sagas.StepContext, state: dict[str, Any]) -> None:
+        state["n"] -= 1
+
+    return trio_sagas.Scene(
+        "bench",
+        [trio_sagas.Act(f"step{i}", do, compensate=undo) for i in range(STEPS)],
+        saga=True,
+    )
+
+
+def durable(
+    path: pathlib.Path, synchronous: str, concurrency: int
+) -> tuple[float, list[float], float]:
+    """(seconds per step, step latencies, seconds per read under load)."""
+    runs = max(concurrency, 20)
+    latencies: list[float] = []
+    reads: list[float] = []
+    scene = build_scene(latencies)
+
+    async def main() -> float:
+        async with trio_sagas.SQLiteJournal(path, synchronous=synchronous) as journal:  # type: ignore[arg-type]
+            todo = iter(range(runs))
+
+            async def worker() -> None:
+                for _ in todo:
+                    state = {"n": 0, "t": time.perf_counter()}
+                    result = await trio_sagas.run_scene(
+                        scene, state, journal=journal, run_id=f"r{next(_ids)}"
+                    )
+                    assert result.ok
+
+            async def reader(done: trio.Event) -> None:
+                while not done.is_set():
+                    start = time.perf_counter()
+                    await journal.get_run("r0")
+                    reads.append(time.perf_counter() - start)
+                    await trio.sleep(0.01)
+
+            start = time.perf_counter()
+            done = trio.Event()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader, done)
+                async with trio.open_nursery() as workers:
+                    for _ in range(concurrency):
+                        workers.start_soon(worker)
+                done.set()
+            return time.perf_counter() - start
+
+    elapsed = trio.run(main)
+    read = statistics.median(reads) if reads else 0.0
+    return elapsed / (runs * STEPS), latencies, read
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    rounds = 1 if "--quick" in sys.argv else 3
+    rows: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {"steps_per_run": STEPS, "commits_per_run": STEPS + 2}
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = pathlib.Path(tmp)
+        for synchronous in ("FULL", "NORMAL"):
+            for concurrency in CONCURRENCY:
+                raws, steps, lats, reads = [], [], [], []
+                for index in range(rounds):
+                    db = directory / f"{synchronous}-{concurrency}-{index}.db"
+                    raw_db = directory / f"raw-{synchronous}.db"
+                    if index % 2:
+                        step, latency, read = durable(db, synchronous, concurrency)
+                        raw = raw_commit_seconds(raw_db, synchronous)
+                    else:
+                        raw = raw_commit_seconds(raw_db, synchronous)
+                        step, latency, read = durable(db, synchronous, concurrency)
+                    raws.append(raw)
+                    steps.append(step)
+                    lats.extend(latency)
+                    reads.append(read)
+                ratios = [s / r for s, r in zip(steps, raws, strict=True)]
+                target = {("FULL", 1): 1.5, ("FULL", 100): 0.5}.get(
+                    (synchronous, concurrency)
+                )
+                ratio = statistics.median(ratios)
+                rows.append(
+                    {
+                        "case": f"{synchronous} {concurrency} sagas: s/step / s/commit",
+                        "ratio": ratio,
+                        "ratio_min": min(ratios),
+                        "ratio_max": max(ratios),
+                        "candidate_s": statistics.median(steps),
+                        "baseline_s": statistics.median(raws),
+                        "rounds": rounds,
+                        "target": target,
+                        "met": None if target is None else ratio <= target,
+                        "timer": "perf_counter",
+                    }
+                )
+                key = f"{synchronous.lower()}_{concurrency}"
+                extra[f"steps_per_s_{key}"] = round(1 / statistics.median(steps))
+                extra[f"raw_commits_per_s_{key}"] = round(1 / statistics.median(raws))
+                extra[f"p50_step_ms_{key}"] = round(percentile(lats, 0.5) * 1e3, 2)
+                extra[f"p99_step_ms_{key}"] = round(percentile(lats, 0.99) * 1e3, 2)
+                extra[f"read_ms_under_load_{key}"] = round(
+                    statistics.median(reads) * 1e3, 3
+                )
+    extra["p99_goal_ms_1000"] = 250
+    report("group_commit", rows, extra)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""How :class:`~trio_sagas.SQLiteJournal` talks to its file: open, write, read.
+
+The journal's methods describe *what* to read or write as functions of a
+connection; this module decides *how* they run:
+
+* writes are jobs for the :class:`~._writer.GroupWriter` (one thread, one
+  connection, one transaction per batch, one savepoint per job);
+* reads run on a second connection in :func:`trio.to_thread.run_sync`, so
+  they never queue behind writes;
+* opening refuses an empty file (even with ``create=True``), creates a new
+  journal atomically, and runs an integrity check on small files;
+* before every write batch and every read, the path must still name the
+  files that were opened (:class:`~._files.FileWatch`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal, TypeVar
+
+import outcome
+import trio
+
+from .._saga._journal import JournalError
+from ._files import FileWatch, create_atomically, refuse_empty, refuse_lost_wal
+from ._rows import decode_text
+from ._writer import GroupWriter, Job, WriterStatistics
+
+T = TypeVar("T")
+
+CHECK_ON_OPEN_LIMIT: Final = 16 * 1024 * 1024
+"""Files up to this size get ``PRAGMA integrity_check`` on open by default.
+
+About 7 ms per MiB measured here (so at most ~0.1 s). ``integrity_check``
+rather than ``quick_check``: at the same cost on journal files, it also
+checks that every index matches its table, and a damaged ``runs_by_status``
+index could hide RUNNING runs from recovery.
+"""
+
+_MAX_CHECK_MESSAGES = 5
+
+# sqlite3 decodes error messages and TEXT values as UTF-8: from a damaged
+# file, what SQLite reports can itself arrive as a UnicodeDecodeError.
+_DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+
+
+class Store:
+    """The connections of one journal file (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: pathlib.Path,
+        *,
+        create: bool,
+        synchronous: Literal["FULL", "NORMAL"],
+        timeout: float,
+        check_on_open: bool | None,
+        prepare: Callable[[sqlite3.Connection], None],
+        error: Callable[[sqlite3.Error], JournalError],
+    ) -> None:
+        self.path = path
+        self._create = create
+        self._synchronous = synchronous
+        self._timeout = timeout
+        self._check_on_open = check_on_open
+        self._prepare = prepare
+        self._error = error
+        self._watch = FileWatch(path)
+        self._open_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._read_limiter = trio.CapacityLimiter(1)
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._closed = False
+        self._writer = GroupWriter(
+            self._execute,
+            name=f"trio-sagas journal writer {path.name}",
+            closed=self.closed_error,
+        )
+
+    def _map(self, exc: sqlite3.Error | UnicodeDecodeError) -> JournalError:
+        if isinstance(exc, UnicodeDecodeError):
+            return JournalError(
+                f"journal {str(self.path)!r} is corrupt or not a SQLite database: "
+                f"what it holds is not valid UTF-8 ({exc})"
+            )
+        return self._error(exc)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed or self._writer.stopping
+
+    def closed_error(self) -> JournalError:
+        return JournalError(f"journal {str(self.path)!r} is closed")
+
+    def statistics(self) -> WriterStatistics:
+        return self._writer.statistics()
+
+    # -- the two paths ------------------------------------------------------
+
+    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run *job* in the next write transaction (its own savepoint)."""
+        return await self._writer.run(job)
+
+    async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run *query* on the read connection, off the event loop."""
+        return await trio.to_thread.run_sync(
+            self._read, query, limiter=self._read_limiter
+        )
+
+    def close(self) -> None:
+        """Finish the queued writes, then close both connections."""
+        self._writer.stop()
+        with self._open_lock, self._read_lock:
+            self._closed = True
+            for conn in (self._rconn, self._wconn):
+                if conn is not None:
+                    conn.close()
+            self._rconn = self._wconn = None
+
+    # -- reading --------------------------------------------------------------
+
+    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        with self._read_lock:
+            if self._closed:
+                raise self.closed_error()
+            try:
+                self._writer_connection()  # opens both connections once
+                assert self._rconn is not None
+                self._watch.check()
+                return query(self._rconn)
+            except _DB_ERRORS as exc:
+                raise self._map(exc) from exc
+
+    # -- writing (in the writer thread) --------------------------------------
+
+    def _execute(self, jobs: Sequence[Job]) -> list[outcome.Outcome[Any]]:
+        try:
+            conn = self._writer_connection()
+            conn.execute("BEGIN IMMEDIATE")
+        except (*_DB_ERRORS, JournalError) as exc:
+            return self._fail_all(jobs, exc)
+        try:
+            self._watch.check()
+            results: list[outcome.Outcome[Any]] = []
+            for job in jobs:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = job(conn)
+                except BaseException as exc:
+                    if not conn.in_transaction:
+                        # SQLite rolled the whole transaction back (I/O error,
+                        # disk full): the batch's earlier jobs are gone too.
+                        return self._fail_all(jobs, exc)
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    if isinstance(exc, _DB_ERRORS):
+                        exc = self._map(exc)
+                    results.append(outcome.Error(exc))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append(outcome.Value(value))
+            conn.execute("COMMIT")
+        except (*_DB_ERRORS, JournalError) as exc:
+            return self._fail_all(jobs, exc)
+        return results
+
+    def _fail_all(
+        self, jobs: Sequence[Job], exc: BaseException
+    ) -> list[outcome.Outcome[Any]]:
+        """Nothing of this batch is written: each caller gets its own error."""
+        conn = self._wconn
+        if conn is not None and conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # gone either way
+                conn.rollback()
+        errors: list[outcome.Outcome[Any]] = []
+        for _ in jobs:
+            if isinstance(exc, _DB_ERRORS):
+                error: BaseException = self._map(exc)
+                error.__cause__ = exc
+            elif isinstance(exc, JournalError):
+                error = JournalError(*exc.args)
+                error.__cause__ = exc.__cause__
+            else:
+                error = exc
+            errors.append(outcome.Error(error))
+        return errors
+
+    # -- opening --------------------------------------------------------------
+
+    def _writer_connection(self) -> sqlite3.Connection:
+        with self._open_lock:
+            if self._closed:
+                raise self.closed_error()
+            if self._wconn is None:
+                self._wconn = self._open()
+                try:
+                    self._rconn = self._connect()
+                    self._rconn.execute("PRAGMA query_only = ON")
+                except _DB_ERRORS as exc:
+                    self._wconn.close()
+                    self._wconn = None
+                    raise self._map(exc) from exc
+            return self._wconn
+
+    def _open(self) -> sqlite3.Connection:
+        path = self.path
+        if not path.exists():
+            if not self._create:
+                raise JournalError(
+                    f"journal {str(path)!r} does not exist (create=False); "
+                    "is the path right?"
+                )
+            if not path.parent.is_dir():
+                raise JournalError(
+                    f"journal {str(path)!r}: directory {str(path.parent)!r} "
+                    "does not exist"
+                )
+            try:
+                create_atomically(path, self._prepare)
+            except _DB_ERRORS as exc:
+                raise self._map(exc) from exc
+        refuse_empty(path)
+        refuse_lost_wal(path)
+        try:
+            conn = self._connect()
+        except _DB_ERRORS as exc:
+            raise self._map(exc) from exc
+        try:
+            self._prepare(conn)
+            self._integrity_check(conn)
+            self._watch.record()
+        except UnicodeDecodeError as exc:
+            conn.close()
+            raise self._map(exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        # mode=rw: never create a file here (it exists, fully formed, by now);
+        # a path whose file vanished meanwhile must fail, not start afresh.
+        conn = sqlite3.connect(
+            self.path.absolute().as_uri() + "?mode=rw",
+            timeout=self._timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=True,
+        )
+        conn.text_factory = decode_text
+        try:
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _integrity_check(self, conn: sqlite3.Connection) -> None:
+        check = self._check_on_open
+        if check is None:
+            check = self.path.stat().st_size <= CHECK_ON_OPEN_LIMIT
+        if not check:
+            return
+        try:
+            rows = conn.execute(
+                f"PRAGMA integrity_check({_MAX_CHECK_MESSAGES})"
+            ).fetchall()
+        except _DB_ERRORS as exc:
+            raise self._map(exc) from exc
+        problems = [str(r[0]) for r in rows]
+        if problems != ["ok"]:
+            raise JournalError(
+                f"journal {str(self.path)!r} is corrupt (PRAGMA integrity_check on open): "
+                + "; ".join(problems)
+                + ". Restore it from a backup; the runs it held need checking"
+            )
