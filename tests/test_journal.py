@@ -575,13 +575,15 @@ async def test_success_status_and_durations(tmp_path: pathlib.Path) -> None:
 
 
 def test_act_uncertain_option() -> None:
-    """Act(uncertain=) takes 'compensate' (default) or 'skip'."""
+    """Act(uncertain=) takes an Uncertain or its value: 'compensate' (default),
+    'retry' or 'skip'."""
     assert Act("a", ok).uncertain == "compensate"
     assert Act("a", ok, uncertain="skip").uncertain == "skip"
     with pytest.raises(
-        ValueError, match="uncertain must be 'compensate' or 'skip', got 'maybe'"
+        ValueError,
+        match="uncertain must be 'compensate' or 'retry' or 'skip', got 'maybe'",
     ):
-        Act("a", ok, uncertain="maybe")  # type: ignore[arg-type]
+        Act("a", ok, uncertain="maybe")
 
 
 async def test_journal_failure_inside_a_chorus(

@@ -547,6 +547,24 @@ SAGA = [
     ),
     case("Scene-saga-str", lambda: ts.Scene("s", [], saga="yes"), TypeError, "saga"),
     case(
+        "Scene-on_crash-str",
+        lambda: ts.Scene("s", [], on_crash="resume"),
+        TypeError,
+        "on_crash",
+    ),
+    case(
+        "Act-uncertain-unknown",
+        lambda: ts.Act("a", _step, uncertain="maybe"),
+        ValueError,
+        "uncertain",
+    ),
+    case(
+        "Act-uncertain-int",
+        lambda: ts.Act("a", _step, uncertain=1),
+        TypeError,
+        "uncertain",
+    ),
+    case(
         "Chorus-duplicate", lambda: ts.Chorus("c", [_act(), _act()]), ValueError, "'a'"
     ),
     case(
@@ -987,6 +1005,7 @@ def test_every_public_callable_has_a_case() -> None:
         "RecoveryReport",
         "RetryScheduled",
         "RunRecord",
+        "RunResumed",
         "SagaEvent",
         "SagaResult",
         "SignalStarted",

@@ -111,6 +111,7 @@ from ._saga import JournalSchemaError as JournalSchemaError
 from ._saga import JournalWritten as JournalWritten
 from ._saga import JSONCodec as JSONCodec
 from ._saga import LeaseLostError as LeaseLostError
+from ._saga import OnCrash as OnCrash
 from ._saga import RecordedFailure as RecordedFailure
 from ._saga import RecoveryReport as RecoveryReport
 from ._saga import RunClaimedError as RunClaimedError
@@ -118,6 +119,7 @@ from ._saga import RunDamagedError as RunDamagedError
 from ._saga import RunIdInUseError as RunIdInUseError
 from ._saga import RunNotFoundError as RunNotFoundError
 from ._saga import RunRecord as RunRecord
+from ._saga import RunResumed as RunResumed
 from ._saga import RunStatus as RunStatus
 from ._saga import SagaEvent as SagaEvent
 from ._saga import SagaResult as SagaResult
@@ -126,6 +128,7 @@ from ._saga import SceneCompleted as SceneCompleted
 from ._saga import SceneFailed as SceneFailed
 from ._saga import SceneStarted as SceneStarted
 from ._saga import SkippedRun as SkippedRun
+from ._saga import Uncertain as Uncertain
 from ._saga import WorkerRecord as WorkerRecord
 from ._saga import compensate_run as compensate_run
 from ._saga import durable_undo as durable_undo
@@ -220,6 +223,7 @@ __all__ = (
     "MergedReceiveChannel",
     "MissingTrigger",
     "Observer",
+    "OnCrash",
     "Outcome",
     "OutcomeError",
     "PostgresJournal",
@@ -233,6 +237,7 @@ __all__ = (
     "RunIdInUseError",
     "RunNotFoundError",
     "RunRecord",
+    "RunResumed",
     "RunStatus",
     "SQLiteJournal",
     "SagaError",
@@ -256,6 +261,7 @@ __all__ = (
     "TriggerDecision",
     "TriggerMissing",
     "TriggerRegistry",
+    "Uncertain",
     "WorkerRecord",
     "compensate_run",
     "durable_undo",

@@ -7,6 +7,9 @@ records; :func:`render_timeline` draws them as plain text (no dependency);
 Sources understood:
 
 * a :class:`SagaResult` (or its events): one span per act and per undo;
+* a journaled run's entries (``await journal.events(run_id)``): the same,
+  for every process that worked on the run -- a resumed run shows the dead
+  process's work, a mark, then the new one's;
 * anything with ``outcomes`` — an :class:`ErrGroup`, an ignition result —
   as a sequence or a mapping of :class:`Outcome`;
 * a run read back from a journal (its :class:`JournalEntry` sequence, see
@@ -29,8 +32,8 @@ import attrs
 from ._events import Event
 from ._journal_entries import timeline_from_entries
 from ._outcome import CancelCause, Outcome, Status
-from ._saga import JournalEntry
 from ._saga import _events as se
+from ._saga._journal import JournalEntry
 from ._validate import check_bool, check_int, check_optional_str, check_type
 
 
@@ -112,6 +115,70 @@ def _from_saga_events(events: Sequence[Event]) -> list[Span]:
     return spans
 
 
+_RUN_END = {
+    "ActCompleted": Status.SUCCEEDED,
+    "ActFailed": Status.FAILED,
+    "ActCancelled": Status.CANCELLED,
+}
+_UNDO_END = {
+    "CompensationStepCompleted": Status.SUCCEEDED,
+    "CompensationStepFailed": Status.FAILED,
+}
+
+
+def _from_journal(entries: Sequence[JournalEntry]) -> list[Span]:
+    """A journaled run's spans, every process's: each process's trio clock
+    has its own origin, so each after a ``RunResumed`` is drawn from where
+    the one before ended, after a mark (its outage is not shown); work a
+    crash cut short ends CANCELLED at its process's last write."""
+    spans: list[tuple[int, Span]] = []  # (process, span)
+    open_runs: dict[str, float] = {}
+    open_undos: dict[str, float] = {}
+    process = 0
+    shift = last = 0.0
+    for entry in entries:
+        if entry.kind == "RunResumed":
+            # Work the crash cut short: drawn up to the process's last write.
+            for step, start in open_runs.items():
+                spans.append((process, Span(step, start, last, Status.CANCELLED)))
+            for step, start in open_undos.items():
+                spans.append(
+                    (process, Span(step, start, last, Status.CANCELLED, "undo"))
+                )
+            open_runs.clear()
+            open_undos.clear()
+            process += 1
+            shift = last - entry.at
+            owner = str(entry.data.get("owner"))[:8]  # enough to tell workers apart
+            mark = Span(f"resumed by {owner}", last, last, Status.SKIPPED, "skip")
+            spans.append((process, mark))
+        at = entry.at + shift
+        last = max(last, at)
+        if entry.kind == "ActStarted":
+            open_runs[entry.step] = at
+        elif entry.kind in _RUN_END and entry.step in open_runs:
+            start = open_runs.pop(entry.step)
+            spans.append((process, Span(entry.step, start, at, _RUN_END[entry.kind])))
+        elif entry.kind == "CompensationStepStarted":
+            open_undos[entry.step] = at
+        elif entry.kind in _UNDO_END and entry.step in open_undos:
+            start = open_undos.pop(entry.step)
+            span = Span(entry.step, start, at, _UNDO_END[entry.kind], "undo")
+            spans.append((process, span))
+    # Gantt order; at one instant, a dead process's work before the mark,
+    # the mark before the new process's work.
+    spans.sort(
+        key=lambda ps: (
+            ps[1].start,
+            ps[0],
+            ps[1].kind != "skip",
+            ps[1].end,
+            ps[1].label,
+        )
+    )
+    return [span for _, span in spans]
+
+
 def _label(record: Any, index: int) -> str:
     name = getattr(record, "name", None)
     if isinstance(name, str):
@@ -165,7 +232,11 @@ def timeline_spans(source: object) -> list[Span]:
     if isinstance(source, Sequence) and source and isinstance(source[0], Event):
         return _from_saga_events(source)
     if isinstance(source, Sequence) and source and isinstance(source[0], JournalEntry):
-        return _from_records(timeline_from_entries(source))  # a past run
+        # A past run read back from a journal: a resumed one with the mark
+        # where each new process took over, any other as its entries say.
+        if any(entry.kind == "RunResumed" for entry in source):
+            return _from_journal(source)
+        return _from_records(timeline_from_entries(source))
     if isinstance(source, Iterable) and not isinstance(source, (str, bytes)):
         return _from_records(source)
     raise TypeError(f"cannot draw a timeline of {source!r}")

@@ -19,6 +19,7 @@ from ._events import (
     CompensationStepFailed,
     CompensationStepStarted,
     JournalWritten,
+    RunResumed,
     SagaEvent,
     SceneCompleted,
     SceneFailed,
@@ -43,7 +44,15 @@ from ._journal import (
     RunStatus,
     WorkerRecord,
 )
-from ._model import DEFAULT_COMPENSATION_RETRY, Act, Chorus, ChorusMode, Scene
+from ._model import (
+    DEFAULT_COMPENSATION_RETRY,
+    Act,
+    Chorus,
+    ChorusMode,
+    OnCrash,
+    Scene,
+    Uncertain,
+)
 from ._records import SagaResult
 from ._recovery import (
     HELD_ELSEWHERE,
@@ -87,6 +96,7 @@ __all__ = [
     "JournalSchemaError",
     "JournalWritten",
     "LeaseLostError",
+    "OnCrash",
     "RecordedFailure",
     "RecoveryReport",
     "RunClaimedError",
@@ -94,6 +104,7 @@ __all__ = [
     "RunIdInUseError",
     "RunNotFoundError",
     "RunRecord",
+    "RunResumed",
     "RunStatus",
     "SagaEvent",
     "SagaResult",
@@ -102,6 +113,7 @@ __all__ = [
     "SceneFailed",
     "SceneStarted",
     "SkippedRun",
+    "Uncertain",
     "WorkerRecord",
     "compensate_run",
     "durable_undo",

@@ -258,3 +258,27 @@ class CompensationCompleted(SagaEvent):
     scene: str
     ok: bool
     duration: float
+
+
+@final
+@attrs.frozen(kw_only=True, slots=False)
+class RunResumed(SagaEvent):
+    """A recovery took over a run whose process died, and goes on with it.
+
+    Attributes:
+        scene: The run's top scene.
+        previous_owner: The worker that held the run before (None when the
+            claim did not say, e.g. under :func:`run_worker` on a run's first
+            takeover).
+        owner: The worker going on with it.
+        restored: Paths of the acts that completed before, in completion
+            order: not run again, their results restored.
+        uncertain: Paths of the acts that had started and not ended: run
+            again (compensated first if their act says so).
+    """
+
+    scene: str
+    previous_owner: str | None
+    owner: str
+    restored: tuple[str, ...]
+    uncertain: tuple[str, ...]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Generic, Literal, TypeAlias, final
+from typing import Any, Generic, TypeAlias, final
 
 import attrs
 
@@ -55,6 +55,42 @@ class ChorusMode(enum.Enum):
 
 
 @final
+class OnCrash(enum.Enum):
+    """What recover() and run_worker do with a run whose process died.
+
+    Set on the run's top :class:`Scene` (``on_crash=``)."""
+
+    ROLL_BACK = "roll_back"
+    """Undo the completed steps, in reverse (the default): the crash ends the run."""
+    RESUME = "resume"
+    """Finish the run: completed acts are not run again (their results and the
+    journaled state are restored), the uncertain act is handled per its
+    ``uncertain``, and the scene goes on from where it stood. A run that was
+    already failing (a step failed, a rollback began) is rolled back instead."""
+
+
+@final
+class Uncertain(enum.StrEnum):
+    """What to do with an *uncertain* act: the journal says its ``run``
+    started, not how it ended (the process died meanwhile)."""
+
+    COMPENSATE = "compensate"
+    """Call ``compensate`` (``ctx.result`` None), as if it had completed; a
+    resumed run then runs the act again, under the same key (so not for a
+    ``run`` the far side deduplicates by key: use RETRY there)."""
+    RETRY = "retry"
+    """A resumed run runs the act again under the same
+    ``ctx.idempotency_key`` (for a ``run`` the far side deduplicates by key);
+    a rollback compensates it, as COMPENSATE does."""
+    SKIP = "skip"
+    """Leave it: ``run`` has no lasting effect unless it completed (it
+    commits atomically at its very end). A resumed run runs it again."""
+
+
+_UNCERTAIN = tuple(u.value for u in Uncertain)
+
+
+@final
 @attrs.frozen(init=False)
 class Act(Generic[DepsT]):
     """One step of work, with an optional undo.
@@ -75,11 +111,15 @@ class Act(Generic[DepsT]):
         compensation_retry: Retry policy for the undo; default
             :data:`DEFAULT_COMPENSATION_RETRY` (three tries).
         uncertain: What :func:`recover` does when the journal says ``run``
-            started but not how it ended (the process died meanwhile):
-            ``"compensate"`` (default: call ``compensate`` with
+            started but not how it ended (the process died meanwhile): an
+            :class:`Uncertain` (or its value as a string).
+            ``Uncertain.COMPENSATE`` (default: call ``compensate`` with
             ``ctx.result`` None, so it must cope with work that may not have
-            happened) or ``"skip"`` (leave it: ``run`` has no lasting effect
-            unless it completed, e.g. it commits atomically at its very end).
+            happened; a resumed run then runs the act again),
+            ``Uncertain.RETRY`` (a resumed run runs it again under the same
+            idempotency key; a rollback compensates it) or
+            ``Uncertain.SKIP`` (a rollback leaves it: ``run`` has no lasting
+            effect unless it completed; a resumed run runs it again).
         compensate_on_failure: True when ``run``'s side effect may have
             happened even though ``run`` failed (a timeout after the server
             charged the card): a rollback then calls ``compensate`` for this
@@ -101,7 +141,7 @@ class Act(Generic[DepsT]):
     retry: RetryPolicy | None
     compensation_timeout: float | None
     compensation_retry: RetryPolicy | None
-    uncertain: Literal["compensate", "skip"]
+    uncertain: Uncertain
     compensate_on_failure: bool
 
     def __init__(
@@ -114,7 +154,7 @@ class Act(Generic[DepsT]):
         retry: RetryPolicy | None = None,
         compensation_timeout: float | None = None,
         compensation_retry: RetryPolicy | None = None,
-        uncertain: Literal["compensate", "skip"] = "compensate",
+        uncertain: Uncertain | str = Uncertain.COMPENSATE,
         compensate_on_failure: bool = False,
     ) -> None:
         check_name(name)
@@ -129,7 +169,9 @@ class Act(Generic[DepsT]):
         )
         _check_retry(retry, "retry")
         _check_retry(compensation_retry, "compensation_retry")
-        check_choice(uncertain, ("compensate", "skip"), f"Act {name!r}: uncertain")
+        if not isinstance(uncertain, Uncertain):
+            check_choice(uncertain, _UNCERTAIN, f"Act {name!r}: uncertain")
+            uncertain = Uncertain(uncertain)
         check_bool(compensate_on_failure, f"Act {name!r}: compensate_on_failure")
         if compensate_on_failure and compensate is None:
             raise ValueError(
@@ -202,18 +244,28 @@ class Scene(Generic[DepsT]):
         name: No ``/``; unique among its siblings.
         steps: Acts, Scenes and Choruses (names unique). Empty is a no-op.
         saga: Whether a failure inside rolls the completed steps back.
+        on_crash: For a run's top scene: what :func:`recover` does if the
+            process running it died (:attr:`OnCrash.ROLL_BACK`, the default,
+            or :attr:`OnCrash.RESUME`). A nested scene goes with its run.
     """
 
     name: str
     steps: tuple[Step[DepsT], ...]
     saga: bool
+    on_crash: OnCrash
 
     def __init__(
-        self, name: str, steps: Iterable[Step[DepsT]] = (), *, saga: bool = False
+        self,
+        name: str,
+        steps: Iterable[Step[DepsT]] = (),
+        *,
+        saga: bool = False,
+        on_crash: OnCrash = OnCrash.ROLL_BACK,
     ) -> None:
         check_name(name)
         check_bool(saga, f"Scene {name!r}: saga")
-        self.__attrs_init__(name, _check_steps("Scene", name, steps), saga)
+        check_type(on_crash, OnCrash, f"Scene {name!r}: on_crash")
+        self.__attrs_init__(name, _check_steps("Scene", name, steps), saga, on_crash)
 
 
 @final

@@ -35,10 +35,11 @@ from ._journal import (
     RunStatus,
     check_journal,
 )
-from ._model import Scene
+from ._model import OnCrash, Scene
 from ._recorder import JournalRecorder
 from ._records import SagaResult
 from ._replay import Replay, ReplayMismatch
+from ._resume import resume_claimed
 from ._runner import Runner
 
 HELD_ELSEWHERE: Final = (
@@ -87,7 +88,10 @@ class RecoveryReport:
     Attributes:
         results: One :class:`SagaResult` per run rolled back (status FAILED,
             ``error`` a :exc:`RecordedFailure`, ``compensation`` and
-            ``events`` those of this recovery only).
+            ``events`` those of this recovery only) or resumed (a scene with
+            ``on_crash=OnCrash.RESUME``: the result of the rest of the run,
+            SUCCEEDED if it finished; ``events`` from its
+            :class:`RunResumed`).
         skipped: Runs left alone: scenes not passed in, scene definitions
             that do not match the journal, runs held by a live worker
             (:data:`HELD_ELSEWHERE`), runs claimed too often.
@@ -138,8 +142,11 @@ async def roll_back_claimed(
     manual: bool,
     entries: tuple[JournalEntry, ...] | None = None,
     checked: Replay | None = None,
+    previous_owner: str | None = None,
 ) -> SagaResult:
-    """Roll back one run this worker claimed; write its final status.
+    """Roll back one run this worker claimed -- or, if its scene says
+    :attr:`OnCrash.RESUME` and it was not failing, go on with it
+    (:func:`resume_claimed`); write its final status.
 
     *entries*, read before the claim, are used if the run's ``last_seq``
     says nobody wrote since (saving a read); else they are read again.
@@ -172,6 +179,18 @@ async def roll_back_claimed(
                 retry_failed=manual,
             )
             state = None if record.state is None else replay.decoded(record.state)
+            if not manual and scene.on_crash is OnCrash.RESUME and replay.resumable():
+                return await resume_claimed(
+                    journal,
+                    fence,
+                    scene,
+                    replay,
+                    state,
+                    first_seq=entries[-1].seq + 1 if entries else 0,
+                    deps=deps,
+                    emitter=emitter,
+                    previous_owner=previous_owner,
+                )
             recorder = JournalRecorder(
                 run_id,
                 emitter,
@@ -228,12 +247,14 @@ async def recover(
     observer: Observer | None = None,
     stale_after: float = 0.0,
 ) -> RecoveryReport:
-    """Roll back every run the journal says is still RUNNING.
+    """Roll back (or resume) every run the journal says is still RUNNING.
 
     Call it when a process starts, with the same scene definitions the
     crashed process used. Each run is first *claimed* -- possible only once
     the lease of the worker that ran it has lapsed -- then rolled back as
-    described in :doc:`durable`, under this worker's lease. Several calls at
+    described in :doc:`durable`, under this worker's lease; a run whose top
+    scene says ``on_crash=OnCrash.RESUME`` and that was not failing is
+    finished instead (completed acts restored, not run again). Several calls at
     once (in one process or many) split the work: each run is rolled back by
     one of them, and the others report it in ``skipped`` with the reason
     :data:`HELD_ELSEWHERE`. Runs are rolled back concurrently, at most
@@ -366,6 +387,7 @@ async def _recover_one(
             manual=False,
             entries=entries,
             checked=checked,
+            previous_owner=record.owner,
         )
     except ReplayMismatch as exc:
         return SkippedRun(record.run_id, record.scene, str(exc))

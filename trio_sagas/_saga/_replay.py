@@ -27,6 +27,10 @@ What the entries say, act by act:
   ``CompensationActionCompleted`` for it follows.
 * ``CompensationStepStarted`` without an outcome -- interrupted: run again,
   with the same idempotency key.
+* ``RunResumed`` -- a recovery went on with the run (see :mod:`._resume`):
+  the entries after it are the new process's, in the same stream; a
+  ``SceneStarted``/``ChorusStarted`` of a group still open, and an
+  ``ActStarted`` of an uncertain act, are that process entering them again.
 * ``CompensationStepFailed`` -- failed for good: a recovery leaves it (the
   run ends NEEDS_INTERVENTION); a manual compensation tries it again.
 
@@ -55,12 +59,13 @@ from ._events import (
     CompensationStarted,
     CompensationStepCompleted,
     CompensationStepFailed,
+    RunResumed,
     SceneCompleted,
     SceneFailed,
     SceneStarted,
 )
 from ._journal import JournalEntry, RunRecord
-from ._model import Act, Chorus, Scene, Step
+from ._model import Act, Chorus, Scene, Step, Uncertain
 from ._records import ActRecord, GroupRecord, Record
 from ._runner import act_context
 
@@ -80,6 +85,7 @@ _UNDO_FAILED = CompensationStepFailed.__name__
 _COMPENSATION_COMPLETED = CompensationCompleted.__name__
 _REGISTERED = CompensationRegistered.__name__
 _ACTION_COMPLETED = CompensationActionCompleted.__name__
+_RUN_RESUMED = RunResumed.__name__
 
 
 @final
@@ -167,6 +173,10 @@ class Replay:
         # For a resume: every act that completed (path -> what run returned),
         # in completion order, whatever was undone since.
         self.completed: dict[str, object] = {}
+        # Whether the run was failing when its process died (a step failed
+        # or was cancelled, a rollback began): then it cannot resume.
+        self.failing = False
+        self.previous_owner: str | None = None  # per the latest RunResumed
         for entry in entries:
             try:
                 self.apply(entry)
@@ -199,6 +209,8 @@ class Replay:
     def apply(self, e: JournalEntry) -> None:
         kind, path = e.kind, e.step
         if kind in (_SCENE_STARTED, _CHORUS_STARTED):
+            if path in self.open_groups:
+                return  # entered again by a resumed run: same group, same children
             group = GroupRecord(
                 self.step(path, Scene if kind == _SCENE_STARTED else Chorus), path
             )
@@ -213,6 +225,9 @@ class Replay:
             ctx._compensation = DurableScope(path, None)  # sink: see bind()
             self.acts[path] = ActRecord(act, path, ctx)
             self.open_acts[path] = e.seq
+            # Run again by a resumed run: an undo of its uncertain try is past.
+            self.undone.discard(path)
+            self.undo_failed.discard(path)
         elif kind == _ACT_COMPLETED:
             self.open_acts.pop(path, None)
             record = self.acts[path]
@@ -221,13 +236,16 @@ class Replay:
             self.completed[path] = record.value
             self.attach(record)
         elif kind == _ACT_CANCELLED:
-            # Interrupted while it ran: uncertain, as the runner undoes it.
+            # Interrupted while it ran: uncertain, as the runner undoes it. A
+            # cancelled act also means the run was failing: it is not resumed.
+            self.failing = True
             self.open_acts.pop(path, None)
             record = self.acts[path]
-            record.uncertain = record.act.uncertain == "compensate"
+            record.uncertain = record.act.uncertain != Uncertain.SKIP
             record.effect = record.act.compensate_on_failure
             self.attach(record)
         elif kind == _ACT_FAILED:
+            self.failing = True
             self.open_acts.pop(path, None)
             if self.failed_step is None:
                 self.failed_step = path
@@ -248,6 +266,7 @@ class Replay:
             group.done = True
             self.attach(group)
         elif kind in (_SCENE_FAILED, _CHORUS_FAILED):
+            self.failing = True
             group = self.groups[path]
             self.open_groups.discard(path)
             if isinstance(group.step, Scene) and group.step.saga:
@@ -255,6 +274,7 @@ class Replay:
             else:
                 self.attach(group)
         elif kind == _COMPENSATION_STARTED:
+            self.failing = True
             self.unfinished.add(path)
         elif kind == _UNDO_COMPLETED:
             self.undone.add(path)
@@ -264,6 +284,8 @@ class Replay:
             self.undo_failed.add(path)
             if not self.retry_failed:
                 self.settled(path)
+        elif kind == _RUN_RESUMED:
+            self.previous_owner = e.data.get("owner")
         elif kind == _COMPENSATION_COMPLETED:
             group = self.groups[path]
             if e.data.get("ok", True) or not self.retry_failed:
@@ -301,6 +323,10 @@ class Replay:
             scope = record.ctx.compensation
             if isinstance(scope, DurableScope):
                 scope.sink = sink
+
+    def resumable(self) -> bool:
+        """Whether the run can go on: it was not failing when its process died."""
+        return not self.failing and (self.top is None or not self.top.done)
 
     def uncertain(self) -> tuple[str, ...]:
         """Paths of the acts started and never ended (the crash hit them), in order."""

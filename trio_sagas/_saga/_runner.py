@@ -204,9 +204,7 @@ class Runner:
             # A durable run's act interrupted while run ran: the journal says
             # it started and did not complete, so it is *uncertain* (its
             # effect may have happened) and undone as after a crash.
-            record.uncertain = (
-                ran and recorder.durable and act.uncertain == "compensate"
-            )
+            record.uncertain = ran and recorder.durable and act.uncertain != "skip"
             if record.has_undo():
                 sink.append(record)  # partial progress, on the failure path
             raise

@@ -73,8 +73,8 @@ async def run_worker(
     Every *poll* seconds (default: half the journal's lease, with ±50 %
     jitter so that workers do not poll in step) it claims up to *batch*
     RUNNING runs whose worker's lease has lapsed
-    (:meth:`Journal.claim_batch`) and rolls them back exactly as
-    :func:`recover` does, concurrently (at most *batch* at once), under this
+    (:meth:`Journal.claim_batch`) and rolls them back (or resumes them, per
+    their scene's ``on_crash``) exactly as :func:`recover` does, concurrently (at most *batch* at once), under this
     worker's lease. A run claimed ``max_claims`` times goes to
     NEEDS_INTERVENTION instead. Start it in a nursery next to the sagas::
 
