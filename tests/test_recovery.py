@@ -62,12 +62,13 @@ class Shop:
 
 
 def analyse(entries: tuple[JournalEntry, ...]) -> dict[str, list[str]]:
-    """What the journal says about each act."""
-    ended = {
-        e.step
-        for e in entries
-        if e.kind in ("ActCompleted", "ActFailed", "ActCancelled")
-    }
+    """What the journal says about each act.
+
+    An act journaled as cancelled (its run was interrupted after it began) is
+    uncertain too: its effect may have happened, so it is undone as after a
+    crash.
+    """
+    ended = {e.step for e in entries if e.kind in ("ActCompleted", "ActFailed")}
     return {
         "completed": [e.step for e in entries if e.kind == "ActCompleted"],
         "uncertain": [
