@@ -131,7 +131,7 @@ async def test_one_failing_write_fails_only_its_own_run(
         assert outcomes["r2"] is None
         assert isinstance(outcomes["r1"], RunClaimedError)
         assert isinstance(outcomes["r3"], JournalError)
-        assert "entries start at seq 0" in str(outcomes["r3"])
+        assert "its last seq is 0, the first new seq is 0" in str(outcomes["r3"])
         assert committed(tmp_path / "j.db") == {"r0": 1, "r2": 1, "r3": 1}
         states = {r.run_id: r.state for r in await journal.runs()}
         assert states == {"r0": b"[1]", "r1": b"{}", "r2": b"[1]", "r3": b"{}"}
