@@ -27,7 +27,9 @@ import trio
 from _harness import compare, report
 
 # The same 10-step scene as the in-memory saga benchmark, so the two compare.
-from bench_saga import SCENE, STEPS
+from bench_saga import STEPS, scene
+
+SCENE = scene(STEPS)
 
 import trio_sagas
 
