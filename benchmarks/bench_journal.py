@@ -29,9 +29,9 @@ from _harness import compare, report
 # The same 10-step scene as the in-memory saga benchmark, so the two compare.
 from bench_saga import STEPS, scene
 
-SCENE = scene(STEPS)
-
 import trio_sagas
+
+SCENE = scene(STEPS)
 
 DURABLE_RUNS = 20
 MEMORY_RUNS = 20
