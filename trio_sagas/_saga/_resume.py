@@ -27,16 +27,16 @@ from typing import Any
 
 import trio
 
-from .._events import Emitter, logger
+from .._events import Emitter
 from .._outcome import Status
 from ._chorus import CHORUSES
 from ._events import ActFailed, RunResumed
-from ._journal import Fence, Journal, LeaseLostError, RunClaimedError
+from ._journal import Fence, Journal
 from ._model import Act, Scene, Step, Uncertain
 from ._recorder import JournalRecorder
 from ._records import OK, Record, SagaResult, StepResult
 from ._replay import Replay
-from ._run import final_status
+from ._run import drive
 from ._runner import Runner
 
 
@@ -163,33 +163,7 @@ async def resume_claimed(
                 restored=tuple(p for p in replay.completed if replay.acts[p].done),
                 uncertain=replay.uncertain(),
             )
-            leftover: list[Record] = []
-            result: StepResult | None = None
-            with lease_scope:
-                try:
-                    result = await runner.scene(scene, scene.name, leftover)
-                except RunClaimedError:
-                    raise
-                except BaseException as exc:
-                    if not lease_scope.cancel_called:
-                        await recorder.finish(
-                            final_status(runner, recorder, None, bool(leftover))
-                        )
-                    if recorder.error is not None and exc is not recorder.error:
-                        logger.error(
-                            "run %r: the journal failed (%r); it still says RUNNING",
-                            run_id,
-                            recorder.error,
-                        )
-                    raise
-            if lease_scope.cancelled_caught or result is None:
-                raise LeaseLostError(
-                    f"run {run_id!r}: lease of worker {fence.worker!r} lapsed "
-                    "while the resumed run ran; left to the worker that claims it"
-                )
-            await recorder.finish(
-                final_status(runner, recorder, result, bool(leftover))
-            )
+            result = await drive(runner, recorder, scene, lease_scope, fence)
     finally:
         CHORUSES.reset(token)
     recorder.check()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import trio
+
 from .._compensation import DepsT
 from .._events import SILENT, Emitter, Observer, logger
 from .._validate import check_label, check_sync_observer, check_type
 from ._chorus import CHORUSES
 from ._journal import (
+    Fence,
     Journal,
     LeaseLostError,
     RunClaimedError,
@@ -57,33 +60,55 @@ async def _run_durable(
             run_id, emitter, journal, fence, state=state, lease_scope=lease_scope
         )
         runner = Runner(run_id, state, deps, recorder)
-        leftover: list[Record] = []
-        result: StepResult | None = None
-        with lease_scope:
-            try:
-                result = await runner.scene(scene, scene.name, leftover)
-            except RunClaimedError:
-                raise  # lost the run: the new holder finishes it; write nothing
-            except BaseException as exc:
-                if not lease_scope.cancel_called:
-                    await recorder.finish(
-                        final_status(runner, recorder, None, bool(leftover))
-                    )
-                if recorder.error is not None and exc is not recorder.error:
-                    logger.error(
-                        "run %r: the journal failed (%r); it still says RUNNING",
-                        run_id,
-                        recorder.error,
-                    )
-                raise
-        if lease_scope.cancelled_caught or result is None:
-            raise LeaseLostError(
-                f"run {run_id!r}: lease of worker {fence.worker!r} lapsed while "
-                "the run ran; it was stopped and is left to the worker that claims it"
-            )
-        await recorder.finish(final_status(runner, recorder, result, bool(leftover)))
+        result = await drive(runner, recorder, scene, lease_scope, fence)
     recorder.check()
     return runner.result(result)
+
+
+async def drive(
+    runner: Runner,
+    recorder: JournalRecorder,
+    scene: Scene,
+    lease_scope: trio.CancelScope,
+    fence: Fence,
+) -> StepResult:
+    """Run a journaled run's scene under its lease; journal its final status.
+
+    Shared by a new run and a resumed one. A final status is written only
+    when it is true: never after the run was lost (claimed, or its lease
+    lapsed); after an interruption only what the records prove.
+
+    Raises:
+        RunClaimedError: another worker claimed the run (nothing written).
+        LeaseLostError: this worker's lease lapsed while the run ran.
+    """
+    run_id = fence.run_id
+    leftover: list[Record] = []
+    result: StepResult | None = None
+    with lease_scope:
+        try:
+            result = await runner.scene(scene, scene.name, leftover)
+        except RunClaimedError:
+            raise  # lost the run: the new holder finishes it; write nothing
+        except BaseException as exc:
+            if not lease_scope.cancel_called:
+                await recorder.finish(
+                    final_status(runner, recorder, None, bool(leftover))
+                )
+            if recorder.error is not None and exc is not recorder.error:
+                logger.error(
+                    "run %r: the journal failed (%r); it still says RUNNING",
+                    run_id,
+                    recorder.error,
+                )
+            raise
+    if lease_scope.cancelled_caught or result is None:
+        raise LeaseLostError(
+            f"run {run_id!r}: lease of worker {fence.worker!r} lapsed while "
+            "the run ran; it was stopped and is left to the worker that claims it"
+        )
+    await recorder.finish(final_status(runner, recorder, result, bool(leftover)))
+    return result
 
 
 async def run_scene(
