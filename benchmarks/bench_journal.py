@@ -27,10 +27,11 @@ import trio
 from _harness import compare, report
 
 # The same 10-step scene as the in-memory saga benchmark, so the two compare.
-from bench_saga import SCENE, STEPS
+from bench_saga import STEPS, scene
 
 import trio_sagas
 
+SCENE = scene(STEPS)
 DURABLE_RUNS = 20
 MEMORY_RUNS = 20
 _ids = itertools.count()
