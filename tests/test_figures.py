@@ -10,7 +10,8 @@ ROOT = pathlib.Path(__file__).parent.parent
 _spec = importlib.util.spec_from_file_location(
     "bench_figures", ROOT / "benchmarks" / "figures.py"
 )
-assert _spec is not None and _spec.loader is not None
+assert _spec is not None
+assert _spec.loader is not None
 figures = importlib.util.module_from_spec(_spec)
 sys.modules["bench_figures"] = figures
 _spec.loader.exec_module(figures)
@@ -39,7 +40,10 @@ def test_a_wrong_figure_is_caught() -> None:
     text = figures.README.read_text()
     match = figures.README_FIG.search(text)
     assert match is not None
-    wrong = text.replace(match.group(0), f"<!--fig {match.group(1)}-->0.01×<!--/fig-->")
+    wrong = text.replace(
+        match.group(0),
+        f"<!--fig {match.group(1)}-->0.01×<!--/fig-->",  # noqa: RUF001
+    )
     assert figures.render_readme(figures.load(), wrong) != wrong
 
 
