@@ -12,7 +12,7 @@ A reference is ``SUITE.ROW.FIELD`` (a row of ``results/SUITE.json`` by its
 ``key``) or ``SUITE.extra.PATH.TO.VALUE`` (a key of ``extra`` written in words, such as
 ``"no hedging"``, is named by its slug: ``no_hedging``). The field's name picks
 the format:
-``ratio*`` → ``1.30×``, ``*_us`` → ``2.4 µs``, ``*_ms`` → ``33.2 ms``,
+``ratio*`` → ``1.30×`` (``26.3×``, ``897×``), ``*_us`` → ``2.4 µs``, ``*_ms`` → ``33.2 ms``,
 ``*_per_s`` → ``1,350/s``, ``*_pct`` → ``4.9 %``, ``*_bytes`` → ``1.2 KiB``,
 other ``*_s`` (seconds) → ``52.3 ms`` or ``1.25 s``.
 
@@ -91,7 +91,9 @@ def fmt(ref: str, value: Any) -> str:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return str(value)
     if field.startswith("ratio") or field.endswith("_ratio") or field == "target":
-        return f"{value:.2f}×"
+        if value >= 100:
+            return f"{value:,.0f}×"
+        return f"{value:.2f}×" if value < 10 else f"{value:.1f}×"
     if field.endswith("_us"):
         return f"{value:.1f} µs" if value < 100 else f"{value:,.0f} µs"
     if field.endswith("_ms"):
