@@ -9,9 +9,12 @@ A page never types a measured number. It names it:
   whose text this script rewrites.
 
 A reference is ``SUITE.ROW.FIELD`` (a row of ``results/SUITE.json`` by its
-``key``) or ``SUITE.extra.PATH.TO.VALUE``. The field's name picks the format:
-``ratio*`` → ``1.30×``, ``*_us`` → ``2.4 µs``, ``*_ms`` → ``33.2 ms``,
-``*_per_s`` → ``1,350/s``, ``*_pct`` → ``4.9 %``, ``*_bytes`` → ``1.2 KiB``.
+``key``) or ``SUITE.extra.PATH.TO.VALUE`` (a key of ``extra`` written in words, such as
+``"no hedging"``, is named by its slug: ``no_hedging``). The field's name picks
+the format:
+``ratio*`` → ``1.30×`` (``26.3×``, ``897×``), ``*_us`` → ``2.4 µs``, ``*_ms`` → ``33.2 ms``,
+``*_per_s`` → ``1,350/s``, ``*_pct`` → ``4.9 %``, ``*_bytes`` → ``1.2 KiB``,
+other ``*_s`` (seconds) → ``52.3 ms`` or ``1.25 s``.
 
 ``python benchmarks/figures.py`` renders both (``nox -s bench`` runs it after a
 full run); ``tests/test_figures.py`` fails when a page and the results disagree,
@@ -44,6 +47,11 @@ HAND_TYPED = re.compile(
 )
 
 
+def _slug(words: str) -> str:
+    """A key written in words as a reference names it (as _harness.slug)."""
+    return re.sub(r"[^a-z0-9]+", "_", words.lower()).strip("_")
+
+
 def load(results: pathlib.Path = RESULTS) -> dict[str, Any]:
     """Every results file, by suite name."""
     return {
@@ -61,6 +69,9 @@ def lookup(suites: dict[str, Any], ref: str) -> Any:
     if path[0] == "extra":
         node: Any = data["extra"]
         for part in path[1:]:
+            if isinstance(node, dict) and part not in node:
+                named = [k for k in node if _slug(str(k)) == part]
+                part = named[0] if len(named) == 1 else part
             if not isinstance(node, dict) or part not in node:
                 raise KeyError(f"{ref}: {part!r} not in {suite}.json's extra")
             node = node[part]
@@ -80,13 +91,17 @@ def fmt(ref: str, value: Any) -> str:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return str(value)
     if field.startswith("ratio") or field.endswith("_ratio") or field == "target":
-        return f"{value:.2f}×"
+        if value >= 100:
+            return f"{value:,.0f}×"
+        return f"{value:.2f}×" if value < 10 else f"{value:.1f}×"
     if field.endswith("_us"):
         return f"{value:.1f} µs" if value < 100 else f"{value:,.0f} µs"
     if field.endswith("_ms"):
         return f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"
     if field.endswith("_per_s"):
         return f"{value:,.0f}/s"
+    if field.endswith("_s"):
+        return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
     if field.endswith("_pct"):
         return f"{value:.1f} %"
     if field.endswith("_bytes"):

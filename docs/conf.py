@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import pathlib
 
 project = "trio-sagas"
 author = "trio-sagas developers"
@@ -33,3 +34,8 @@ html_css_files = ["timelines.css"]
 # No network on build machines: intersphinx stays off, so references to trio
 # and the stdlib render as plain text instead of failing the -W build.
 nitpicky = False
+
+# Every measured figure a page quotes is a substitution (``|saga.bare.ratio|``)
+# written by benchmarks/figures.py from benchmarks/results/: one source of truth.
+_FIGURES = pathlib.Path(__file__).parent / "_generated" / "figures.rst"
+rst_epilog = _FIGURES.read_text() if _FIGURES.exists() else ""
