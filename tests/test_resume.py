@@ -13,12 +13,13 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from trio_sagas import (
     Act,
     Chorus,
+    ChorusMode,
     OnCrash,
     RetryPolicy,
     RunResumed,
@@ -398,6 +399,24 @@ class _Tree:
     children=st.lists(_nodes(2), min_size=1, max_size=4),
     cut=st.floats(0, 1),
 )
+# Found on Python 3.12: a resumed run whose FAIL_FAST chorus fails cancels the
+# sibling mid-run, and that sibling (its effect may have happened) is undone.
+@example(
+    children=[
+        (
+            "scene",
+            False,
+            [
+                (
+                    "chorus",
+                    ChorusMode.FAIL_FAST,
+                    [("act", 1, True, False), ("act", 2, True, True)],
+                )
+            ],
+        )
+    ],
+    cut=0.0,
+)
 def test_resume_property(children: list[tuple[Any, ...]], cut: float) -> None:
     """Cut a random RESUME saga's journal after any write: recovery never runs a
     completed act again, runs an uncertain one at most once more, finishes a
@@ -447,7 +466,12 @@ def test_resume_property(children: list[tuple[Any, ...]], cut: float) -> None:
     assert not result.ok
     assert run.status in (RunStatus.COMPENSATED, RunStatus.NEEDS_INTERVENTION)
     done_after = [e.step for e in result.events if type(e).__name__ == "ActCompleted"]
-    everything = set(completed) | set(done_after)
+    # An act cancelled after its run began (a FAIL_FAST sibling failed) may
+    # have done its work: a durable run undoes it too, as after a crash.
+    cancelled_after = [
+        e.step for e in result.events if type(e).__name__ == "ActCancelled"
+    ]
+    everything = set(completed) | set(done_after) | set(cancelled_after)
     assert len(second.undone) == len(set(second.undone)), "an act was undone twice"
     assert set(second.undone) == everything
     assert result.state == {}
