@@ -1,0 +1,129 @@
+"""Direct tests for the durable undo scope that planted bugs slipped past (tools/MUTANTS.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+import trio.testing
+
+from trio_sagas import Status, durable_undo
+from trio_sagas._saga._durable import DurableScope
+from trio_sagas._saga._events import SagaEvent
+
+from .helpers import Declined
+
+LOG: list[tuple[float, str]] = []
+
+
+@durable_undo("mutants-release")
+async def release(label: str) -> None:
+    await trio.sleep(1)
+    LOG.append((trio.current_time(), label))
+
+
+@durable_undo("mutants-broken")
+async def broken(label: str) -> None:
+    LOG.append((trio.current_time(), f"fail {label}"))
+    raise Declined(label)
+
+
+class RecordingSink:
+    """Notes every journal event and every settle; a settle takes half a second."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def emit(self, event_type: type[SagaEvent], at: float, **fields: Any) -> None:
+        self.calls.append((event_type.__name__, at, fields["index"]))
+
+    async def settle(self) -> None:
+        await trio.sleep(0.5)
+        self.calls.append(("settle", trio.current_time()))
+
+
+async def test_registrations_are_numbered_one_by_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each registration takes the next journal index (0, 1, 2; after a restored 5, 6)."""
+    sink = RecordingSink()
+    scope = DurableScope("order/charge", sink)
+    for label in "abc":
+        scope.register(release, label)
+    scope.restore(5, release, ("d",), None)
+    scope.register(release, "e")
+    assert [c[2] for c in sink.calls] == [0, 1, 2, 6]
+
+
+async def test_each_completed_undo_is_settled_before_the_next_runs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """run() journals each success and waits for it to be durable before the next undo."""
+    LOG.clear()
+    sink = RecordingSink()
+    scope = DurableScope("order/charge", sink)
+    scope.register(release, "a")
+    scope.register(release, "b")
+    sink.calls.clear()
+    with trio.fail_after(10):
+        report = await scope.run()
+    assert [(o.name, o.status) for o in report.outcomes] == [
+        ("mutants-release", Status.SUCCEEDED),
+        ("mutants-release", Status.SUCCEEDED),
+    ]
+    assert LOG == [(1.0, "b"), (2.5, "a")]
+    assert sink.calls == [
+        ("CompensationActionCompleted", 1.0, 1),
+        ("settle", 1.5),
+        ("CompensationActionCompleted", 2.5, 0),
+        ("settle", 3.0),
+    ]
+
+
+async def test_a_failed_undo_is_not_journaled_as_completed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An undo that fails writes no CompensationActionCompleted (a recovery must retry it)."""
+    LOG.clear()
+    sink = RecordingSink()
+    scope = DurableScope("order/charge", sink)
+    scope.register(release, "a")
+    scope.register(broken, "b")
+    sink.calls.clear()
+    with trio.fail_after(10):
+        report = await scope.run()
+    assert [o.status for o in report.outcomes] == [Status.FAILED, Status.SUCCEEDED]
+    assert sink.calls == [("CompensationActionCompleted", 1.0, 0), ("settle", 1.5)]
+
+
+async def test_without_a_sink_run_journals_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A durable scope with no sink runs its undos and reports them."""
+    LOG.clear()
+    scope = DurableScope("order/charge", None)
+    scope.register(release, "a")
+    with trio.fail_after(10):
+        report = await scope.run()
+    assert [o.status for o in report.outcomes] == [Status.SUCCEEDED]
+    assert LOG == [(1.0, "a")]
+
+
+async def test_clear_forgets_the_journal_indexes_too(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """After clear(), forgetting a cleared index does nothing and the new undo keeps its index."""
+    LOG.clear()
+    sink = RecordingSink()
+    scope = DurableScope("order/charge", sink)
+    scope.register(release, "a")
+    scope.register(release, "b")
+    scope.clear()
+    scope.register(release, "c")
+    scope.forget(0)
+    assert len(scope) == 1
+    sink.calls.clear()
+    with trio.fail_after(10):
+        await scope.run()
+    assert LOG == [(1.0, "c")]
+    assert sink.calls == [("CompensationActionCompleted", 1.0, 2), ("settle", 1.5)]
