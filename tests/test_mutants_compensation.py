@@ -71,7 +71,7 @@ async def test_run_under_a_cancelled_scope_returns_its_report(
 def test_step_context_takes_only_its_name_positionally() -> None:
     """StepContext('charge', 'x') is a TypeError: every field but the name is keyword-only."""
     with pytest.raises(TypeError):
-        StepContext("charge", "x")  # type: ignore[misc]
+        StepContext("charge", "x")  # type: ignore[call-arg, arg-type, unused-ignore]
     ctx = StepContext("charge", path="order/charge", result=3)
     assert (ctx.name, ctx.path, ctx.result) == ("charge", "order/charge", 3)
 

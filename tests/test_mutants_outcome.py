@@ -56,7 +56,9 @@ def test_outcome_refuses_each_bad_field_beside_a_valid_name(
 
 def test_outcome_keeps_finite_times_and_none() -> None:
     """Finite float times and None are kept as given."""
-    outcome = Outcome("step", Status.SUCCEEDED, started_at=-1.5, finished_at=2.0)
+    outcome: Outcome[None] = Outcome(
+        "step", Status.SUCCEEDED, started_at=-1.5, finished_at=2.0
+    )
     assert (outcome.started_at, outcome.finished_at) == (-1.5, 2.0)
-    bare = Outcome("step", Status.SUCCEEDED)
+    bare: Outcome[None] = Outcome("step", Status.SUCCEEDED)
     assert (bare.started_at, bare.finished_at) == (None, None)

@@ -7,7 +7,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from trio_sagas import Status, durable_undo
+from trio_sagas import RunRecord, RunStatus, Status, durable_undo
 from trio_sagas._saga._durable import DurableScope
 from trio_sagas._saga._events import SagaEvent
 
@@ -127,3 +127,9 @@ async def test_clear_forgets_the_journal_indexes_too(
         await scope.run()
     assert LOG == [(1.0, "c")]
     assert sink.calls == [("CompensationActionCompleted", 1.0, 2), ("settle", 1.5)]
+
+
+def test_a_run_record_starts_at_epoch_zero_never_claimed() -> None:
+    """A RunRecord built without epoch/claims is at epoch 0 with 0 claims (a fresh run)."""
+    record = RunRecord("r-1", "order", RunStatus.RUNNING, None, "w-1", 1.0, 2.0, -1)
+    assert (record.epoch, record.claims, record.worker) == (0, 0, "w-1")
