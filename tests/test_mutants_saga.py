@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
-from trio_sagas import RunRecord, RunStatus, Status, durable_undo
+from trio_sagas import JSONCodec, RunRecord, RunStatus, Status, durable_undo
 from trio_sagas._saga._durable import DurableScope
 from trio_sagas._saga._events import SagaEvent
+from trio_sagas._saga._lease import LeaseKeeper
 
 from .helpers import Declined
 
@@ -133,3 +137,81 @@ def test_a_run_record_starts_at_epoch_zero_never_claimed() -> None:
     """A RunRecord built without epoch/claims is at epoch 0 with 0 claims (a fresh run)."""
     record = RunRecord("r-1", "order", RunStatus.RUNNING, None, "w-1", 1.0, 2.0, -1)
     assert (record.epoch, record.claims, record.worker) == (0, 0, "w-1")
+
+
+def test_json_codec_takes_callable_hooks_and_refuses_nan() -> None:
+    """JSONCodec accepts callable hooks (and uses them) and refuses NaN."""
+    codec = JSONCodec(default=lambda value: sorted(value), object_hook=dict)
+    assert codec.decode(codec.encode({"tags": {"b", "a"}})) == {"tags": ["a", "b"]}
+    with pytest.raises(ValueError, match="JSON compliant"):
+        JSONCodec().encode(math.nan)
+
+
+class FakeLeases:
+    """register/renew for a LeaseKeeper: numbered worker ids, scripted renewals."""
+
+    def __init__(self, *answers: bool | Exception) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[str, float]] = []
+
+    async def register(self) -> str:
+        self.calls.append(("register", trio.current_time()))
+        return f"w{sum(1 for c in self.calls if c[0] == 'register')}"
+
+    async def renew(self, worker_id: str) -> bool:
+        self.calls.append((f"renew {worker_id}", trio.current_time()))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+async def test_fresh_renews_a_lease_whose_local_deadline_passed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """fresh() after the local deadline renews once, then the deadline moves on."""
+    fake = FakeLeases(True)
+    keeper = LeaseKeeper(10.0, fake.register, fake.renew)
+    with trio.fail_after(100):
+        assert await keeper.ensure() == "w1"
+        assert keeper.deadline == 9.0
+        await trio.sleep(9.5)
+        assert await keeper.fresh() == "w1"
+    assert fake.calls == [("register", 0.0), ("renew w1", 9.5)]
+    assert keeper.deadline == 18.5
+
+
+async def test_a_failed_renewal_is_logged_and_moves_nothing(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewal that raises logs a warning and leaves the deadline as it was."""
+    caplog.set_level(logging.DEBUG, logger="trio_sagas")
+    fake = FakeLeases(OSError("disk gone"))
+    keeper = LeaseKeeper(10.0, fake.register, fake.renew)
+    with trio.fail_after(100):
+        await keeper.ensure()
+        await trio.sleep(5)
+        await keeper.renew_once()
+    assert keeper.deadline == 9.0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "lease renewal of worker 'w1' failed: OSError('disk gone')"
+    ]
+
+
+async def test_a_lapsed_lease_is_logged_and_registered_anew(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewal answered 'lapsed' logs a warning and registers a new worker id."""
+    caplog.set_level(logging.DEBUG, logger="trio_sagas")
+    fake = FakeLeases(False)
+    keeper = LeaseKeeper(10.0, fake.register, fake.renew)
+    with trio.fail_after(100):
+        await keeper.ensure()
+        await trio.sleep(5)
+        await keeper.renew_once()
+    assert keeper.worker_id == "w2"
+    assert keeper.deadline == 14.0
+    assert fake.calls == [("register", 0.0), ("renew w1", 5.0), ("register", 5.0)]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "lease of worker 'w1' lapsed; registering anew"
+    ]
