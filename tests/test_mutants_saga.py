@@ -10,12 +10,20 @@ import pytest
 import trio
 import trio.testing
 
-from trio_sagas import JSONCodec, RunRecord, RunStatus, Status, durable_undo
+from trio_sagas import (
+    JSONCodec,
+    RunRecord,
+    RunStatus,
+    Status,
+    durable_undo,
+    run_worker,
+)
 from trio_sagas._saga._durable import DurableScope
 from trio_sagas._saga._events import SagaEvent
 from trio_sagas._saga._lease import LeaseKeeper
 
 from .helpers import Declined
+from .memory_journal import MemoryJournal
 
 LOG: list[tuple[float, str]] = []
 
@@ -215,3 +223,21 @@ async def test_a_lapsed_lease_is_logged_and_registered_anew(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
         "lease of worker 'w1' lapsed; registering anew"
     ]
+
+
+class NoClaims(MemoryJournal):
+    """A journal a worker must not reach: claiming fails the test at once (no busy loop)."""
+
+    async def claim_batch(self, *, limit: int, stale_after: float = 0.0) -> Any:
+        raise AssertionError("the worker started polling")
+
+
+@pytest.mark.parametrize("poll", [0, -1.0, math.inf])
+async def test_run_worker_refuses_a_bad_poll_before_starting(
+    autojump_clock: trio.testing.MockClock, poll: float
+) -> None:
+    """run_worker(poll=0 / negative / inf) is a ValueError naming 'poll', before any claim."""
+    journal = NoClaims(lease=3.0)
+    with trio.fail_after(10), pytest.raises(ValueError, match="poll"):
+        await run_worker(journal, [], poll=poll)  # type: ignore[arg-type]
+    assert trio.current_time() == 0.0
