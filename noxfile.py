@@ -125,6 +125,8 @@ def docs(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Run every example in examples/, in name order."""
     _install(session)
+    # The PostgreSQL and OpenTelemetry examples need their extras.
+    session.install("-e", ".[postgres,otel]")
     for script in sorted((ROOT / "examples").glob("*.py")):
         session.log(f"--- {script.name}")
         session.run("python", str(script))

@@ -4,7 +4,7 @@
 fails, with :func:`trio_sagas.observers` sending every event both to
 :class:`trio_sagas.LoggingObserver` (printed as JSON lines, the way a JSON
 log formatter would ship them) and, when ``opentelemetry-sdk`` is installed
-(``pip install 'trio-sagas[otel]' opentelemetry-sdk``), to
+(``pip install '.[otel]' opentelemetry-sdk`` from a checkout), to
 :class:`trio_sagas.otel.SpanObserver`, whose spans are printed as a tree.
 """
 

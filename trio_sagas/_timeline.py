@@ -300,7 +300,7 @@ def plot_timeline(
 ) -> None:
     """Draw a run's timeline to *path* (PNG, SVG, … by extension) with matplotlib.
 
-    Needs the ``plot`` extra: ``pip install trio-sagas[plot]``. Draws on a
+    Needs the ``plot`` extra: ``pip install matplotlib`` (from a checkout: ``pip install '.[plot]'``). Draws on a
     standalone :class:`matplotlib.figure.Figure`, never through ``pyplot``:
     the caller's backend, open figures and interactive state are untouched.
 
@@ -314,7 +314,7 @@ def plot_timeline(
         from matplotlib.patches import Rectangle
     except ModuleNotFoundError as error:
         raise ModuleNotFoundError(
-            "plot_timeline needs matplotlib: pip install 'trio-sagas[plot]'"
+            "plot_timeline needs matplotlib: pip install matplotlib"
         ) from error
     spans = timeline_spans(source)
     fig = Figure(figsize=(9, 0.45 * max(len(spans), 2) + 1.2))

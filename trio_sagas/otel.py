@@ -1,6 +1,6 @@
 """OpenTelemetry spans from trio-sagas events (the ``otel`` extra).
 
-``pip install 'trio-sagas[otel]'`` brings ``opentelemetry-api`` only; the
+``pip install '.[otel]'`` (from a checkout) brings ``opentelemetry-api`` only; the
 application configures the SDK and exporter as usual and passes a tracer::
 
     from trio_sagas.otel import SpanObserver
@@ -33,7 +33,7 @@ try:
     from opentelemetry import trace
 except ModuleNotFoundError as _error:  # pragma: no cover - the extra is missing
     raise ModuleNotFoundError(
-        "trio_sagas.otel needs opentelemetry-api: pip install 'trio-sagas[otel]'"
+        "trio_sagas.otel needs opentelemetry-api: pip install opentelemetry-api"
     ) from _error
 
 from ._events import Event

@@ -124,7 +124,8 @@ class PostgresJournal:
             import psycopg  # noqa: F401
         except ImportError:
             raise ImportError(
-                "PostgresJournal needs psycopg 3: pip install 'trio-sagas[postgres]'"
+                "PostgresJournal needs psycopg 3: pip install 'psycopg[binary]' (from a "
+                "checkout: pip install '.[postgres]')"
             ) from None
         self._where = f"PostgreSQL journal {describe_dsn(dsn)} schema {schema!r}"
 
