@@ -120,7 +120,10 @@ async def test_plot_timeline(
     result = await _saga()
     target = tmp_path / "saga.png"
     if importlib.util.find_spec("matplotlib") is None:
-        with pytest.raises(ModuleNotFoundError, match="plot_timeline needs matplotlib: pip install matplotlib"):
+        with pytest.raises(
+            ModuleNotFoundError,
+            match="plot_timeline needs matplotlib: pip install matplotlib",
+        ):
             plot_timeline(result, str(target))
     else:
         import matplotlib
