@@ -589,7 +589,7 @@ def test_trusted_context_sets_every_field() -> None:
     """The hot-path constructor writes every StepContext field (and nothing else)."""
     import attrs
 
-    from trio_sagas._compensation import _CONTEXT_FIELDS
+    from trio_sagas._context import _CONTEXT_FIELDS
 
     assert set(_CONTEXT_FIELDS) == {f.name for f in attrs.fields(StepContext)}
     ctx = StepContext._trusted("a", path="p/a", deps=1, idempotency_key="k")

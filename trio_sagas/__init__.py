@@ -17,7 +17,7 @@ from ._compensation import CompensationPolicy as CompensationPolicy
 from ._compensation import CompensationReport as CompensationReport
 from ._compensation import CompensationScope as CompensationScope
 from ._compensation import SagaError as SagaError
-from ._compensation import StepContext as StepContext
+from ._context import StepContext as StepContext
 from ._errgroup import ErrGroup as ErrGroup
 from ._errgroup import ErrGroupStatistics as ErrGroupStatistics
 from ._errgroup import GroupCancelled as GroupCancelled

@@ -23,7 +23,8 @@ from typing import Any, Generic, TypeVar, final
 
 import trio
 
-from ._compensation import CompensationScope, StepContext
+from ._compensation import CompensationScope
+from ._context import StepContext
 from ._merge import close_quietly, take_leftovers
 from ._outcome import CancelCause, CancelReason, Outcome, Status, describe_error
 from ._util import lone_cancelled

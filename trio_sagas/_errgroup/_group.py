@@ -22,8 +22,8 @@ from .._compensation import (
     CompensationPolicy,
     CompensationReport,
     CompensationScope,
-    StepContext,
 )
+from .._context import StepContext
 from .._events import Emitter, Observer
 from .._outcome import CancelCause, CancelReason, Outcome, Status, describe_error
 from .._retry import RetryPolicy

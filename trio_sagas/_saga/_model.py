@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeAlias, final
 
 import attrs
 
-from .._compensation import DepsT, StepContext
+from .._context import DepsT, StepContext
 from .._retry import RetryPolicy
 from .._validate import (
     check_async,

@@ -15,7 +15,8 @@ from typing import Any, final
 
 import attrs
 
-from .._compensation import CompensationReport, SagaError, StepContext
+from .._compensation import CompensationReport, SagaError
+from .._context import StepContext
 from .._outcome import CancelCause, Status
 from ._events import ActCompleted, ActStarted, SagaEvent
 from ._model import Act, Chorus, Scene

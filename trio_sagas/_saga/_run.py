@@ -7,7 +7,7 @@ from typing import Any
 
 import trio
 
-from .._compensation import DepsT
+from .._context import DepsT
 from .._events import SILENT, Emitter, Observer, logger
 from .._validate import check_label, check_sync_observer, check_type
 from ._chorus import CHORUSES

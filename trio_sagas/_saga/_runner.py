@@ -18,9 +18,9 @@ import trio
 from .._compensation import (
     DEFAULT_COMPENSATION_TIMEOUT,
     CompensationReport,
-    StepContext,
     run_compensation_action,
 )
+from .._context import StepContext
 from .._outcome import CancelCause, Outcome, Status
 from .._retry import run_attempts
 from .._util import contains_cancellation, is_cancellation
