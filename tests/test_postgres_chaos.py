@@ -223,9 +223,11 @@ def check(
                 f"{run_id}: compensated but {done - undone} not undone; "
                 f"events {evs}; ledger {by_run.get(run_id)}"
             )
-        if scene == "fulfil":
-            if check_resumed(run_id, status, state, evs, data, by_run.get(run_id, [])):
-                resumed.append(run_id)
+        effects = by_run.get(run_id, [])
+        if scene == "fulfil" and check_resumed(
+            run_id, status, state, evs, data, effects
+        ):
+            resumed.append(run_id)
     return {
         "runs": len(runs),
         "resume_runs": sum(1 for r in runs.values() if r[3] == "fulfil"),
