@@ -373,5 +373,6 @@ def test_chaos_no_run_lost_no_step_twice(
     assert counts["taken_over"] >= 1
     assert counts["resume_runs"] >= 10
     assert resumed, "no RESUME run was taken over: the chaos test tested nothing"
+    assert finished_by_survivors >= 1, "no survivor finished a resumed run"
     timeline = resumed_timeline(pg_server.dsn, schema, resumed[0])
     assert "resumed by " in timeline, timeline

@@ -114,12 +114,11 @@ def check_trial(facts: dict[str, Any]) -> collections.Counter[str]:
         failing = run_id in trial["failing"]
         interrupted = old["status"] == "RUNNING"
         was_failing = any(k in FAILING_KINDS for k, _ in kinds)
+        paths: tuple[str, ...] = ORDER if run["scene"] == "order" else FULFIL
         if run["scene"] == "order":
             ends_undone = failing or interrupted
-            names = ORDER
         else:
             ends_undone = failing
-            names = tuple(p.rpartition("/")[2] for p in FULFIL)
             resumed = [e for e in run["entries"] if e[1] == "RunResumed"]
             if interrupted and not was_failing:
                 (mark,) = resumed
@@ -134,12 +133,12 @@ def check_trial(facts: dict[str, Any]) -> collections.Counter[str]:
             counts["rolled_back"] += interrupted
         else:
             assert run["status"] == "SUCCEEDED", f"{where}: {run_id} {run}"
+            names = [p.rpartition("/")[2] for p in paths]
             assert run["state"] == dict.fromkeys(names, 1), f"{where}: {run_id}"
             assert not undone, f"{where}: {run_id} succeeded, undid {undone}"
-            assert set(ran) == {f"{run['scene']}/{p}" for p in (*FULFIL,)} or (
-                run["scene"] == "order"
-                and set(ran) == {f"order/{p}" for p in ORDER}
-            ), f"{where}: {run_id} ran {ran}"
+            assert set(ran) == {f"{run['scene']}/{p}" for p in paths}, (
+                f"{where}: {run_id} ran {ran}"
+            )
     return counts
 
 
@@ -155,10 +154,19 @@ def test_hundreds_of_random_kills(tmp_path: pathlib.Path) -> None:
     with tempfile.TemporaryDirectory(dir=base, prefix="trio_sagas_kill_") as work:
         drivers = [
             subprocess.Popen(
-                [sys.executable, str(CHILD), work, str(seed), str(k * 100_000),
-                 str(KILLS_PER_DRIVER), str(3 * KILLS_PER_DRIVER)],
-                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    str(CHILD),
+                    work,
+                    str(seed),
+                    str(k * 100_000),
+                    str(KILLS_PER_DRIVER),
+                    str(3 * KILLS_PER_DRIVER),
+                ],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
             for k in range(DRIVERS)
         ]
         trials = kills = 0
