@@ -12,16 +12,21 @@ undone.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_sagas import JournalError, RunStatus, Scene, recover, run_scene
 
 from .memory_journal import MemoryJournal
-from .test_resume import Shop, order
+from .test_resume import Shop, _Tree, order
+from .test_saga_property import _nodes
 
+ENDED = ("ActCompleted", "ActFailed", "ActCancelled")
 ACTS = ("a", "pack/b1", "pack/b2", "ship/c1", "ship/c2", "d", "e")
 
 
@@ -111,3 +116,62 @@ async def test_a_roll_back_run_still_rolls_back_in_memory(
         with pytest.raises(JournalError):
             await run_scene(plain, {}, journal=journal, run_id="r")
     assert shop.undos(), "the ROLL_BACK run was not rolled back in memory"
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    children=st.lists(_nodes(2), min_size=1, max_size=4),
+    where=st.floats(0, 1),
+)
+def test_journal_failure_property(
+    children: list[tuple[Any, ...]], where: float
+) -> None:
+    """A random RESUME saga whose journal fails from any write on: every undo
+    the failing process ran had its intent journaled; the recovery finishes a
+    run that would succeed with the uncrashed state, each act's effect
+    standing once, and undoes every act's effect of a run that fails."""
+    first, second, clean = _Tree(), _Tree(), _Tree()
+    box: dict[str, Any] = {}
+
+    async def main() -> None:
+        reference = MemoryJournal()
+        box["uncrashed"] = await run_scene(
+            clean.top(children), {}, journal=reference, run_id="r"
+        )
+        fail_at = 2 + round(where * (len(reference.writes) - 2))
+        journal = MemoryJournal()
+        async with journal:
+            journal.fail_at = fail_at
+            with pytest.raises(JournalError):
+                await run_scene(first.top(children), {}, journal=journal, run_id="r")
+        entries = await journal.events("r")
+        box["intents"] = Counter(
+            e.step for e in entries if e.kind == "CompensationStepStarted"
+        )
+        ended = {e.step for e in entries if e.kind in ENDED}
+        box["uncertain"] = {
+            e.step for e in entries if e.kind == "ActStarted" and e.step not in ended
+        }
+        other = journal.worker()
+        async with other:
+            box["report"] = await recover(other, [second.top(children)])
+            (box["run"],) = await other.runs()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    undone_here = Counter(first.undone)
+    assert not undone_here - box["intents"], "an undo ran without its intent"
+    (result,) = box["report"].results
+    run = box["run"]
+    ran = Counter([*first.runs, *second.runs])
+    undone = Counter([*first.undone, *second.undone])
+    if box["uncrashed"].ok:
+        assert run.status is RunStatus.SUCCEEDED
+        assert result.state == box["uncrashed"].state
+        assert not undone, "a run that succeeds undid an act"
+        assert set(ran) == set(clean.runs)
+        # Twice only if the journal lost its completion (same key: RETRY).
+        assert all(n == 1 or p in box["uncertain"] for p, n in ran.items()), ran
+        assert max(ran.values()) <= 2
+    else:
+        assert run.status in (RunStatus.COMPENSATED, RunStatus.NEEDS_INTERVENTION)
+        assert result.state == {}
