@@ -20,7 +20,7 @@ process. For every trial this test checks:
   state and no undo; an act ran twice only if the kill left it uncertain,
   always under its one idempotency key; the recovery said ``RunResumed``.
 
-Real processes and real time; about 30 s on two loaded cores, so it runs on
+Real processes and real time; 31-39 s on two loaded cores, so it runs on
 one interpreter only (3.11), like a benchmark. ``TRIO_SAGAS_KILL_SEED``
 picks the seed.
 """
