@@ -27,8 +27,9 @@ from .test_resume import Shop, _Tree, order
 from .test_saga_property import _nodes
 
 ENDED = ("ActCompleted", "ActFailed", "ActCancelled")
-FAILING = ("ActFailed", "ActCancelled", "SceneFailed", "ChorusFailed")
-FAILING += ("CompensationStarted",)
+FAILING = frozenset(
+    ["ActFailed", "ActCancelled", "SceneFailed", "ChorusFailed", "CompensationStarted"]
+)
 ACTS = ("a", "pack/b1", "pack/b2", "ship/c1", "ship/c2", "d", "e")
 
 
