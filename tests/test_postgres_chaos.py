@@ -1,8 +1,10 @@
 """Chaos: worker processes share a PostgreSQL journal while a nemesis strikes.
 
-Four worker processes (tests/pg_chaos_worker.py) run order sagas whose steps
-write to a ledger table keyed by idempotency key, and take over lapsed runs
-with ``run_worker``. A seeded nemesis SIGKILLs workers (and starts new ones),
+Four worker processes (tests/pg_chaos_worker.py) run sagas whose steps write
+to a ledger table keyed by idempotency key, and take over lapsed runs with
+``run_worker``: ``order`` runs (rolled back after a crash) and ``fulfil``
+runs (``on_crash=RESUME``: an act, a chorus, a nested saga, an act; finished
+after a crash by whichever worker claims them). A seeded nemesis SIGKILLs workers (and starts new ones),
 SIGSTOPs them past their lease and resumes them (zombies), kills their
 database connections and restarts PostgreSQL (``-m immediate``). Then every
 worker is killed and a fresh one drains the journal. The checker verifies: no
@@ -10,7 +12,14 @@ run left RUNNING; each run's events have no gap or duplicate seq; epochs never
 go backwards; no step has two start or completion records; no undo restarted
 after it completed; every ledger effect follows its journaled intent; a
 compensated run's ledger nets to zero; and counts zombie effects (a step's
-effect written after its run changed hands), reported, not asserted.
+effect written after its run changed hands), reported, not asserted. For
+the RESUME runs also: each ends SUCCEEDED with the uncrashed run's state and
+no undo, unless its business logic fails (then COMPENSATED, ledger netting
+to zero); an act is started again only after a ``RunResumed`` that names it
+uncertain, so a completed act ran once and an act ran at most once per
+start, always under its one idempotency key; every later epoch of a resumed
+run begins with ``RunResumed`` (owner and previous owner differ), and its
+timeline shows the takeover.
 
 Real processes and real time (about a minute). ``TRIO_SAGAS_CHAOS_SEED``
 picks the seed.
@@ -19,6 +28,7 @@ picks the seed.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import pathlib
 import random
@@ -31,6 +41,9 @@ from typing import Any
 import psycopg
 import pytest
 
+import trio_sagas
+
+from .pg_chaos_worker import FULFIL_STEPS, business_failure
 from .pg_server import PgServer
 
 WORKER = pathlib.Path(__file__).parent / "pg_chaos_worker.py"
@@ -125,19 +138,28 @@ def nemesis(cluster: Cluster, rng: random.Random) -> collections.Counter[str]:
     return done
 
 
-def check(dsn: str, schema: str, ledger: str, logged: list[str]) -> dict[str, int]:
-    """Every invariant of the module docstring; returns counts for the report."""
+def check(
+    dsn: str, schema: str, ledger: str, logged: list[str]
+) -> tuple[dict[str, int], list[str]]:
+    """Every invariant of the module docstring; returns counts for the report
+    and the runs that were resumed."""
     s = f'"{schema}"'
     runs = {
         r[0]: r[1:]
-        for r in query(dsn, f"SELECT run_id, status, last_seq, epoch FROM {s}.runs")
+        for r in query(
+            dsn, f"SELECT run_id, status, last_seq, epoch, scene, state FROM {s}.runs"
+        )
     }
     events: dict[str, list[tuple[Any, ...]]] = collections.defaultdict(list)
+    data: dict[tuple[str, int], dict[str, Any]] = {}
     for row in query(
         dsn,
-        f"SELECT run_id, seq, epoch, kind, step, written_at FROM {s}.events ORDER BY run_id, seq",
+        f"SELECT run_id, seq, epoch, kind, step, written_at, data FROM {s}.events "
+        "ORDER BY run_id, seq",
     ):
-        events[row[0]].append(row[1:])
+        events[row[0]].append(row[1:6])
+        if row[3] == "RunResumed":
+            data[(row[0], row[1])] = json.loads(row[6])
     effects = query(
         dsn, f"SELECT run_id, step, action, key, at FROM {ledger} ORDER BY id"
     )
@@ -152,7 +174,8 @@ def check(dsn: str, schema: str, ledger: str, logged: list[str]) -> dict[str, in
         if run_id not in runs:
             assert run_id not in by_run, f"{run_id}: effects of a run the journal lost"
     zombie = 0
-    for run_id, (status, last_seq, epoch) in runs.items():
+    resumed: list[str] = []
+    for run_id, (status, last_seq, epoch, scene, state) in runs.items():
         evs = events[run_id]
         assert [e[0] for e in evs] == list(range(last_seq + 1)), (
             f"{run_id}: seq gap/dup"
@@ -161,13 +184,12 @@ def check(dsn: str, schema: str, ledger: str, logged: list[str]) -> dict[str, in
         assert epochs == sorted(epochs), f"{run_id}: epoch went backwards {epochs}"
         assert not epochs or epochs[-1] <= epoch
         count = collections.Counter((kind, step) for _, _, kind, step, _ in evs)
+        once = ["ActCompleted", "ActFailed", "CompensationStepCompleted"]
+        if scene == "order":
+            once.append("ActStarted")
+            assert not count[("RunResumed", "order")], f"{run_id}: a ROLL_BACK resumed"
         for (kind, step), n in count.items():
-            if kind in (
-                "ActStarted",
-                "ActCompleted",
-                "ActFailed",
-                "CompensationStepCompleted",
-            ):
+            if kind in once:
                 assert n == 1, f"{run_id}: {kind} {step} journaled {n} times"
         completed_undo: set[str] = set()
         for _, _, kind, step, _ in evs:
@@ -201,15 +223,97 @@ def check(dsn: str, schema: str, ledger: str, logged: list[str]) -> dict[str, in
                 f"{run_id}: compensated but {done - undone} not undone; "
                 f"events {evs}; ledger {by_run.get(run_id)}"
             )
+        effects = by_run.get(run_id, [])
+        if scene == "fulfil" and check_resumed(
+            run_id, status, state, evs, data, effects
+        ):
+            resumed.append(run_id)
     return {
         "runs": len(runs),
+        "resume_runs": sum(1 for r in runs.values() if r[3] == "fulfil"),
+        "resumed": len(resumed),
         "compensated": sum(1 for r in runs.values() if r[0] == "compensated"),
         "taken_over": sum(1 for r in runs.values() if r[2] > 1),
+        "succeeded": sum(1 for r in runs.values() if r[0] == "succeeded"),
         "needs_intervention": sum(
             1 for r in runs.values() if r[0] == "needs_intervention"
         ),
         "zombie_effects": zombie,
-    }
+    }, resumed
+
+
+def check_resumed(
+    run_id: str,
+    status: str,
+    state: bytes | None,
+    evs: list[tuple[Any, ...]],
+    data: dict[tuple[str, int], dict[str, Any]],
+    effects: list[tuple[Any, ...]],
+) -> bool:
+    """The RESUME invariants of the module docstring for one ``fulfil`` run;
+    returns whether the run was resumed (by whichever worker)."""
+    final = json.loads(state) if state else None
+    do = collections.Counter(step for step, action, _, _ in effects if action == "do")
+    undone = {step for step, action, _, _ in effects if action == "undo"}
+    for step, action, key, _ in effects:
+        suffix = "#compensate" if action == "undo" else ""
+        assert key == f"{run_id}/{step}{suffix}", f"{run_id}: {step} under key {key}"
+    if business_failure(run_id):
+        assert status == "compensated", f"{run_id}: {status}, not compensated"
+        assert final == {}, f"{run_id}: compensated with state {final}"
+        assert set(do) <= undone, f"{run_id}: {set(do) - undone} not undone"
+    else:
+        assert status == "succeeded", (
+            f"{run_id}: a RESUME run ended {status}; events {evs}; ledger {effects}"
+        )
+        names = [p.rpartition("/")[2] for p in (*FULFIL_STEPS, "ship")]
+        assert final == dict.fromkeys(names, 1), f"{run_id}: final state {final}"
+        assert not undone, f"{run_id}: succeeded, yet {undone} undone"
+        assert set(do) == {f"fulfil/{p}" for p in (*FULFIL_STEPS, "ship")}, (
+            f"{run_id}: effects {dict(do)}"
+        )
+    # An act starts again only after a RunResumed naming it uncertain; each
+    # effect follows one start of its act (at most once per start).
+    starts: collections.Counter[str] = collections.Counter()
+    uncertain: set[str] = set()
+    was_resumed = False
+    epoch = evs[0][1] if evs else 0
+    for seq, ep, kind, step, _ in evs:
+        if ep != epoch:
+            epoch = ep
+            assert kind == "RunResumed" or status == "compensated", (
+                f"{run_id}: epoch {ep} begins with {kind}, not RunResumed"
+            )
+        if kind == "RunResumed":
+            was_resumed = True
+            resumed = data[(run_id, seq)]
+            assert resumed["owner"] != resumed["previous_owner"], resumed
+            uncertain = set(resumed["uncertain"])
+        elif kind == "ActStarted":
+            if starts[step]:
+                assert step in uncertain, f"{run_id}: {step} started again"
+                uncertain.discard(step)
+            starts[step] += 1
+    for step, n in do.items():
+        assert n <= starts[step], f"{run_id}: {step} ran {n} times, started {starts}"
+    return was_resumed
+
+
+def resumed_timeline(dsn: str, schema: str, run_id: str) -> str:
+    """The text timeline of a run, from its journaled entries."""
+    rows = query(
+        dsn,
+        f'SELECT seq, kind, step, at, data FROM "{schema}".events WHERE run_id = %s '
+        "ORDER BY seq",
+        run_id,
+    )
+    entries = [
+        trio_sagas.JournalEntry(
+            run_id=run_id, seq=seq, kind=kind, step=step, at=at, data=json.loads(d)
+        )
+        for seq, kind, step, at, d in rows
+    ]
+    return trio_sagas.render_timeline(entries, ascii_only=True)
 
 
 def test_chaos_no_run_lost_no_step_twice(
@@ -240,6 +344,7 @@ def test_chaos_no_run_lost_no_step_twice(
         actions = nemesis(cluster, rng)
         time.sleep(3 * LEASE)  # the survivors go on for a while
         cluster.kill_all()
+        ((drain_at,),) = query(pg_server.dsn, "SELECT clock_timestamp()")
         # A fresh worker drains what the dead ones held.
         cluster.start(runs=0, seed=0)
         deadline = time.monotonic() + 60
@@ -252,7 +357,22 @@ def test_chaos_no_run_lost_no_step_twice(
             time.sleep(0.2)
     finally:
         cluster.kill_all()
-    counts = check(pg_server.dsn, schema, ledger, cluster.logged())
+    counts, resumed = check(pg_server.dsn, schema, ledger, cluster.logged())
+    # Resumed and finished by a surviving worker, before the drain began.
+    ((finished_by_survivors,),) = query(
+        pg_server.dsn,
+        f'SELECT count(*) FROM "{schema}".runs r WHERE status = %s AND updated_at < %s '
+        f'AND EXISTS (SELECT 1 FROM "{schema}".events e WHERE e.run_id = r.run_id '
+        "AND e.kind = 'RunResumed')",
+        "succeeded",
+        drain_at,
+    )
+    counts["resumed_finished_by_survivors"] = finished_by_survivors
     print(f"chaos seed {seed}: nemesis {dict(actions)}; {counts}")
     assert counts["runs"] >= 20
     assert counts["taken_over"] >= 1
+    assert counts["resume_runs"] >= 10
+    assert resumed, "no RESUME run was taken over: the chaos test tested nothing"
+    assert finished_by_survivors >= 1, "no survivor finished a resumed run"
+    timeline = resumed_timeline(pg_server.dsn, schema, resumed[0])
+    assert "resumed by " in timeline, timeline

@@ -19,6 +19,9 @@ children return at once, so a Scene goes on at its first unfinished step and
 a Chorus runs only its unfinished branches. The events of the new process
 follow those of the dead one in the run's stream, after a
 :class:`RunResumed`; the lease and fencing rules are those of any run.
+
+Every RESUME run, new or resumed, runs on the runner and recorder of
+:mod:`._resumable`: once its journal failed, nothing is undone unjournaled.
 """
 
 from __future__ import annotations
@@ -36,11 +39,11 @@ from ._model import Act, Scene, Step, Uncertain
 from ._recorder import JournalRecorder
 from ._records import OK, Record, SagaResult, StepResult
 from ._replay import Replay
+from ._resumable import ResumableRecorder, ResumableRunner
 from ._run import drive
-from ._runner import Runner
 
 
-class ResumingRunner(Runner):
+class ResumingRunner(ResumableRunner):
     """A runner that takes what the journal says completed as done."""
 
     __slots__ = ("replay",)
@@ -144,7 +147,7 @@ async def resume_claimed(
     token = CHORUSES.set(())
     try:
         async with journal.hold() as lease_scope:
-            recorder = JournalRecorder(
+            recorder = ResumableRecorder(
                 run_id,
                 emitter,
                 journal,

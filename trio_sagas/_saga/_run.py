@@ -19,9 +19,10 @@ from ._journal import (
     RunStatus,
     check_journal,
 )
-from ._model import Scene
+from ._model import OnCrash, Scene
 from ._recorder import JournalRecorder, MemoryRecorder
 from ._records import Record, SagaResult, StepResult
+from ._resumable import ResumableRecorder, ResumableRunner
 from ._runner import Runner
 
 
@@ -56,10 +57,12 @@ async def _run_durable(
         ) from exc
     async with journal.hold() as lease_scope:
         fence = await journal.create_run(run_id, scene=scene.name, state=encoded)
-        recorder = JournalRecorder(
+        # A RESUME run undoes nothing unjournaled (see _resumable).
+        resume = scene.on_crash is OnCrash.RESUME
+        recorder = (ResumableRecorder if resume else JournalRecorder)(
             run_id, emitter, journal, fence, state=state, lease_scope=lease_scope
         )
-        runner = Runner(run_id, state, deps, recorder)
+        runner = (ResumableRunner if resume else Runner)(run_id, state, deps, recorder)
         result = await drive(runner, recorder, scene, lease_scope, fence)
     recorder.check()
     return runner.result(result)
@@ -154,7 +157,9 @@ async def run_scene(
         JournalError: the journal failed during the run. No step runs after
             that; the run's sagas were rolled back in memory, and the journal
             still says RUNNING, so :func:`recover` will roll it back again
-            (compensation is at-least-once: use ``ctx.idempotency_key``).
+            (compensation is at-least-once: use ``ctx.idempotency_key``). A
+            RESUME scene is not rolled back here (no undo runs unjournaled):
+            :func:`recover` finishes it.
     """
     if type(scene) is not Scene:  # isinstance() first: this is the hot path
         check_type(scene, Scene, "scene")  # type: ignore[unreachable]
