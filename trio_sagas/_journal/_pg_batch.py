@@ -27,7 +27,9 @@ from .._saga._journal import Fence, JournalError
 
 @attrs.define(eq=False)
 class AppendRequest:
-    """One caller's fenced append, waiting for its verdict."""
+    """One caller's fenced append (or, with *scene*, its run's creation:
+    *fence* is the one it will hold and *state* the initial state), waiting
+    for its verdict."""
 
     fence: Fence
     prev: int | None
@@ -35,6 +37,7 @@ class AppendRequest:
     state: bytes | None
     status: str | None
     entries: Sequence[tuple[Any, ...]]
+    scene: str | None = None
     taken: bool = False
     committed: bool = False
     error: BaseException | None = None

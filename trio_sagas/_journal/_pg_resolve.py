@@ -1,4 +1,5 @@
-"""Writing a batch of fenced appends, and settling "did my commit land?".
+"""Writing a batch of run creations and fenced appends, and settling "did my
+commit land?".
 
 One statement writes every request of a batch; its result says, per request,
 whether it committed, and if not, why (:func:`_verdicts`). When the
@@ -7,7 +8,9 @@ journal reconnects and rereads each run (:func:`_settle`). Still held under
 the same (worker, epoch) and ``last_seq`` equal to the request's last seq
 means it committed — ``(run_id, seq)`` is unique, so nobody else wrote those
 entries; ``last_seq`` still at the request's previous seq means it did not,
-and it is sent again. A statement that failed for another reason is retried
+and it is sent again. A creation landed if the run is there at epoch 1,
+``last_seq`` -1, held by its creator; it did not if the run is absent. A
+statement that failed for another reason is retried
 one request at a time, so one bad run fails only itself.
 """
 
@@ -35,49 +38,25 @@ RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
 MAX_RESENDS = 3
 
 
+_APPEND_KEYS = ("i", "run", "worker", "epoch", "prev", "last", "state", "status")
+_ENTRY_KEYS = ("e_run", "e_seq", "e_kind", "e_step", "e_at", "e_data", "e_value")
+_CREATE_KEYS = ("n_i", "n_run", "n_scene", "n_worker", "n_state")
+
+
 def _params(batch: Sequence[AppendRequest]) -> dict[str, list[Any]]:
-    p: dict[str, list[Any]] = {
-        k: []
-        for k in [
-            "i",
-            "run",
-            "worker",
-            "epoch",
-            "prev",
-            "last",
-            "state",
-            "status",
-            "e_run",
-            "e_seq",
-            "e_kind",
-            "e_step",
-            "e_at",
-            "e_data",
-            "e_value",
-        ]
-    }
+    p: dict[str, list[Any]] = {k: [] for k in _APPEND_KEYS + _ENTRY_KEYS + _CREATE_KEYS}
     for index, r in enumerate(batch):
-        for key, value in zip(
-            ("i", "run", "worker", "epoch", "prev", "last", "state", "status"),
-            (
-                index,
-                r.fence.run_id,
-                r.fence.worker,
-                r.fence.epoch,
-                r.prev,
-                r.last,
-                r.state,
-                r.status,
-            ),
-            strict=True,
-        ):
+        f = r.fence
+        if r.scene is not None:
+            row: tuple[Any, ...] = (index, f.run_id, r.scene, f.worker, r.state)
+            for key, value in zip(_CREATE_KEYS, row, strict=True):
+                p[key].append(value)
+            continue
+        row = (index, f.run_id, f.worker, f.epoch, r.prev, r.last, r.state, r.status)
+        for key, value in zip(_APPEND_KEYS, row, strict=True):
             p[key].append(value)
-        for row in r.entries:
-            for key, value in zip(
-                ("e_run", "e_seq", "e_kind", "e_step", "e_at", "e_data", "e_value"),
-                row,
-                strict=True,
-            ):
+        for entry in r.entries:
+            for key, value in zip(_ENTRY_KEYS, entry, strict=True):
                 p[key].append(value)
     return p
 
@@ -95,7 +74,7 @@ async def execute_batch(
     """Write *batch*, setting ``committed`` or ``error`` on every request."""
     pending = batch
     for _ in range(MAX_RESENDS):
-        write = functools.partial(_write, sql["APPEND_BATCH"], _params(pending))
+        write = functools.partial(_write, sql["WRITE_BATCH"], _params(pending))
         try:
             rows = await conn.run(write)
         except JournalError as exc:
@@ -129,6 +108,17 @@ def _verdicts(
         run = f"run {fence.run_id!r}"
         if ok:
             request.committed = True
+        elif request.scene is not None:
+            request.error = (
+                RunIdInUseError(
+                    f"run id {fence.run_id!r} is already in {where}; run ids are "
+                    "never reused"
+                )
+                if live
+                else LeaseLostError(
+                    f"worker {fence.worker!r}'s lease lapsed before creating {run}"
+                )
+            )
         elif epoch is None:
             request.error = RunNotFoundError(f"{run} is not in {where}")
         elif (worker, epoch) != (fence.worker, fence.epoch):
@@ -186,6 +176,17 @@ async def _settle(
     for request in pending:
         fence = request.fence
         found = state.get(fence.run_id)
+        if request.scene is not None:
+            # A creation landed if the run is there as it would have made it.
+            if found is None:
+                resend.append(request)
+            elif found == (fence.worker, 1, "running", -1):
+                request.committed = True
+            else:
+                request.error = RunIdInUseError(
+                    f"run id {fence.run_id!r} is already in {where}"
+                )
+            continue
         if found is None:
             request.error = RunNotFoundError(f"run {fence.run_id!r} is not in {where}")
             continue
@@ -212,45 +213,6 @@ async def _settle(
                 "did not commit"
             )
     return resend
-
-
-async def create_settled(
-    writes: Connection,
-    control: Connection,
-    sql: Mapping[str, str],
-    params: dict[str, Any],
-    where: str,
-) -> bool:
-    """Insert a run held by ``params["w"]``; whether the insert happened
-    (False: that worker's lease had lapsed). A lost connection is settled
-    by reading the run back."""
-    run_id = params["run"]
-
-    def create(conn: Any) -> int:
-        import psycopg
-
-        try:
-            return int(conn.execute(sql["CREATE_RUN"], params).rowcount)
-        except psycopg.errors.UniqueViolation:
-            raise RunIdInUseError(
-                f"run id {run_id!r} is already in {where}; run ids are never reused"
-            ) from None
-
-    try:
-        return await writes.run(create) == 1
-    except JournalError as exc:
-        if not (exc.__cause__ and is_connection_error(exc.__cause__)):
-            raise
-        row = await control.run(
-            lambda c: c.execute(sql["FENCE_STATE"], {"runs": [run_id]}).fetchone(),
-            retry=True,
-        )
-        if row is None:
-            return await writes.run(create) == 1
-        _, worker, epoch, status, last_seq = row
-        if (worker, epoch, status, last_seq) == (params["w"], 1, "running", -1):
-            return True
-        raise RunIdInUseError(f"run id {run_id!r} is already in {where}") from exc
 
 
 async def claim_settled(

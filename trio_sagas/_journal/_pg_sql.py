@@ -40,20 +40,25 @@ UPDATE {s}.workers SET expires_at = least(expires_at, clock_timestamp())
  WHERE worker_id = %(w)s
 """
 
-CREATE_RUN = """
-INSERT INTO {s}.runs (run_id, scene, status, worker_id, epoch, claims, state,
-                      last_seq, created_at, updated_at)
-SELECT %(run)s, %(scene)s, 'running', w.worker_id, 1, 0, %(state)s, -1,
-       clock_timestamp(), clock_timestamp()
-  FROM {s}.workers w WHERE w.worker_id = %(w)s AND w.expires_at > clock_timestamp()
-"""
-
-# Several runs' fenced appends in one statement (group commit). A request
-# whose fence (worker, epoch, RUNNING, last_seq) or writer's lease fails
-# simply matches no row: the other runs still commit. The final SELECT gives
-# a verdict per request, with the run as it was, to say why one failed.
-APPEND_BATCH = """
-WITH req AS (
+# Several runs' creations and fenced appends in one statement (group
+# commit). A creation whose writer's lease lapsed, or whose id is taken,
+# inserts nothing; an append whose fence (worker, epoch, RUNNING, last_seq)
+# or writer's lease fails matches no row: the other runs still commit. The
+# final SELECT gives a verdict per request, with the run as it was, to say
+# why one failed. A run is never both created and appended to in one batch.
+WRITE_BATCH = """
+WITH new AS (
+  INSERT INTO {s}.runs (run_id, scene, status, worker_id, epoch, claims, state,
+                        last_seq, created_at, updated_at)
+  SELECT n.run_id, n.scene, 'running', n.worker_id, 1, 0, n.state, -1,
+         clock_timestamp(), clock_timestamp()
+    FROM unnest(%(n_run)s::text[], %(n_scene)s::text[], %(n_worker)s::text[],
+                %(n_state)s::bytea[]) AS n(run_id, scene, worker_id, state)
+   WHERE EXISTS (SELECT 1 FROM {s}.workers w
+                  WHERE w.worker_id = n.worker_id AND w.expires_at > clock_timestamp())
+  ON CONFLICT (run_id) DO NOTHING
+  RETURNING run_id
+), req AS (
   SELECT * FROM unnest(%(i)s::int[], %(run)s::text[], %(worker)s::text[],
                        %(epoch)s::bigint[], %(prev)s::int[], %(last)s::int[],
                        %(state)s::bytea[], %(status)s::text[])
@@ -86,6 +91,13 @@ SELECT req.i, f.run_id IS NOT NULL, r.worker_id, r.epoch, r.status, r.last_seq,
                 WHERE w.worker_id = req.worker_id AND w.expires_at > clock_timestamp())
   FROM req LEFT JOIN fence f ON f.run_id = req.run_id
            LEFT JOIN {s}.runs r ON r.run_id = req.run_id
+UNION ALL
+SELECT n.i, c.run_id IS NOT NULL, NULL, NULL, NULL, NULL,
+       EXISTS (SELECT 1 FROM {s}.workers w
+                WHERE w.worker_id = n.worker_id AND w.expires_at > clock_timestamp())
+  FROM unnest(%(n_i)s::int[], %(n_run)s::text[], %(n_worker)s::text[])
+       AS n(i, run_id, worker_id)
+  LEFT JOIN new c ON c.run_id = n.run_id
 """
 
 # What a run looks like now: to settle "did my commit land?" after the

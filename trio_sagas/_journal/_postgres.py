@@ -41,7 +41,7 @@ from . import _pg_sql as q
 from ._pg_batch import AppendBatcher, AppendRequest
 from ._pg_conn import Connection, connect_kwargs, describe_dsn
 from ._pg_lease import LeaseKeeper
-from ._pg_resolve import claim_settled, create_settled, execute_batch
+from ._pg_resolve import claim_settled, execute_batch
 from ._pg_schema import check_schema_name, migrate
 
 _NEVER_PRUNED = frozenset({RunStatus.RUNNING, RunStatus.NEEDS_INTERVENTION})
@@ -256,24 +256,27 @@ class PostgresJournal:
         check_str(scene, "scene")
         if not isinstance(state, bytes):
             raise TypeError(f"state must be bytes, got {type(state).__name__}")
-        for attempt in range(2):
-            worker = await self._keeper.ensure()
-            if await self._create(run_id, scene, state, worker):
-                return Fence(run_id=run_id, worker=worker, epoch=1)
-            if attempt == 0:
-                # The server says this worker's lease lapsed (an operator
-                # expired it, or this process was paused): never revive it;
-                # the run was not created, so create it under a new id.
-                await self._keeper.abandon(worker, "the server refused create_run")
-        raise LeaseLostError(
-            f"worker {worker!r} lost its lease before creating run {run_id!r}"
-        )
+        worker = await self._keeper.ensure()
+        try:
+            return await self._create(run_id, scene, state, worker)
+        except LeaseLostError:
+            # The server says this worker's lease lapsed (an operator
+            # expired it, or this process was paused): never revive it; the
+            # run was not created, so create it under a new id.
+            await self._keeper.abandon(worker, "the server refused create_run")
+        return await self._create(run_id, scene, state, await self._keeper.ensure())
 
-    async def _create(self, run_id: str, scene: str, state: bytes, worker: str) -> bool:
-        params = {"run": run_id, "scene": scene, "state": state, "w": worker}
-        return await create_settled(
-            self._writes, self._control, self._sql, params, self._where
-        )
+    async def _create(
+        self, run_id: str, scene: str, state: bytes, worker: str
+    ) -> Fence:
+        fence = Fence(run_id=run_id, worker=worker, epoch=1)
+        request = AppendRequest(
+            fence=fence, prev=None, last=None, state=state, status=None,
+            entries=(), scene=scene,
+        )  # fmt: skip
+        # Shares a statement with concurrent runs' creations and appends.
+        await self._batcher.submit(request)
+        return fence
 
     async def append(
         self,
