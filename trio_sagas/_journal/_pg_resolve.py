@@ -17,6 +17,7 @@ one request at a time, so one bad run fails only itself.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,30 +39,38 @@ RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
 MAX_RESENDS = 3
 
 
-_APPEND_KEYS = ("i", "run", "worker", "epoch", "prev", "last", "state", "status")
-_ENTRY_KEYS = ("e_run", "e_seq", "e_kind", "e_step", "e_at", "e_data", "e_value")
-_CREATE_KEYS = ("n_i", "n_run", "n_scene", "n_worker", "n_state")
+_ENTRY_KEYS = ("run_id", "seq", "kind", "step", "at", "data", "value")
 
 
-def _params(batch: Sequence[AppendRequest]) -> dict[str, list[Any]]:
-    p: dict[str, list[Any]] = {k: [] for k in _APPEND_KEYS + _ENTRY_KEYS + _CREATE_KEYS}
+def _hex(data: bytes | None) -> str | None:
+    return None if data is None else data.hex()
+
+
+def _params(batch: Sequence[AppendRequest]) -> dict[str, str]:
+    new: list[dict[str, Any]] = []
+    req: list[dict[str, Any]] = []
+    ent: list[dict[str, Any]] = []
     for index, r in enumerate(batch):
         f = r.fence
         if r.scene is not None:
-            row: tuple[Any, ...] = (index, f.run_id, r.scene, f.worker, r.state)
-            for key, value in zip(_CREATE_KEYS, row, strict=True):
-                p[key].append(value)
+            new.append(
+                {"i": index, "run_id": f.run_id, "scene": r.scene,
+                 "worker_id": f.worker, "state": _hex(r.state)}
+            )  # fmt: skip
             continue
-        row = (index, f.run_id, f.worker, f.epoch, r.prev, r.last, r.state, r.status)
-        for key, value in zip(_APPEND_KEYS, row, strict=True):
-            p[key].append(value)
+        req.append(
+            {"i": index, "run_id": f.run_id, "worker_id": f.worker, "epoch": f.epoch,
+             "prev": r.prev, "last": r.last, "state": _hex(r.state), "status": r.status}
+        )  # fmt: skip
         for entry in r.entries:
-            for key, value in zip(_ENTRY_KEYS, entry, strict=True):
-                p[key].append(value)
-    return p
+            row = dict(zip(_ENTRY_KEYS, entry, strict=True))
+            row["value"] = _hex(row["value"])
+            ent.append(row)
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    return {"new": dumps(new), "req": dumps(req), "ent": dumps(ent)}
 
 
-def _write(sql: str, params: dict[str, list[Any]], conn: Any) -> list[tuple[Any, ...]]:
+def _write(sql: str, params: dict[str, str], conn: Any) -> list[tuple[Any, ...]]:
     return list(conn.execute(sql, params).fetchall())
 
 

@@ -46,27 +46,29 @@ UPDATE {s}.workers SET expires_at = least(expires_at, clock_timestamp())
 # or writer's lease fails matches no row: the other runs still commit. The
 # final SELECT gives a verdict per request, with the run as it was, to say
 # why one failed. A run is never both created and appended to in one batch.
+# The requests travel as three JSON documents (bytes as hex): encoded by the
+# json module's C code, where psycopg would dump 20 arrays element by element
+# in Python (a third of a millisecond of CPU per statement).
 WRITE_BATCH = """
 WITH new AS (
   INSERT INTO {s}.runs (run_id, scene, status, worker_id, epoch, claims, state,
                         last_seq, created_at, updated_at)
-  SELECT n.run_id, n.scene, 'running', n.worker_id, 1, 0, n.state, -1,
+  SELECT n.run_id, n.scene, 'running', n.worker_id, 1, 0, decode(n.state, 'hex'), -1,
          clock_timestamp(), clock_timestamp()
-    FROM unnest(%(n_run)s::text[], %(n_scene)s::text[], %(n_worker)s::text[],
-                %(n_state)s::bytea[]) AS n(run_id, scene, worker_id, state)
+    FROM json_to_recordset(%(new)s::json)
+         AS n(i int, run_id text, scene text, worker_id text, state text)
    WHERE EXISTS (SELECT 1 FROM {s}.workers w
                   WHERE w.worker_id = n.worker_id AND w.expires_at > clock_timestamp())
   ON CONFLICT (run_id) DO NOTHING
   RETURNING run_id
 ), req AS (
-  SELECT * FROM unnest(%(i)s::int[], %(run)s::text[], %(worker)s::text[],
-                       %(epoch)s::bigint[], %(prev)s::int[], %(last)s::int[],
-                       %(state)s::bytea[], %(status)s::text[])
-         AS req(i, run_id, worker_id, epoch, prev, last, state, status)
+  SELECT * FROM json_to_recordset(%(req)s::json)
+         AS req(i int, run_id text, worker_id text, epoch bigint, prev int, last int,
+                state text, status text)
 ), fence AS (
   UPDATE {s}.runs r
      SET last_seq = coalesce(req.last, r.last_seq),
-         state = coalesce(req.state, r.state),
+         state = coalesce(decode(req.state, 'hex'), r.state),
          status = coalesce(req.status, r.status),
          updated_at = clock_timestamp()
     FROM req
@@ -79,10 +81,10 @@ WITH new AS (
 ), ins AS (
   INSERT INTO {s}.events (run_id, seq, epoch, kind, step, at, written_at, data, value)
   SELECT e.run_id, e.seq, fence.epoch, e.kind, e.step, e.at, clock_timestamp(),
-         e.data, e.value
-    FROM unnest(%(e_run)s::text[], %(e_seq)s::int[], %(e_kind)s::text[],
-                %(e_step)s::text[], %(e_at)s::float8[], %(e_data)s::text[],
-                %(e_value)s::bytea[]) AS e(run_id, seq, kind, step, at, data, value)
+         e.data, decode(e.value, 'hex')
+    FROM json_to_recordset(%(ent)s::json)
+         AS e(run_id text, seq int, kind text, step text, at float8, data text,
+              value text)
     JOIN fence ON fence.run_id = e.run_id
   RETURNING 1
 )
@@ -95,8 +97,7 @@ UNION ALL
 SELECT n.i, c.run_id IS NOT NULL, NULL, NULL, NULL, NULL,
        EXISTS (SELECT 1 FROM {s}.workers w
                 WHERE w.worker_id = n.worker_id AND w.expires_at > clock_timestamp())
-  FROM unnest(%(n_i)s::int[], %(n_run)s::text[], %(n_worker)s::text[])
-       AS n(i, run_id, worker_id)
+  FROM json_to_recordset(%(new)s::json) AS n(i int, run_id text, worker_id text)
   LEFT JOIN new c ON c.run_id = n.run_id
 """
 
