@@ -519,3 +519,33 @@ async def test_keeper_retries_a_failed_renewal_sooner(
             await trio.sleep(10)
             keeper.stop()
         assert fake.renewals == [10.0, 13.0, 16.0, 26.0]
+
+
+async def test_create_run_cancelled_while_queued_creates_nothing(
+    pg_server: PgServer,
+) -> None:
+    """A create_run still queued for the group commit when its caller is
+    cancelled never happens; one a leader already took completes."""
+    schema = pg_server.new_schema()
+    created: list[str] = []
+
+    async def create(j: trio_sagas.PostgresJournal, run_id: str) -> None:
+        await j.create_run(run_id, scene="s", state=b"{}")
+        created.append(run_id)
+
+    with trio.fail_after(GUARD):
+        async with journal(pg_server, schema) as j:
+            await j.workers()  # migrated and registered
+            await j._writes.limiter.acquire()  # the leader's batch waits for it
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(create, j, "a")
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(create, j, "b")
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+                j._writes.limiter.release()
+            # "a" was taken: its caller gets the verdict (the cancellation
+            # comes at its next checkpoint); "b" was withdrawn.
+            assert created == ["a"]
+            assert [r.run_id for r in await j.runs()] == ["a"]
+            await j.create_run("b", scene="s", state=b"{}")

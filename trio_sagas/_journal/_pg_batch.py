@@ -1,4 +1,5 @@
-"""Group commit for PostgresJournal: concurrent runs' appends share a statement.
+"""Group commit for PostgresJournal: concurrent runs' appends (and the
+creations of new runs) share a statement.
 
 No background task: the first caller that finds no write in flight becomes
 the *leader*, takes every queued append (one per run, at most
