@@ -146,6 +146,7 @@ class PostgresReads:
 
 
 def check_statuses(statuses: object, argument: str) -> list[str]:
+    """The values of *statuses* (RunStatus members); TypeError naming *argument*."""
     if isinstance(statuses, (str, bytes)) or not isinstance(statuses, Iterable):
         raise TypeError(f"{argument} must be RunStatus values, got {statuses!r}")
     out = []
