@@ -384,3 +384,168 @@ async def test_outside_cancel_rollback_longer_than_the_lease_completes(
             assert kinds.count("CompensationStepCompleted") == 1
         if not entered:
             await j.aclose()
+
+
+@pytest.mark.parametrize("lost", ["after commit", "before commit"])
+async def test_create_run_outcome_unknown_is_settled(
+    pg_server: PgServer, monkeypatch: pytest.MonkeyPatch, lost: str
+) -> None:
+    """create_run (group-committed with appends) whose connection drops: a
+    creation that landed is found by the reread, one that did not is sent
+    again; either way the run exists once, at epoch 1, held by its creator."""
+    from trio_sagas._journal import _pg_resolve
+
+    schema = pg_server.new_schema()
+    real = _pg_resolve._write
+    calls = [0]
+
+    def drop_once(statement: str, params: Any, conn: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 1:
+            if lost == "after commit":
+                real(statement, params, conn)
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return real(statement, params, conn)
+
+    with trio.fail_after(GUARD):
+        async with journal(pg_server, schema) as j:
+            await j.workers()  # migrated and registered before the fault
+            monkeypatch.setattr(_pg_resolve, "_write", drop_once)
+            fence = await j.create_run("r", scene="s", state=b"{}")
+            assert (fence.worker, fence.epoch) == (j.worker_id, 1)
+            assert calls == [1 if lost == "after commit" else 2]
+            await j.append(fence, entries("r", 0))
+            record = await j.get_run("r")
+            assert record is not None
+            assert (record.epoch, record.last_seq) == (1, 0)
+
+
+async def test_bytes_and_text_survive_the_batch_encoding(pg_server: PgServer) -> None:
+    """States, values and texts of every byte and character go through the
+    JSON-encoded batch statement unchanged (bytes travel as hex)."""
+    schema = pg_server.new_schema()
+    state = bytes(range(256))
+    value = b"\x00\xff\\x00'\""
+    step = "s/ä ✓ \"quoted\" \\ 'tick'"
+    with trio.fail_after(GUARD):
+        async with journal(pg_server, schema) as j:
+            fence = await j.create_run("r ✓", scene="scène", state=state)
+            entry = JournalEntry(
+                "r ✓", 0, "ActCompleted", step, 1 / 3, {"k": "v\n\t"}, value
+            )
+            await j.append(fence, [entry], state=state[::-1])
+            record = await j.get_run("r ✓")
+            assert record is not None
+            assert (record.scene, record.state) == ("scène", state[::-1])
+            (back,) = await j.events("r ✓")
+            assert (back.step, back.at, back.data, back.value) == (
+                step,
+                1 / 3,
+                {"k": "v\n\t"},
+                value,
+            )
+
+
+class ScriptedLeases:
+    """register/renew for the shared LeaseKeeper; renew waits for the test."""
+
+    def __init__(self) -> None:
+        self.registered = 0
+        self.renewals: list[float] = []
+        self.answer: bool | Exception = True
+        self.gate: trio.Event | None = None
+
+    async def register(self) -> str:
+        self.registered += 1
+        return f"w{self.registered}"
+
+    async def renew(self, worker_id: str) -> bool:
+        self.renewals.append(trio.current_time())
+        if self.gate is not None:
+            await self.gate.wait()
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+async def test_keeper_ignores_a_renewal_raced_by_its_own_give_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A renewal in flight when a write gave its id up (PostgreSQL's case: the
+    server refused create_run) moves neither the new id's deadline nor scopes."""
+    from trio_sagas._saga._lease import LeaseKeeper
+
+    fake = ScriptedLeases()
+    keeper = LeaseKeeper(9.0, fake.register, fake.renew)
+    with trio.fail_after(GUARD):
+        assert await keeper.ensure() == "w1"
+        fake.gate = trio.Event()
+        async with trio.open_nursery() as nursery:
+            await trio.sleep(1)
+            nursery.start_soon(keeper.renew_once)  # sent at t=1 for w1
+            await trio.sleep(1)
+            await keeper.abandon("w1", "the server refused create_run")
+            assert await keeper.ensure() == "w2"  # registered at t=2
+            fake.gate.set()
+        assert keeper.worker_id == "w2"
+        assert keeper.deadline == 2.0 + 9.0 - 0.9  # w2's own, not w1's renewal's
+
+
+def last_error(keeper: Any) -> Exception | None:
+    """The keeper's last renewal error (read anew: no narrowing across awaits)."""
+    error: Exception | None = keeper.last_error
+    return error
+
+
+async def test_keeper_retries_a_failed_renewal_sooner(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The heartbeat renews every lease/3, and lease/10 after a renewal failed
+    (kept as last_error until one succeeds)."""
+    from trio_sagas._saga._lease import LeaseKeeper
+
+    fake = ScriptedLeases()
+    fake.answer = OSError("no route")
+    keeper = LeaseKeeper(30.0, fake.register, fake.renew)
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(keeper.heartbeat)
+            await trio.sleep(14)
+            assert fake.renewals == [10.0, 13.0]
+            assert isinstance(last_error(keeper), OSError)
+            fake.answer = True
+            await trio.sleep(3)
+            assert last_error(keeper) is None
+            await trio.sleep(10)
+            keeper.stop()
+        assert fake.renewals == [10.0, 13.0, 16.0, 26.0]
+
+
+async def test_create_run_cancelled_while_queued_creates_nothing(
+    pg_server: PgServer,
+) -> None:
+    """A create_run still queued for the group commit when its caller is
+    cancelled never happens; one a leader already took completes."""
+    schema = pg_server.new_schema()
+    created: list[str] = []
+
+    async def create(j: trio_sagas.PostgresJournal, run_id: str) -> None:
+        await j.create_run(run_id, scene="s", state=b"{}")
+        created.append(run_id)
+
+    with trio.fail_after(GUARD):
+        async with journal(pg_server, schema) as j:
+            await j.workers()  # migrated and registered
+            await j._writes.limiter.acquire()  # the leader's batch waits for it
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(create, j, "a")
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(create, j, "b")
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+                j._writes.limiter.release()
+            # "a" was taken: its caller gets the verdict (the cancellation
+            # comes at its next checkpoint); "b" was withdrawn.
+            assert created == ["a"]
+            assert [r.run_id for r in await j.runs()] == ["a"]
+            await j.create_run("b", scene="s", state=b"{}")

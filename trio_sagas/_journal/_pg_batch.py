@@ -1,4 +1,5 @@
-"""Group commit for PostgresJournal: concurrent runs' appends share a statement.
+"""Group commit for PostgresJournal: concurrent runs' appends (and the
+creations of new runs) share a statement.
 
 No background task: the first caller that finds no write in flight becomes
 the *leader*, takes every queued append (one per run, at most
@@ -27,7 +28,9 @@ from .._saga._journal import Fence, JournalError
 
 @attrs.define(eq=False)
 class AppendRequest:
-    """One caller's fenced append, waiting for its verdict."""
+    """One caller's fenced append (or, with *scene*, its run's creation:
+    *fence* is the one it will hold and *state* the initial state), waiting
+    for its verdict."""
 
     fence: Fence
     prev: int | None
@@ -35,6 +38,7 @@ class AppendRequest:
     state: bytes | None
     status: str | None
     entries: Sequence[tuple[Any, ...]]
+    scene: str | None = None
     taken: bool = False
     committed: bool = False
     error: BaseException | None = None

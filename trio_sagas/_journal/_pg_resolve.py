@@ -1,4 +1,5 @@
-"""Writing a batch of fenced appends, and settling "did my commit land?".
+"""Writing a batch of run creations and fenced appends, and settling "did my
+commit land?".
 
 One statement writes every request of a batch; its result says, per request,
 whether it committed, and if not, why (:func:`_verdicts`). When the
@@ -7,13 +8,16 @@ journal reconnects and rereads each run (:func:`_settle`). Still held under
 the same (worker, epoch) and ``last_seq`` equal to the request's last seq
 means it committed — ``(run_id, seq)`` is unique, so nobody else wrote those
 entries; ``last_seq`` still at the request's previous seq means it did not,
-and it is sent again. A statement that failed for another reason is retried
+and it is sent again. A creation landed if the run is there at epoch 1,
+``last_seq`` -1, held by its creator; it did not if the run is absent. A
+statement that failed for another reason is retried
 one request at a time, so one bad run fails only itself.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,54 +39,38 @@ RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
 MAX_RESENDS = 3
 
 
-def _params(batch: Sequence[AppendRequest]) -> dict[str, list[Any]]:
-    p: dict[str, list[Any]] = {
-        k: []
-        for k in [
-            "i",
-            "run",
-            "worker",
-            "epoch",
-            "prev",
-            "last",
-            "state",
-            "status",
-            "e_run",
-            "e_seq",
-            "e_kind",
-            "e_step",
-            "e_at",
-            "e_data",
-            "e_value",
-        ]
-    }
+_ENTRY_KEYS = ("run_id", "seq", "kind", "step", "at", "data", "value")
+
+
+def _hex(data: bytes | None) -> str | None:
+    return None if data is None else data.hex()
+
+
+def _params(batch: Sequence[AppendRequest]) -> dict[str, str]:
+    new: list[dict[str, Any]] = []
+    req: list[dict[str, Any]] = []
+    ent: list[dict[str, Any]] = []
     for index, r in enumerate(batch):
-        for key, value in zip(
-            ("i", "run", "worker", "epoch", "prev", "last", "state", "status"),
-            (
-                index,
-                r.fence.run_id,
-                r.fence.worker,
-                r.fence.epoch,
-                r.prev,
-                r.last,
-                r.state,
-                r.status,
-            ),
-            strict=True,
-        ):
-            p[key].append(value)
-        for row in r.entries:
-            for key, value in zip(
-                ("e_run", "e_seq", "e_kind", "e_step", "e_at", "e_data", "e_value"),
-                row,
-                strict=True,
-            ):
-                p[key].append(value)
-    return p
+        f = r.fence
+        if r.scene is not None:
+            new.append(
+                {"i": index, "run_id": f.run_id, "scene": r.scene,
+                 "worker_id": f.worker, "state": _hex(r.state)}
+            )  # fmt: skip
+            continue
+        req.append(
+            {"i": index, "run_id": f.run_id, "worker_id": f.worker, "epoch": f.epoch,
+             "prev": r.prev, "last": r.last, "state": _hex(r.state), "status": r.status}
+        )  # fmt: skip
+        for entry in r.entries:
+            row = dict(zip(_ENTRY_KEYS, entry, strict=True))
+            row["value"] = _hex(row["value"])
+            ent.append(row)
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    return {"new": dumps(new), "req": dumps(req), "ent": dumps(ent)}
 
 
-def _write(sql: str, params: dict[str, list[Any]], conn: Any) -> list[tuple[Any, ...]]:
+def _write(sql: str, params: dict[str, str], conn: Any) -> list[tuple[Any, ...]]:
     return list(conn.execute(sql, params).fetchall())
 
 
@@ -95,7 +83,7 @@ async def execute_batch(
     """Write *batch*, setting ``committed`` or ``error`` on every request."""
     pending = batch
     for _ in range(MAX_RESENDS):
-        write = functools.partial(_write, sql["APPEND_BATCH"], _params(pending))
+        write = functools.partial(_write, sql["WRITE_BATCH"], _params(pending))
         try:
             rows = await conn.run(write)
         except JournalError as exc:
@@ -129,6 +117,17 @@ def _verdicts(
         run = f"run {fence.run_id!r}"
         if ok:
             request.committed = True
+        elif request.scene is not None:
+            request.error = (
+                RunIdInUseError(
+                    f"run id {fence.run_id!r} is already in {where}; run ids are "
+                    "never reused"
+                )
+                if live
+                else LeaseLostError(
+                    f"worker {fence.worker!r}'s lease lapsed before creating {run}"
+                )
+            )
         elif epoch is None:
             request.error = RunNotFoundError(f"{run} is not in {where}")
         elif (worker, epoch) != (fence.worker, fence.epoch):
@@ -186,6 +185,17 @@ async def _settle(
     for request in pending:
         fence = request.fence
         found = state.get(fence.run_id)
+        if request.scene is not None:
+            # A creation landed if the run is there as it would have made it.
+            if found is None:
+                resend.append(request)
+            elif found == (fence.worker, 1, "running", -1):
+                request.committed = True
+            else:
+                request.error = RunIdInUseError(
+                    f"run id {fence.run_id!r} is already in {where}"
+                )
+            continue
         if found is None:
             request.error = RunNotFoundError(f"run {fence.run_id!r} is not in {where}")
             continue
@@ -212,45 +222,6 @@ async def _settle(
                 "did not commit"
             )
     return resend
-
-
-async def create_settled(
-    writes: Connection,
-    control: Connection,
-    sql: Mapping[str, str],
-    params: dict[str, Any],
-    where: str,
-) -> bool:
-    """Insert a run held by ``params["w"]``; whether the insert happened
-    (False: that worker's lease had lapsed). A lost connection is settled
-    by reading the run back."""
-    run_id = params["run"]
-
-    def create(conn: Any) -> int:
-        import psycopg
-
-        try:
-            return int(conn.execute(sql["CREATE_RUN"], params).rowcount)
-        except psycopg.errors.UniqueViolation:
-            raise RunIdInUseError(
-                f"run id {run_id!r} is already in {where}; run ids are never reused"
-            ) from None
-
-    try:
-        return await writes.run(create) == 1
-    except JournalError as exc:
-        if not (exc.__cause__ and is_connection_error(exc.__cause__)):
-            raise
-        row = await control.run(
-            lambda c: c.execute(sql["FENCE_STATE"], {"runs": [run_id]}).fetchone(),
-            retry=True,
-        )
-        if row is None:
-            return await writes.run(create) == 1
-        _, worker, epoch, status, last_seq = row
-        if (worker, epoch, status, last_seq) == (params["w"], 1, "running", -1):
-            return True
-        raise RunIdInUseError(f"run id {run_id!r} is already in {where}") from exc
 
 
 async def claim_settled(

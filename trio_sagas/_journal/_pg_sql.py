@@ -40,28 +40,35 @@ UPDATE {s}.workers SET expires_at = least(expires_at, clock_timestamp())
  WHERE worker_id = %(w)s
 """
 
-CREATE_RUN = """
-INSERT INTO {s}.runs (run_id, scene, status, worker_id, epoch, claims, state,
-                      last_seq, created_at, updated_at)
-SELECT %(run)s, %(scene)s, 'running', w.worker_id, 1, 0, %(state)s, -1,
-       clock_timestamp(), clock_timestamp()
-  FROM {s}.workers w WHERE w.worker_id = %(w)s AND w.expires_at > clock_timestamp()
-"""
-
-# Several runs' fenced appends in one statement (group commit). A request
-# whose fence (worker, epoch, RUNNING, last_seq) or writer's lease fails
-# simply matches no row: the other runs still commit. The final SELECT gives
-# a verdict per request, with the run as it was, to say why one failed.
-APPEND_BATCH = """
-WITH req AS (
-  SELECT * FROM unnest(%(i)s::int[], %(run)s::text[], %(worker)s::text[],
-                       %(epoch)s::bigint[], %(prev)s::int[], %(last)s::int[],
-                       %(state)s::bytea[], %(status)s::text[])
-         AS req(i, run_id, worker_id, epoch, prev, last, state, status)
+# Several runs' creations and fenced appends in one statement (group
+# commit). A creation whose writer's lease lapsed, or whose id is taken,
+# inserts nothing; an append whose fence (worker, epoch, RUNNING, last_seq)
+# or writer's lease fails matches no row: the other runs still commit. The
+# final SELECT gives a verdict per request, with the run as it was, to say
+# why one failed. A run is never both created and appended to in one batch.
+# The requests travel as three JSON documents (bytes as hex): encoded by the
+# json module's C code, where psycopg would dump 20 arrays element by element
+# in Python (a third of a millisecond of CPU per statement).
+WRITE_BATCH = """
+WITH new AS (
+  INSERT INTO {s}.runs (run_id, scene, status, worker_id, epoch, claims, state,
+                        last_seq, created_at, updated_at)
+  SELECT n.run_id, n.scene, 'running', n.worker_id, 1, 0, decode(n.state, 'hex'), -1,
+         clock_timestamp(), clock_timestamp()
+    FROM json_to_recordset(%(new)s::json)
+         AS n(i int, run_id text, scene text, worker_id text, state text)
+   WHERE EXISTS (SELECT 1 FROM {s}.workers w
+                  WHERE w.worker_id = n.worker_id AND w.expires_at > clock_timestamp())
+  ON CONFLICT (run_id) DO NOTHING
+  RETURNING run_id
+), req AS (
+  SELECT * FROM json_to_recordset(%(req)s::json)
+         AS req(i int, run_id text, worker_id text, epoch bigint, prev int, last int,
+                state text, status text)
 ), fence AS (
   UPDATE {s}.runs r
      SET last_seq = coalesce(req.last, r.last_seq),
-         state = coalesce(req.state, r.state),
+         state = coalesce(decode(req.state, 'hex'), r.state),
          status = coalesce(req.status, r.status),
          updated_at = clock_timestamp()
     FROM req
@@ -74,10 +81,10 @@ WITH req AS (
 ), ins AS (
   INSERT INTO {s}.events (run_id, seq, epoch, kind, step, at, written_at, data, value)
   SELECT e.run_id, e.seq, fence.epoch, e.kind, e.step, e.at, clock_timestamp(),
-         e.data, e.value
-    FROM unnest(%(e_run)s::text[], %(e_seq)s::int[], %(e_kind)s::text[],
-                %(e_step)s::text[], %(e_at)s::float8[], %(e_data)s::text[],
-                %(e_value)s::bytea[]) AS e(run_id, seq, kind, step, at, data, value)
+         e.data, decode(e.value, 'hex')
+    FROM json_to_recordset(%(ent)s::json)
+         AS e(run_id text, seq int, kind text, step text, at float8, data text,
+              value text)
     JOIN fence ON fence.run_id = e.run_id
   RETURNING 1
 )
@@ -86,6 +93,12 @@ SELECT req.i, f.run_id IS NOT NULL, r.worker_id, r.epoch, r.status, r.last_seq,
                 WHERE w.worker_id = req.worker_id AND w.expires_at > clock_timestamp())
   FROM req LEFT JOIN fence f ON f.run_id = req.run_id
            LEFT JOIN {s}.runs r ON r.run_id = req.run_id
+UNION ALL
+SELECT n.i, c.run_id IS NOT NULL, NULL, NULL, NULL, NULL,
+       EXISTS (SELECT 1 FROM {s}.workers w
+                WHERE w.worker_id = n.worker_id AND w.expires_at > clock_timestamp())
+  FROM json_to_recordset(%(new)s::json) AS n(i int, run_id text, worker_id text)
+  LEFT JOIN new c ON c.run_id = n.run_id
 """
 
 # What a run looks like now: to settle "did my commit land?" after the

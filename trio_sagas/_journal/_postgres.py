@@ -9,15 +9,19 @@ lease can never write again. Takeovers use ``FOR UPDATE SKIP LOCKED``, so
 many workers split a backlog without waiting on each other.
 
 Three connections per journal, one per role, so a slow append never delays a
-renewal: *writes* (create_run, batched appends), *heartbeat* (registration,
-renewals) and *control* (claims, reads, operator calls).
+renewal: *writes* (creations and appends, group-committed by
+:mod:`._pg_batch`), *heartbeat* (registration and renewals for the lease
+keeper every backend shares, :mod:`.._saga._lease`) and *control* (claims
+here; reads and operator calls in :mod:`._pg_reads`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
+import socket
 from collections.abc import Iterable, Sequence
 from typing import Any, final
 
@@ -34,21 +38,19 @@ from .._saga._journal import (
     LeaseLostError,
     RunRecord,
     RunStatus,
-    WorkerRecord,
 )
+from .._saga._lease import LeaseKeeper
 from .._validate import check_duration, check_int, check_str
 from . import _pg_sql as q
 from ._pg_batch import AppendBatcher, AppendRequest
 from ._pg_conn import Connection, connect_kwargs, describe_dsn
-from ._pg_lease import LeaseKeeper
-from ._pg_resolve import claim_settled, create_settled, execute_batch
-from ._pg_schema import check_schema_name, migrate
-
-_NEVER_PRUNED = frozenset({RunStatus.RUNNING, RunStatus.NEEDS_INTERVENTION})
+from ._pg_reads import PostgresReads, check_statuses
+from ._pg_resolve import claim_settled, execute_batch
+from ._pg_schema import check_schema_name
 
 
 @final
-class PostgresJournal:
+class PostgresJournal(PostgresReads):
     """A saga journal in a PostgreSQL database, shared by many workers.
 
     Use it as an async context manager: entering registers this process as a
@@ -80,17 +82,12 @@ class PostgresJournal:
     __slots__ = (
         "_batcher",
         "_codec",
-        "_control",
         "_entered",
         "_heartbeat",
         "_keeper",
         "_lease",
         "_max_claims",
-        "_migrated",
         "_nursery_manager",
-        "_schema",
-        "_sql",
-        "_where",
         "_writes",
     )
 
@@ -147,7 +144,12 @@ class PostgresJournal:
         self._migrated = False
         self._entered = False
         self._nursery_manager: Any = None
-        self._keeper = LeaseKeeper(self, self._lease)
+        # The server's clock decides a lease: under a virtual trio clock the
+        # keeper arms no local deadline (host_clock), the fence still holds.
+        self._keeper = LeaseKeeper(
+            self._lease, self._register, self._renew, expire=self._expire,
+            host_clock=True,
+        )  # fmt: skip
         self._batcher = AppendBatcher(self._execute, max_batch=batch)
 
     def __repr__(self) -> str:
@@ -184,27 +186,24 @@ class PostgresJournal:
         if self._entered:
             raise RuntimeError(f"{self!r} was already entered; use it once")
         self._entered = True
-        await self._keeper.ensure()
         # The journal owns its heartbeat task: a nursery entered here and
         # exited in __aexit__, by the same task, around the caller's block.
         self._nursery_manager = trio.open_nursery()
         nursery = await self._nursery_manager.__aenter__()
         try:
-            await nursery.start(self._keeper.run)
+            await nursery.start(self._keeper.heartbeat)
         except BaseException:
             self._keeper.stop()
             await self._nursery_manager.__aexit__(None, None, None)
             raise
-        self._keeper.nursery = nursery
+        self._keeper.beating = True
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
         manager, self._nursery_manager = self._nursery_manager, None
         try:
             if manager is not None:
-                assert self._keeper.nursery is not None
                 self._keeper.stop()
-                self._keeper.nursery = None
                 # The heartbeat never raises; the block's own exception, if
                 # any, propagates from here as it was (never in a group).
                 await manager.__aexit__(None, None, None)
@@ -236,12 +235,26 @@ class PostgresJournal:
         """
         return self._keeper.hold()
 
-    # -- plumbing used by the lease keeper -----------------------------------------
+    # -- the lease keeper's calls, on the heartbeat connection --------------------
 
-    async def _ready(self) -> None:
-        if not self._migrated:
-            await self._control.run(lambda c: migrate(c, self._schema), retry=True)
-            self._migrated = True
+    async def _register(self) -> str:
+        await self._ready()
+        host, pid = socket.gethostname(), os.getpid()
+        worker = f"{host}:{pid}:{secrets.token_hex(4)}"
+        params = {"w": worker, "host": host, "pid": pid, "lease": self._lease}
+        await self._heartbeat.run(lambda c: c.execute(self._sql["REGISTER"], params))
+        return worker
+
+    async def _renew(self, worker: str) -> bool:
+        params = {"w": worker, "lease": self._lease}
+        sql = self._sql["RENEW"]
+        return bool(
+            await self._heartbeat.run(lambda c: c.execute(sql, params).rowcount)
+        )
+
+    async def _expire(self, worker: str) -> None:
+        sql = self._sql["EXPIRE"]
+        await self._heartbeat.run(lambda c: c.execute(sql, {"w": worker}))
 
     # -- runs ----------------------------------------------------------------------
 
@@ -256,24 +269,27 @@ class PostgresJournal:
         check_str(scene, "scene")
         if not isinstance(state, bytes):
             raise TypeError(f"state must be bytes, got {type(state).__name__}")
-        for attempt in range(2):
-            worker = await self._keeper.ensure()
-            if await self._create(run_id, scene, state, worker):
-                return Fence(run_id=run_id, worker=worker, epoch=1)
-            if attempt == 0:
-                # The server says this worker's lease lapsed (an operator
-                # expired it, or this process was paused): never revive it;
-                # the run was not created, so create it under a new id.
-                await self._keeper.abandon(worker, "the server refused create_run")
-        raise LeaseLostError(
-            f"worker {worker!r} lost its lease before creating run {run_id!r}"
-        )
+        worker = await self._keeper.fresh()
+        try:
+            return await self._create(run_id, scene, state, worker)
+        except LeaseLostError:
+            # The server says this worker's lease lapsed (an operator
+            # expired it, or this process was paused): never revive it; the
+            # run was not created, so create it under a new id.
+            await self._keeper.abandon(worker, "the server refused create_run")
+        return await self._create(run_id, scene, state, await self._keeper.fresh())
 
-    async def _create(self, run_id: str, scene: str, state: bytes, worker: str) -> bool:
-        params = {"run": run_id, "scene": scene, "state": state, "w": worker}
-        return await create_settled(
-            self._writes, self._control, self._sql, params, self._where
-        )
+    async def _create(
+        self, run_id: str, scene: str, state: bytes, worker: str
+    ) -> Fence:
+        fence = Fence(run_id=run_id, worker=worker, epoch=1)
+        request = AppendRequest(
+            fence=fence, prev=None, last=None, state=state, status=None,
+            entries=(), scene=scene,
+        )  # fmt: skip
+        # Shares a statement with concurrent runs' creations and appends.
+        await self._batcher.submit(request)
+        return fence
 
     async def append(
         self,
@@ -344,7 +360,7 @@ class PostgresJournal:
         ``max_claims`` goes to NEEDS_INTERVENTION and None is returned.
         """
         check_str(run_id, "run_id")
-        wanted = _statuses(statuses, "statuses")
+        wanted = check_statuses(statuses, "statuses")
         stale = check_duration(stale_after, "stale_after")
         if not wanted:
             return None
@@ -368,7 +384,7 @@ class PostgresJournal:
     async def _claim(
         self, name: str, params: dict[str, Any]
     ) -> tuple[tuple[RunRecord, Fence], ...]:
-        worker = await self._keeper.ensure()
+        worker = await self._keeper.fresh()
         token = secrets.token_hex(8)
         params = {**params, "me": worker, "token": token, "max": self._max_claims}
         rows = await claim_settled(self._control, self._sql, name, params)
@@ -378,115 +394,3 @@ class PostgresJournal:
             if record.status is RunStatus.RUNNING and row[4] == worker:
                 out.append((record, Fence(record.run_id, worker, row[5])))
         return tuple(out)
-
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        """The run's record, or None."""
-        await self._ready()
-        row = await self._control.run(
-            lambda c: c.execute(self._sql["GET_RUN"], {"run": run_id}).fetchone(),
-            retry=True,
-        )
-        return None if row is None else q.run_record(row)
-
-    async def runs(
-        self, *, status: RunStatus | Iterable[RunStatus] | None = None
-    ) -> tuple[RunRecord, ...]:
-        """Every run, or those with the given status(es), oldest first."""
-        await self._ready()
-        if status is None:
-            sql, params = self._sql["RUNS"] + q.RUNS_ORDER, {}
-        else:
-            statuses = [status] if isinstance(status, RunStatus) else status
-            wanted = _statuses(statuses, "status")
-            sql = self._sql["RUNS_WITH_STATUS"] + q.RUNS_ORDER
-            params = {"statuses": wanted}
-        rows = await self._control.run(
-            lambda c: c.execute(sql, params).fetchall(), retry=True
-        )
-        return tuple(q.run_record(r) for r in rows)
-
-    async def events(self, run_id: str) -> tuple[JournalEntry, ...]:
-        """The run's entries in ``seq`` order (empty if there is no such run)."""
-        await self._ready()
-        rows = await self._control.run(
-            lambda c: c.execute(self._sql["EVENTS"], {"run": run_id}).fetchall(),
-            retry=True,
-        )
-        out = []
-        for row in rows:
-            try:
-                data = json.loads(row[5])
-            except ValueError as exc:
-                raise JournalError(
-                    f"{self._where}: run {run_id!r} entry {row[0]} has "
-                    f"undecodable data: {exc}"
-                ) from None
-            out.append(q.journal_entry(run_id, row, data))
-        return tuple(out)
-
-    # -- workers and retention -----------------------------------------------------
-
-    async def workers(self) -> tuple[WorkerRecord, ...]:
-        """Every registered worker, live and lapsed, oldest first."""
-        await self._ready()
-        rows = await self._control.run(
-            lambda c: c.execute(self._sql["WORKERS"]).fetchall(), retry=True
-        )
-        return tuple(q.worker_record(r) for r in rows)
-
-    async def expire_worker(self, worker_id: str) -> bool:
-        """Operator: that worker is dead; its lease lapses now (its runs
-        become claimable). Returns whether such a worker was registered."""
-        check_str(worker_id, "worker_id")
-        await self._ready()
-        count = await self._control.run(
-            lambda c: c.execute(self._sql["EXPIRE"], {"w": worker_id}).rowcount,
-            retry=True,
-        )
-        return bool(count)
-
-    async def prune(
-        self,
-        *,
-        older_than: float,
-        statuses: Iterable[RunStatus] = (
-            RunStatus.SUCCEEDED,
-            RunStatus.COMPENSATED,
-            RunStatus.FAILED,
-        ),
-    ) -> int:
-        """Delete finished runs (and their entries) last written more than
-        *older_than* seconds ago, and lapsed worker rows that old holding no
-        RUNNING run. Returns how many runs were deleted.
-
-        Raises:
-            ValueError: *statuses* names RUNNING or NEEDS_INTERVENTION.
-        """
-        age = check_duration(older_than, "older_than")
-        wanted = _statuses(statuses, "statuses")
-        kept = sorted(s.value for s in _NEVER_PRUNED if s.value in wanted)
-        if kept:
-            raise ValueError(
-                f"statuses must not include {', '.join(kept)} (never pruned), "
-                f"got {wanted!r}"
-            )
-        await self._ready()
-        params = {"statuses": wanted, "age": age}
-
-        def prune(conn: Any) -> int:
-            deleted = int(conn.execute(self._sql["PRUNE"], params).rowcount)
-            conn.execute(self._sql["PRUNE_WORKERS"], params)
-            return deleted
-
-        return await self._control.run(prune, retry=True)
-
-
-def _statuses(statuses: object, argument: str) -> list[str]:
-    if isinstance(statuses, (str, bytes)) or not isinstance(statuses, Iterable):
-        raise TypeError(f"{argument} must be RunStatus values, got {statuses!r}")
-    out = []
-    for status in statuses:
-        if not isinstance(status, RunStatus):
-            raise TypeError(f"{argument} must be RunStatus values, got {status!r}")
-        out.append(status.value)
-    return out

@@ -1,23 +1,25 @@
-"""The worker-lease keeper every journal backend shares.
+"""The worker-lease keeper every journal backend shares (memory, SQLite,
+PostgreSQL).
 
 A backend supplies two calls on its own clock -- ``register() -> worker id``
 and ``renew(worker_id) -> bool`` (False: the lease had lapsed or the row is
 gone; a lapsed lease is never revived) -- and the keeper does the rest:
-renews every lease/3, keeps the *local* lease deadline (trio clock at the
+renews every lease/3 (lease/10 after a renewal that failed), keeps the *local* lease deadline (trio clock at the
 renewal's send time + lease - lease/10) and holds it as the deadline of every
 cancel scope handed out by :meth:`LeaseKeeper.hold`. A renewal that fails or
 finds the lease lapsed moves no deadline, so the runs under it are cancelled
 before another worker can claim them, even if the event loop was blocked.
 When the local deadline passed, a renewal answered after it, or the backend
-found the lease lapsed, the keeper *gives up* that id (as PostgresJournal's
-keeper does): it cancels the scopes held under it, expires it in the
+found the lease lapsed, the keeper *gives up* that id: it cancels the scopes held under it, expires it in the
 backend (best effort, through ``expire(worker_id)`` when given) so that its
 runs are claimable at once rather than when the row runs out, and registers
-a new id for new runs. Scopes opened under the old id are never pushed again.
+a new id for new runs. Scopes opened under the old id are never pushed again,
+also not by a renewal of that id that was in flight when it was given up (a
+write of the worker found the lease lapsed meanwhile).
 
-A backend whose lease runs on the host's clock (SQLite) passes
+A backend whose lease runs on a real clock (SQLite's host, PostgreSQL's server) passes
 ``host_clock=True``: under a virtual trio clock (:class:`trio.testing.MockClock`)
-trio time says nothing about host time -- an autojump clock leaps ahead while
+trio time says nothing about that clock -- an autojump clock leaps ahead while
 a write waits for its thread -- so there the keeper arms no deadline and
 sleeps between renewals in a thread; the journal's fenced writes still refuse
 a lapsed writer.
@@ -69,6 +71,7 @@ class LeaseKeeper:
         self._scopes: dict[trio.CancelScope, str] = {}
         self._lock = trio.Lock()
         self.beating = False  # a journal-owned heartbeat task is running
+        self.last_error: Exception | None = None  # of the last renewal, if it failed
         self._beats: set[trio.CancelScope] = set()
 
     def _virtual(self) -> bool:
@@ -137,7 +140,12 @@ class LeaseKeeper:
             try:
                 alive = await self._renew(worker_id)
             except Exception as exc:  # the deadline simply does not move
+                self.last_error = exc
                 logger.warning("lease renewal of worker %r failed: %r", worker_id, exc)
+                return
+            self.last_error = None
+            if self.worker_id != worker_id:
+                # Given up while the renewal was in flight: its answer is moot.
                 return
             if not alive:
                 why = "the journal found it lapsed"
@@ -157,8 +165,8 @@ class LeaseKeeper:
         *,
         task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Renew every lease/3 until stopped (:meth:`stop`, or the scope it
-        reports as started).
+        """Renew every lease/3 (lease/10 after a failed renewal) until stopped
+        (:meth:`stop`, or the scope it reports as started).
 
         Shielded from outside cancellation: a run cancelled from outside
         still rolls back (shielded) and must keep its lease meanwhile; the
@@ -171,12 +179,13 @@ class LeaseKeeper:
                 await self.ensure()
                 task_status.started(scope)
                 while True:
+                    pause = self.lease / (3 if self.last_error is None else 10)
                     if self._virtual():
                         await trio.to_thread.run_sync(
-                            time.sleep, self.lease / 3, abandon_on_cancel=True
+                            time.sleep, pause, abandon_on_cancel=True
                         )
                     else:
-                        await trio.sleep(self.lease / 3)
+                        await trio.sleep(pause)
                     await self.renew_once()
         finally:
             self._beats.discard(scope)
