@@ -58,6 +58,8 @@ from .._validate import (
     check_timeout,
 )
 from . import _sqlite_leases as leases
+from ._jobs import Append as _Append
+from ._jobs import encode_data as _encode_data
 from ._rows import (
     DamagedRun,
     JournalCheck,
@@ -139,6 +141,7 @@ class SQLiteJournal:
         "_max_claims",
         "_nursery",
         "_path",
+        "_quoted",
         "_store",
         "_synchronous",
         "_timeout",
@@ -159,6 +162,7 @@ class SQLiteJournal:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
         self._path = pathlib.Path(path)
+        self._quoted = repr(str(self._path))
         if codec is None:
             codec = JSONCodec()
         elif not isinstance(codec, Codec):
@@ -385,16 +389,19 @@ class SQLiteJournal:
             LeaseLostError: the writer's lease lapsed; nothing was written.
             RunClaimedError: the fence is stale; nothing was written.
         """
-        self._check_encoded(state, f"run {fence.run_id!r}: the state")
+        given: object = state  # typed bytes, but the codec is the caller's
+        if given is not None and not isinstance(given, bytes):
+            self._check_encoded(state, f"run {fence.run_id!r}: the state")
+        encode = _encode_data
+        rows = []  # encoded here: the entries are the caller's
         for e in entries:
-            self._check_encoded(
-                e.value, f"run {fence.run_id!r}: the result at seq {e.seq}"
-            )
-        rows = leases.entry_rows(entries)  # encoded here: the entries are the caller's
-        where = repr(str(self._path))
-        await self._write(
-            lambda conn: leases.append(conn, where, fence, rows, state, status)
-        )
+            value: object = e.value
+            if value is not None and not isinstance(value, bytes):
+                self._check_encoded(
+                    value, f"run {fence.run_id!r}: the result at seq {e.seq}"
+                )
+            rows.append((e.run_id, e.seq, e.kind, e.step, e.at, encode(e.data), value))
+        await self._store.write(_Append(self._quoted, fence, rows, state, status))
 
     async def claim(
         self,

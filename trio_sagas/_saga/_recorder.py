@@ -36,6 +36,9 @@ from ._journal import (
 from ._records import EventLog, RawEvent
 
 _NOT_DATA = frozenset({"run_id", "seq", "step", "scene"})
+_ATOMIC = frozenset({str, int, float, bool})  # JSON as they are (not subclasses)
+_DATA_KEYS: dict[type[SagaEvent], tuple[str, ...]] = {}
+"""Per event class: the fields journaled in ``data`` (all but :data:`_NOT_DATA`)."""
 
 
 class MemoryRecorder:
@@ -212,13 +215,26 @@ class JournalRecorder:
 
     def entry(self, event: SagaEvent) -> JournalEntry:
         fields = vars(event)
-        step = fields.get("scene") if "scene" in fields else fields.get("step")
-        data = {k: _jsonable(v) for k, v in fields.items() if k not in _NOT_DATA}
-        if "scene" in fields and "step" in fields:
-            data["step"] = fields["step"]  # SceneFailed: the failing step
+        keys = _DATA_KEYS.get(type(event))
+        if keys is None:
+            keys = _DATA_KEYS[type(event)] = tuple(
+                k for k in fields if k not in _NOT_DATA
+            )
+        data = {}
+        for k in keys:
+            v = fields[k]
+            data[k] = v if v is None or type(v) in _ATOMIC else _jsonable(v)
+        if "scene" in fields:
+            step = fields["scene"]
+            if "step" in fields:
+                data["step"] = fields["step"]  # SceneFailed: the failing step
+        else:
+            step = fields.get("step")
         value = None
-        if event.seq in self.values:
-            value = self.codec.encode(self.values.pop(event.seq))
+        if self.values:
+            seq = event.seq
+            if seq in self.values:
+                value = self.codec.encode(self.values.pop(seq))
         return JournalEntry(
             run_id=self.run_id,
             seq=event.seq,
@@ -235,17 +251,35 @@ class JournalRecorder:
         """Write every event so far, and the state, in one journal transaction."""
         if self._broken(check) or (not self.pending and status is None):
             return
+        emitting = self.emitter.enabled
         now = trio.lowlevel.current_clock().current_time
-        asked = now()
-        async with self.write_lock:
+        asked = now() if emitting else 0.0
+        lock = self.write_lock
+        try:
+            # Uncontended (the usual case): no extra trip through the
+            # scheduler; the append below is the checkpoint.
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             # Again: a sibling may have written our events, or failed, meanwhile.
             if self._broken(check) or (not self.pending and status is None):
                 return
             batch, self.pending = self.pending, []
             try:
-                begun = now()
-                await self._write(batch, status)
-                if self.emitter.enabled:
+                entries, state = self._encode(batch)
+                begun = now() if emitting else 0.0
+                try:
+                    await self.journal.append(
+                        self.fence, entries, state=state, status=status
+                    )
+                except JournalError:
+                    raise
+                except Exception as exc:
+                    raise JournalError(
+                        f"run {self.run_id!r}: journal {self.journal!r} failed: {exc!r}"
+                    ) from exc
+                if emitting:
                     ended = now()
                     self.emitter(
                         JournalWritten(
@@ -268,24 +302,19 @@ class JournalRecorder:
                 # keep the events for the next flush.
                 self.pending[:0] = batch
                 raise
+        finally:
+            lock.release()
 
-    async def _write(self, batch: list[SagaEvent], status: RunStatus | None) -> None:
+    def _encode(self, batch: list[SagaEvent]) -> tuple[list[JournalEntry], bytes]:
         try:
             entries = [self.entry(e) for e in batch]
-            state = self.codec.encode(self.state)
+            state: bytes = self.codec.encode(self.state)
         except Exception as exc:
             raise JournalError(
                 f"run {self.run_id!r}: {self.codec!r} cannot encode the "
                 f"state or an act's result: {exc!r}"
             ) from exc
-        try:
-            await self.journal.append(self.fence, entries, state=state, status=status)
-        except JournalError:
-            raise
-        except Exception as exc:
-            raise JournalError(
-                f"run {self.run_id!r}: journal {self.journal!r} failed: {exc!r}"
-            ) from exc
+        return entries, state
 
     async def finish(self, status: RunStatus | None) -> None:
         """Write what is left and the final status (shielded: it decides
