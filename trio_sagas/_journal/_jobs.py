@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
 
 from .._saga._journal import Fence, RunStatus
 from . import _sqlite_leases as leases
+
+BATCHED: Final = sqlite3.sqlite_version_info >= (3, 35)
+"""Whether this SQLite has ``UPDATE ... FROM`` and ``RETURNING`` (3.35): then
+a batch's appends are written by a few statements (:func:`append_many`)."""
+
+_CHUNKS: Final = (64, 32, 16, 8, 4, 2, 1)
+"""Rows per statement: a few statement texts (all cached), few statements."""
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
@@ -67,3 +75,99 @@ class Append:
 
     def __call__(self, conn: sqlite3.Connection) -> None:
         leases.append(conn, self.where, self.fence, self.rows, self.state, self.status)
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    out: list[Sequence[Any]] = []
+    start = 0
+    for size in _CHUNKS:
+        while len(items) - start >= size:
+            out.append(items[start : start + size])
+            start += size
+    return out
+
+
+_FENCED_UPDATE = (
+    # The fence of leases.append, for many runs at once: the run is held by
+    # the worker under the epoch and RUNNING, the entries continue last_seq,
+    # and the worker's lease is live. Keep the two in step.
+    "WITH v (run_id, worker, epoch, first_seq, last_seq, state, status) AS "
+    "(VALUES {values}) "
+    "UPDATE runs SET updated_at = ?, "
+    "last_seq = coalesce(v.last_seq, runs.last_seq), "
+    "state = coalesce(v.state, runs.state), "
+    "status = coalesce(v.status, runs.status), "
+    "owner = CASE WHEN v.status IS NULL OR v.status = 'running' "
+    "THEN runs.owner ELSE NULL END "
+    "FROM v WHERE runs.run_id = v.run_id AND runs.owner = v.worker "
+    "AND runs.epoch = v.epoch AND runs.status = 'running' "
+    "AND (v.first_seq IS NULL OR runs.last_seq = v.first_seq - 1) "
+    "AND EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = v.worker "
+    "AND w.expires_at > ?) "
+    "RETURNING runs.run_id"
+)
+_INSERT = (
+    "INSERT INTO events (run_id, seq, kind, step, at, written_at, data, value) "
+    "VALUES {values}"
+)
+_UPDATE_SQL = {
+    n: _FENCED_UPDATE.format(values=", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n))
+    for n in _CHUNKS
+}
+_INSERT_SQL = {
+    n: _INSERT.format(values=", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * n))
+    for n in _CHUNKS
+}
+
+
+def append_many(conn: sqlite3.Connection, jobs: Sequence[Append]) -> set[str] | None:
+    """Several runs' appends (distinct runs) in a few statements.
+
+    One fenced UPDATE per chunk says which runs accepted their append; their
+    entries go in by multi-row INSERTs. Each statement is one hand-over to
+    SQLite, instead of four per write: with a thousand runs writing, the
+    writer thread is not left waiting for the interpreter lock between them.
+
+    Returns the ids of the runs whose append is written; a refused append
+    wrote nothing (run it alone to learn why). None: a statement failed
+    (say, a duplicate ``seq``), and a savepoint took back everything these
+    jobs wrote: run them one by one.
+    """
+    now = time.time()
+    accepted: set[str] = set()
+    conn.execute("SAVEPOINT appends")
+    try:
+        for chunk in _chunks(jobs):
+            params: list[Any] = []
+            for job in chunk:
+                rows = job.rows
+                fence = job.fence
+                status = job.status
+                params += (
+                    fence.run_id,
+                    fence.worker,
+                    fence.epoch,
+                    rows[0][1] if rows else None,
+                    rows[-1][1] if rows else None,
+                    job.state,
+                    None if status is None else status.value,
+                )
+            params += (now, now)
+            for (run_id,) in conn.execute(_UPDATE_SQL[len(chunk)], params):
+                accepted.add(run_id)
+        inserts = [
+            (*row[:5], now, *row[5:])
+            for job in jobs
+            if job.fence.run_id in accepted
+            for row in job.rows
+        ]
+        for chunk in _chunks(inserts):
+            conn.execute(_INSERT_SQL[len(chunk)], [v for row in chunk for v in row])
+    except sqlite3.Error:
+        if not conn.in_transaction:
+            raise  # SQLite ended the transaction: the batch is lost
+        conn.execute("ROLLBACK TO appends")
+        conn.execute("RELEASE appends")
+        return None
+    conn.execute("RELEASE appends")
+    return accepted

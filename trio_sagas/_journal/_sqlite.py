@@ -392,8 +392,15 @@ class SQLiteJournal:
         given: object = state  # typed bytes, but the codec is the caller's
         if given is not None and not isinstance(given, bytes):
             self._check_encoded(state, f"run {fence.run_id!r}: the state")
+        rows = self._rows(fence, entries)  # encoded here: the entries are the caller's
+        del entries  # not kept alive while the write waits for its batch
+        await self._store.write(_Append(self._quoted, fence, rows, state, status))
+
+    def _rows(
+        self, fence: Fence, entries: Sequence[JournalEntry]
+    ) -> list[tuple[Any, ...]]:
         encode = _encode_data
-        rows = []  # encoded here: the entries are the caller's
+        rows = []
         for e in entries:
             value: object = e.value
             if value is not None and not isinstance(value, bytes):
@@ -401,7 +408,7 @@ class SQLiteJournal:
                     value, f"run {fence.run_id!r}: the result at seq {e.seq}"
                 )
             rows.append((e.run_id, e.seq, e.kind, e.step, e.at, encode(e.data), value))
-        await self._store.write(_Append(self._quoted, fence, rows, state, status))
+        return rows
 
     async def claim(
         self,

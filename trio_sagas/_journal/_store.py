@@ -27,6 +27,7 @@ import trio
 
 from .._saga._journal import JournalError
 from ._files import FileWatch, create_atomically, refuse_empty, refuse_lost_wal
+from ._jobs import BATCHED, Append, append_many
 from ._rows import decode_text
 from ._writer import GroupWriter, Job, WriterStatistics
 
@@ -46,6 +47,14 @@ _MAX_CHECK_MESSAGES = 5
 # sqlite3 decodes error messages and TEXT values as UTF-8: from a damaged
 # file, what SQLite reports can itself arrive as a UnicodeDecodeError.
 _DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+
+
+class _TransactionLost(Exception):
+    """A job failed and SQLite rolled the whole transaction back."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
 class Store:
@@ -150,27 +159,122 @@ class Store:
             return self._fail_all(jobs, exc)
         try:
             self._watch.check()
-            results: list[outcome.Outcome[Any]] = []
-            for job in jobs:
-                conn.execute("SAVEPOINT job")
-                try:
-                    value = job(conn)
-                except BaseException as exc:
-                    if not conn.in_transaction:
-                        # SQLite rolled the whole transaction back (I/O error,
-                        # disk full): the batch's earlier jobs are gone too.
-                        return self._fail_all(jobs, exc)
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    if isinstance(exc, _DB_ERRORS):
-                        exc = self._map(exc)
-                    results.append(outcome.Error(exc))
-                else:
-                    conn.execute("RELEASE job")
-                    results.append(outcome.Value(value))
+            results = self._run_plain(conn, jobs)
+            if results is None:
+                # A job refused after changing rows: only a savepoint can
+                # take back its changes alone. Again, one savepoint per job.
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                results = self._run_in_savepoints(conn, jobs)
             conn.execute("COMMIT")
+        except _TransactionLost as lost:
+            # SQLite rolled the whole transaction back (I/O error, disk
+            # full): the batch's earlier jobs are gone too.
+            return self._fail_all(jobs, lost.cause)
         except (*_DB_ERRORS, JournalError) as exc:
             return self._fail_all(jobs, exc)
+        return results
+
+    def _run_plain(
+        self, conn: sqlite3.Connection, jobs: Sequence[Job]
+    ) -> list[outcome.Outcome[Any]] | None:
+        """The jobs without savepoints (two statements less per write).
+
+        A job that refuses without having changed a row (a stale fence, a
+        taken run id: SQLite undid the failing statement itself) leaves the
+        transaction as it found it, and the batch goes on. None: a job
+        refused after changing rows.
+
+        Raises:
+            _TransactionLost: a job failed and SQLite ended the transaction.
+        """
+        results: list[outcome.Outcome[Any]] = []
+        index, count = 0, len(jobs)
+        while index < count:
+            job = jobs[index]
+            end = index + 1
+            accepted: set[str] = set()
+            if BATCHED and type(job) is Append:
+                # Consecutive appends of distinct runs: a few statements.
+                appends = [job]
+                runs = {job.fence.run_id}
+                while end < count:
+                    after = jobs[end]
+                    if type(after) is not Append or after.fence.run_id in runs:
+                        break
+                    appends.append(after)
+                    runs.add(after.fence.run_id)
+                    end += 1
+                if len(appends) > 1:
+                    accepted = self._append_many(conn, appends) or set()
+            for job in jobs[index:end]:
+                if (
+                    accepted
+                    and isinstance(job, Append)
+                    and job.fence.run_id in accepted
+                ):
+                    results.append(outcome.Value(None))
+                elif not self._run_one(conn, job, results):
+                    return None
+            index = end
+        return results
+
+    def _append_many(
+        self, conn: sqlite3.Connection, group: Sequence[Append]
+    ) -> set[str] | None:
+        try:
+            return append_many(conn, group)
+        except BaseException as exc:
+            if not conn.in_transaction:
+                raise _TransactionLost(exc) from exc
+            raise
+
+    def _run_one(
+        self,
+        conn: sqlite3.Connection,
+        job: Job,
+        results: list[outcome.Outcome[Any]],
+    ) -> bool:
+        """Run *job* without a savepoint; False: it refused after changing rows."""
+        changes = conn.total_changes
+        try:
+            value = job(conn)
+        except BaseException as exc:
+            if not conn.in_transaction:
+                raise _TransactionLost(exc) from exc
+            if conn.total_changes != changes:
+                return False
+            if isinstance(exc, _DB_ERRORS):
+                exc = self._map(exc)
+            results.append(outcome.Error(exc))
+        else:
+            results.append(outcome.Value(value))
+        return True
+
+    def _run_in_savepoints(
+        self, conn: sqlite3.Connection, jobs: Sequence[Job]
+    ) -> list[outcome.Outcome[Any]]:
+        """The jobs, each in its own savepoint: a refusal rolls back only its own.
+
+        Raises:
+            _TransactionLost: a job failed and SQLite ended the transaction.
+        """
+        results: list[outcome.Outcome[Any]] = []
+        for job in jobs:
+            conn.execute("SAVEPOINT job")
+            try:
+                value = job(conn)
+            except BaseException as exc:
+                if not conn.in_transaction:
+                    raise _TransactionLost(exc) from exc
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                if isinstance(exc, _DB_ERRORS):
+                    exc = self._map(exc)
+                results.append(outcome.Error(exc))
+            else:
+                conn.execute("RELEASE job")
+                results.append(outcome.Value(value))
         return results
 
     def _fail_all(

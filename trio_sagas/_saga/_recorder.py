@@ -252,8 +252,8 @@ class JournalRecorder:
         if self._broken(check) or (not self.pending and status is None):
             return
         emitting = self.emitter.enabled
-        now = trio.lowlevel.current_clock().current_time
-        asked = now() if emitting else 0.0
+        clock = trio.lowlevel.current_clock()
+        asked = clock.current_time() if emitting else 0.0
         lock = self.write_lock
         try:
             # Uncontended (the usual case): no extra trip through the
@@ -267,20 +267,16 @@ class JournalRecorder:
                 return
             batch, self.pending = self.pending, []
             try:
-                entries, state = self._encode(batch)
-                begun = now() if emitting else 0.0
+                call = self._append(batch, status)
+                begun = clock.current_time() if emitting else 0.0
                 try:
-                    await self.journal.append(
-                        self.fence, entries, state=state, status=status
-                    )
+                    await call
                 except JournalError:
                     raise
                 except Exception as exc:
-                    raise JournalError(
-                        f"run {self.run_id!r}: journal {self.journal!r} failed: {exc!r}"
-                    ) from exc
+                    raise self._failed(exc) from exc
                 if emitting:
-                    ended = now()
+                    ended = clock.current_time()
                     self.emitter(
                         JournalWritten(
                             run_id=self.run_id,
@@ -305,16 +301,29 @@ class JournalRecorder:
         finally:
             lock.release()
 
-    def _encode(self, batch: list[SagaEvent]) -> tuple[list[JournalEntry], bytes]:
+    def _append(self, batch: list[SagaEvent], status: RunStatus | None) -> Any:
+        """The journal's append of *batch* and the state, not yet awaited.
+
+        The entries live only as long as the journal needs them (no frame
+        of ours holds them while the write waits for its commit).
+        """
         try:
             entries = [self.entry(e) for e in batch]
-            state: bytes = self.codec.encode(self.state)
+            state = self.codec.encode(self.state)
         except Exception as exc:
             raise JournalError(
                 f"run {self.run_id!r}: {self.codec!r} cannot encode the "
                 f"state or an act's result: {exc!r}"
             ) from exc
-        return entries, state
+        try:
+            return self.journal.append(self.fence, entries, state=state, status=status)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: Exception) -> JournalError:
+        return JournalError(
+            f"run {self.run_id!r}: journal {self.journal!r} failed: {exc!r}"
+        )
 
     async def finish(self, status: RunStatus | None) -> None:
         """Write what is left and the final status (shielded: it decides
