@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from .._saga._journal import Fence, RunStatus
+from .._saga._journal import Fence, JournalEntry, RunStatus
 from . import _sqlite_leases as leases
+from ._sqlite_config import Settings
 
 BATCHED: Final = sqlite3.sqlite_version_info >= (3, 35)
 """Whether this SQLite has ``UPDATE ... FROM`` and ``RETURNING`` (3.35): then
@@ -52,6 +53,23 @@ if _c_encoder is not None:
 
 else:  # pragma: no cover  (an interpreter without the C accelerator)
     encode_data: Callable[[Mapping[str, Any]], str] = _JSON.encode  # type: ignore[no-redef]
+
+
+def encode_rows(
+    settings: Settings, fence: Fence, entries: Sequence[JournalEntry]
+) -> list[tuple[Any, ...]]:
+    """The ``events`` rows of an append (encoded on the caller's side: the
+    entries are the caller's), each value checked to be bytes."""
+    encode = encode_data
+    rows = []
+    for e in entries:
+        value: object = e.value
+        if value is not None and not isinstance(value, bytes):
+            settings.check_encoded(
+                value, f"run {fence.run_id!r}: the result at seq {e.seq}"
+            )
+        rows.append((e.run_id, e.seq, e.kind, e.step, e.at, encode(e.data), value))
+    return rows
 
 
 class Append:

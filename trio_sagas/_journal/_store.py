@@ -16,11 +16,10 @@ connection; this module decides *how* they run:
 from __future__ import annotations
 
 import contextlib
-import pathlib
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
 import outcome
 import trio
@@ -29,6 +28,7 @@ from .._saga._journal import JournalError
 from ._files import FileWatch, create_atomically, refuse_empty, refuse_lost_wal
 from ._jobs import BATCHED, Append, append_many
 from ._rows import decode_text
+from ._sqlite_config import Settings
 from ._writer import GroupWriter, Job, WriterStatistics
 
 T = TypeVar("T")
@@ -60,24 +60,14 @@ class _TransactionLost(Exception):
 class Store:
     """The connections of one journal file (see the module docstring)."""
 
-    def __init__(
-        self,
-        path: pathlib.Path,
-        *,
-        create: bool,
-        synchronous: Literal["FULL", "NORMAL"],
-        timeout: float,
-        check_on_open: bool | None,
-        prepare: Callable[[sqlite3.Connection], None],
-        error: Callable[[sqlite3.Error], JournalError],
-    ) -> None:
-        self.path = path
-        self._create = create
-        self._synchronous = synchronous
-        self._timeout = timeout
-        self._check_on_open = check_on_open
-        self._prepare = prepare
-        self._error = error
+    def __init__(self, settings: Settings) -> None:
+        self.path = path = settings.path
+        self._create = settings.create
+        self._synchronous = settings.synchronous
+        self._timeout = settings.timeout
+        self._check_on_open = settings.check_on_open
+        self._prepare = settings.prepare
+        self._error = settings.error
         self._watch = FileWatch(path)
         self._open_lock = threading.Lock()
         self._read_lock = threading.Lock()
