@@ -216,10 +216,11 @@ class SQLiteJournal:
     # -- plumbing ---------------------------------------------------------------
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run *job* in the next group commit (in its own savepoint).
+        """Run *job* in the next group commit.
 
-        The job must not begin, commit or roll back: it raises to refuse,
-        and only its own changes are rolled back.
+        The job must not begin, commit or roll back, and changes nothing but
+        rows: it raises to refuse, and only its own changes are rolled back
+        (it may run twice, the first time rolled back; see :mod:`._store`).
         """
         return await self._store.write(job)
 

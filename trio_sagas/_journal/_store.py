@@ -4,7 +4,14 @@ The journal's methods describe *what* to read or write as functions of a
 connection; this module decides *how* they run:
 
 * writes are jobs for the :class:`~._writer.GroupWriter` (one thread, one
-  connection, one transaction per batch, one savepoint per job);
+  connection, one transaction per batch). A batch runs its jobs without
+  savepoints while none needs one: a job that refuses without changing a
+  row (a stale fence, a taken run id) leaves the transaction as it found
+  it. Consecutive appends of distinct runs go in a few multi-row
+  statements (:func:`~._jobs.append_many`). A job that refused after
+  changing rows sends the batch back to one ``SAVEPOINT`` per job. A job
+  may therefore run twice, the first time rolled back: jobs change
+  nothing but rows of this connection's database;
 * reads run on a second connection in :func:`trio.to_thread.run_sync`, so
   they never queue behind writes;
 * opening refuses an empty file (even with ``create=True``), creates a new
@@ -104,7 +111,7 @@ class Store:
     # -- the two paths ------------------------------------------------------
 
     async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run *job* in the next write transaction (its own savepoint)."""
+        """Run *job* in the next write transaction (see the module docstring)."""
         # (__init__ binds the writer's own method over this one: one
         # coroutine less per write on the hot path.)
         return await self._writer.run(job)  # pragma: no cover

@@ -3,11 +3,14 @@
 Every write of a :class:`~trio_sagas.SQLiteJournal` (create a run, append,
 claim, ...) is a *job*: a function of the connection that raises to refuse.
 Callers queue jobs; one writer thread takes everything queued (up to
-:data:`MAX_BATCH` jobs) and runs it as ONE transaction, each job inside its
-own ``SAVEPOINT`` so that a job that fails rolls back only itself. While that
-transaction commits (the ``fsync`` that dominates the cost), new jobs queue
-up for the next one: under load, one sync carries the writes of many runs
-(group commit), and a lone writer pays one commit per write as before.
+:data:`MAX_BATCH` jobs) and runs it as ONE transaction in which a job that
+fails rolls back only itself (how: :meth:`._store.Store._execute`). While
+that transaction commits (the ``fsync`` that dominates the cost), new jobs
+queue up for the next one: under load, one sync carries the writes of many
+runs (group commit), and a lone writer pays one commit per write as before.
+The writer is woken only when it waits for work, and a batch's verdicts
+reach each trio run in one ``run_sync_soon``: a hand-off per batch, not per
+write.
 
 Each caller learns its own verdict only after the COMMIT returned (or
 failed: then every job of the batch fails with that error, and none of them
