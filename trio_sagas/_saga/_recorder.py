@@ -254,14 +254,7 @@ class JournalRecorder:
         emitting = self.emitter.enabled
         clock = trio.lowlevel.current_clock()
         asked = clock.current_time() if emitting else 0.0
-        lock = self.write_lock
-        try:
-            # Uncontended (the usual case): no extra trip through the
-            # scheduler; the append below is the checkpoint.
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
-        try:
+        async with self.write_lock:
             # Again: a sibling may have written our events, or failed, meanwhile.
             if self._broken(check) or (not self.pending and status is None):
                 return
@@ -298,8 +291,6 @@ class JournalRecorder:
                 # keep the events for the next flush.
                 self.pending[:0] = batch
                 raise
-        finally:
-            lock.release()
 
     def _append(self, batch: list[SagaEvent], status: RunStatus | None) -> Any:
         """The journal's append of *batch* and the state, not yet awaited.
