@@ -55,20 +55,26 @@ else:  # pragma: no cover  (an interpreter without the C accelerator)
     encode_data: Callable[[Mapping[str, Any]], str] = _JSON.encode  # type: ignore[no-redef]
 
 
+ROW: Final = 7
+"""Values per row in :attr:`Append.rows`: run_id, seq, kind, step, at, data, value."""
+
+
 def encode_rows(
     settings: Settings, fence: Fence, entries: Sequence[JournalEntry]
-) -> list[tuple[Any, ...]]:
-    """The ``events`` rows of an append (encoded on the caller's side: the
-    entries are the caller's), each value checked to be bytes."""
+) -> list[Any]:
+    """The ``events`` rows of an append, flat (:data:`ROW` values a row),
+    encoded on the caller's side (the entries are the caller's), each value
+    checked to be bytes. Flat: one object per append waits for the batch,
+    not one more per row."""
     encode = encode_data
-    rows = []
+    rows: list[Any] = []
     for e in entries:
         value: object = e.value
         if value is not None and not isinstance(value, bytes):
             settings.check_encoded(
                 value, f"run {fence.run_id!r}: the result at seq {e.seq}"
             )
-        rows.append((e.run_id, e.seq, e.kind, e.step, e.at, encode(e.data), value))
+        rows += (e.run_id, e.seq, e.kind, e.step, e.at, encode(e.data), value)
     return rows
 
 
@@ -81,7 +87,7 @@ class Append:
         self,
         where: str,
         fence: Fence,
-        rows: list[tuple[Any, ...]],
+        rows: list[Any],
         state: bytes | None,
         status: RunStatus | None,
     ) -> None:
@@ -92,7 +98,9 @@ class Append:
         self.status = status
 
     def __call__(self, conn: sqlite3.Connection) -> None:
-        leases.append(conn, self.where, self.fence, self.rows, self.state, self.status)
+        flat = self.rows
+        rows = [tuple(flat[i : i + ROW]) for i in range(0, len(flat), ROW)]
+        leases.append(conn, self.where, self.fence, rows, self.state, self.status)
 
 
 def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
@@ -125,7 +133,7 @@ _FENCED_UPDATE = (
     "RETURNING runs.run_id"
 )
 _INSERT = (
-    "INSERT INTO events (run_id, seq, kind, step, at, written_at, data, value) "
+    "INSERT INTO events (run_id, seq, kind, step, at, data, value, written_at) "
     "VALUES {values}"
 )
 _UPDATE_SQL = {
@@ -165,22 +173,26 @@ def append_many(conn: sqlite3.Connection, jobs: Sequence[Append]) -> set[str] | 
                     fence.run_id,
                     fence.worker,
                     fence.epoch,
-                    rows[0][1] if rows else None,
-                    rows[-1][1] if rows else None,
+                    rows[1] if rows else None,  # the first seq
+                    rows[1 - ROW] if rows else None,  # the last seq
                     job.state,
                     None if status is None else status.value,
                 )
             params += (now, now)
             for (run_id,) in conn.execute(_UPDATE_SQL[len(chunk)], params):
                 accepted.add(run_id)
-        inserts = [
-            (*row[:5], now, *row[5:])
-            for job in jobs
-            if job.fence.run_id in accepted
-            for row in job.rows
-        ]
-        for chunk in _chunks(inserts):
-            conn.execute(_INSERT_SQL[len(chunk)], [v for row in chunk for v in row])
+        values: list[Any] = []  # ROW + 1 a row: written_at last
+        for job in jobs:
+            if job.fence.run_id in accepted:
+                rows = job.rows
+                for start in range(0, len(rows), ROW):
+                    values += rows[start : start + ROW]
+                    values.append(now)
+        start = 0
+        for chunk in _chunks(range(len(values) // (ROW + 1))):
+            end = start + len(chunk) * (ROW + 1)
+            conn.execute(_INSERT_SQL[len(chunk)], values[start:end])
+            start = end
     except sqlite3.Error:
         if not conn.in_transaction:
             raise  # SQLite ended the transaction: the batch is lost
