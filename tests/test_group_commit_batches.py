@@ -183,6 +183,26 @@ async def test_a_failing_insert_sends_the_group_back_one_by_one(
         assert record.last_seq == -1
 
 
+async def test_a_value_sqlite_cannot_bind_fails_only_its_append(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A value SQLite cannot bind: the group is taken back, only its append fails."""
+    with trio.fail_after(20), SQLiteJournal(tmp_path / "j.db") as journal:
+        fences = await setup_runs(journal, 3)
+        bad = JournalEntry(run_id="r1", seq=0, kind="K", step="s", at=object())  # type: ignore[arg-type]
+        results = await run_batch(
+            journal,
+            (fences["r0"], [entry("r0", 0)]),
+            (fences["r1"], [bad]),
+            (fences["r2"], [entry("r2", 0)]),
+        )
+        assert results[0] is None
+        assert isinstance(results[1], JournalError)
+        assert results[2] is None
+        assert committed(tmp_path / "j.db") == {"r0": 1, "r2": 1}
+        assert states(tmp_path / "j.db")["r1"] == b"{}"
+
+
 async def test_two_appends_of_one_run_in_one_batch_go_in_order(
     tmp_path: pathlib.Path,
 ) -> None:

@@ -155,9 +155,9 @@ def append_many(conn: sqlite3.Connection, jobs: Sequence[Append]) -> set[str] | 
     writer thread is not left waiting for the interpreter lock between them.
 
     Returns the ids of the runs whose append is written; a refused append
-    wrote nothing (run it alone to learn why). None: a statement failed
-    (say, a duplicate ``seq``), and a savepoint took back everything these
-    jobs wrote: run them one by one.
+    wrote nothing (run it alone to learn why). None: something failed (say,
+    a duplicate ``seq``), and a savepoint took back everything these jobs
+    wrote: run them one by one.
     """
     now = time.time()
     accepted: set[str] = set()
@@ -193,7 +193,9 @@ def append_many(conn: sqlite3.Connection, jobs: Sequence[Append]) -> set[str] | 
             end = start + len(chunk) * (ROW + 1)
             conn.execute(_INSERT_SQL[len(chunk)], values[start:end])
             start = end
-    except sqlite3.Error:
+    except Exception:
+        # Whatever it was (a duplicate seq, a value SQLite cannot bind), each
+        # job alone will say which one it concerns.
         if not conn.in_transaction:
             raise  # SQLite ended the transaction: the batch is lost
         conn.execute("ROLLBACK TO appends")
