@@ -308,6 +308,8 @@ class JournalRecorder:
             ) from exc
         try:
             return self.journal.append(self.fence, entries, state=state, status=status)
+        except JournalError:
+            raise
         except Exception as exc:
             raise self._failed(exc) from exc
 
