@@ -12,12 +12,18 @@ run that cannot be read, so recovery can report it and go on.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 
-from .._saga._journal import JournalEntry, JournalError, RunDamagedError, RunRecord
+from .._saga._journal import (
+    JournalEntry,
+    JournalError,
+    RunDamagedError,
+    RunRecord,
+    RunStatus,
+)
 
 
 class BadText(str):
@@ -117,6 +123,35 @@ def select_run(
     """One run by id (*query* has one parameter), or None."""
     row = conn.execute(query, (run_id,)).fetchone()
     return None if row is None else decode_run(row, build, where)
+
+
+def runs_where(
+    status: RunStatus | Iterable[RunStatus] | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause and its parameters for ``runs(status=...)``.
+
+    None: every run. Else the runs with one of the statuses, and every run
+    whose status this version does not know (it may be one to recover).
+    """
+    if status is None:
+        return "", []
+    known = [s.value for s in RunStatus]
+    wanted = (
+        [status.value]
+        if isinstance(status, RunStatus)
+        else [RunStatus(s).value for s in status]
+    )
+    where = (
+        f"WHERE status IN ({', '.join('?' * len(wanted))}) "
+        f"OR status NOT IN ({', '.join('?' * len(known))})"
+    )
+    return where, [*wanted, *known]
+
+
+def damaged_error(damaged: Sequence[DamagedRun]) -> JournalError:
+    """What ``runs()`` raises for damaged runs: the first, and how many more."""
+    more = f" (and {len(damaged) - 1} more damaged runs)" if len(damaged) > 1 else ""
+    return JournalError(damaged[0].reason + more)
 
 
 def select_runs(

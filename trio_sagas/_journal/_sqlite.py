@@ -2,11 +2,14 @@
 
 Two connections per journal. Writes go through one writer thread that owns
 the write connection and commits whatever is queued as one transaction,
-each write in its own savepoint (group commit, see :mod:`._writer`); reads
-use their own connection in :func:`trio.to_thread.run_sync` and never wait
+where each write succeeds or fails alone (group commit, see :mod:`._writer`
+and :mod:`._store`; the append, the hot path, in :mod:`._jobs`); reads use
+their own connection in :func:`trio.to_thread.run_sync` and never wait
 behind queued writes (WAL mode: readers see the last commit). The event
 loop never waits on the disk, and a write that began is never abandoned
 when its caller is cancelled: the caller always knows whether it happened.
+The constructor's arguments are checked into one record
+(:mod:`._sqlite_config`); the worker's lease is :mod:`._sqlite_worker`'s.
 
 Durability: WAL mode with ``synchronous=FULL`` by default, so a committed
 write survives a power cut. ``synchronous="NORMAL"`` keeps every write that
@@ -22,16 +25,13 @@ on open for files up to :data:`CHECK_ON_OPEN_LIMIT` bytes.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import pathlib
-import socket
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, TypeVar, final
+from typing import Literal, TypeVar, final
 
 import trio
 
@@ -41,16 +41,12 @@ from .._saga._journal import (
     Codec,
     Fence,
     JournalEntry,
-    JournalError,
-    JSONCodec,
     LeaseLostError,
     RunRecord,
     RunStatus,
     WorkerRecord,
 )
-from .._saga._lease import LeaseKeeper
 from .._validate import (
-    check_bool,
     check_duration,
     check_enum,
     check_int,
@@ -58,10 +54,14 @@ from .._validate import (
     check_timeout,
 )
 from . import _sqlite_leases as leases
+from ._jobs import Append as _Append
+from ._jobs import encode_rows as _encode_rows
 from ._rows import (
     DamagedRun,
     JournalCheck,
     check_rows,
+    damaged_error,
+    runs_where,
     select_events,
     select_run,
     select_runs,
@@ -71,7 +71,9 @@ from ._rows import (
 from ._schema import _SCHEMA_V1 as _SCHEMA_V1
 from ._schema import APPLICATION_ID as APPLICATION_ID
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
-from ._schema import prepare, sqlite_error
+from ._sqlite_config import MAX_BUSY_TIMEOUT as MAX_BUSY_TIMEOUT
+from ._sqlite_config import Settings
+from ._sqlite_worker import Worker
 from ._store import CHECK_ON_OPEN_LIMIT, Store
 from ._writer import WriterStatistics
 
@@ -79,9 +81,6 @@ T = TypeVar("T")
 
 PRUNE_CHUNK = 500
 """Runs :meth:`SQLiteJournal.prune` deletes per transaction."""
-
-MAX_BUSY_TIMEOUT = 2_147_483.0
-"""Seconds: sqlite3 keeps the busy timeout in a C int of milliseconds."""
 
 __all__ = [
     "CHECK_ON_OPEN_LIMIT",
@@ -131,18 +130,7 @@ class SQLiteJournal:
             or another application.
     """
 
-    __slots__ = (
-        "_cm",
-        "_codec",
-        "_keeper",
-        "_lease",
-        "_max_claims",
-        "_nursery",
-        "_path",
-        "_store",
-        "_synchronous",
-        "_timeout",
-    )
+    __slots__ = ("_keeper", "_settings", "_store", "_worker")
 
     def __init__(
         self,
@@ -156,67 +144,32 @@ class SQLiteJournal:
         lease: float = DEFAULT_LEASE,
         max_claims: int = DEFAULT_MAX_CLAIMS,
     ) -> None:
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
-        self._path = pathlib.Path(path)
-        if codec is None:
-            codec = JSONCodec()
-        elif not isinstance(codec, Codec):
-            raise TypeError(
-                f"codec must have encode(value) -> bytes and decode(bytes), got {codec!r}"
-            )
-        self._codec = codec
-        check_bool(create, "create")
-        if check_on_open is not None:
-            check_bool(check_on_open, "check_on_open")
-        if synchronous not in ("FULL", "NORMAL"):
-            raise ValueError(
-                f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}"
-            )
-        self._synchronous = synchronous
-        timeout = check_timeout(busy_timeout, "busy_timeout", allow_none=False)
-        assert timeout is not None
-        if math.isinf(timeout):
-            raise ValueError(f"busy_timeout must be finite, got {busy_timeout!r}")
-        if timeout > MAX_BUSY_TIMEOUT:
-            raise ValueError(
-                f"busy_timeout must be at most {MAX_BUSY_TIMEOUT:.0f} seconds "
-                f"(sqlite3's limit), got {busy_timeout!r}"
-            )
-        self._timeout = timeout
-        self._lease = check_duration(lease, "lease", allow_zero=False)
-        self._max_claims = check_int(max_claims, "max_claims", minimum=1)
-        self._keeper = LeaseKeeper(
-            self._lease,
-            self._register,
-            self._renew,
-            expire=self._expire,
-            host_clock=True,
-        )
-        self._nursery: trio.Nursery | None = None
-        self._cm: Any = None
-        self._store = Store(
-            self._path,
+        self._settings = settings = Settings.check(
+            path,
+            codec=codec,
             create=create,
             synchronous=synchronous,
-            timeout=timeout,
+            busy_timeout=busy_timeout,
             check_on_open=check_on_open,
-            prepare=self._prepare,
-            error=self._error,
+            lease=lease,
+            max_claims=max_claims,
         )
+        self._store = Store(settings)
+        self._worker = Worker(self._store, settings.lease)
+        self._keeper = self._worker.keeper
 
     def __repr__(self) -> str:
-        return f"trio_sagas.SQLiteJournal({str(self._path)!r})"
+        return f"trio_sagas.SQLiteJournal({str(self._settings.path)!r})"
 
     @property
     def path(self) -> pathlib.Path:
         """The database file."""
-        return self._path
+        return self._settings.path
 
     @property
     def codec(self) -> Codec:
         """Encodes states and act results."""
-        return self._codec
+        return self._settings.codec
 
     def __enter__(self) -> SQLiteJournal:
         return self
@@ -227,7 +180,7 @@ class SQLiteJournal:
     @property
     def lease(self) -> float:
         """Seconds this worker's lease lasts."""
-        return self._lease
+        return self._settings.lease
 
     @property
     def worker_id(self) -> str:
@@ -240,27 +193,12 @@ class SQLiteJournal:
 
     async def __aenter__(self) -> SQLiteJournal:
         """Register this worker and renew its lease until the block ends."""
-        self._cm = trio.open_nursery()
-        self._nursery = await self._cm.__aenter__()
-        try:
-            await self._nursery.start(self._keeper.heartbeat)
-        except BaseException:
-            self._keeper.stop()
-            await self._cm.__aexit__(None, None, None)
-            raise
-        self._keeper.beating = True
+        await self._worker.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._keeper.stop()
-        if self._nursery is not None:
-            await self._cm.__aexit__(None, None, None)
-            self._nursery = None
-        worker_id = self._keeper.worker_id
         try:
-            if worker_id is not None and not self._store.closed:
-                with trio.CancelScope(shield=True):
-                    await self._write(lambda conn: leases.unregister(conn, worker_id))
+            await self._worker.stop()
         finally:
             self.close()
 
@@ -278,10 +216,11 @@ class SQLiteJournal:
     # -- plumbing ---------------------------------------------------------------
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run *job* in the next group commit (in its own savepoint).
+        """Run *job* in the next group commit.
 
-        The job must not begin, commit or roll back: it raises to refuse,
-        and only its own changes are rolled back.
+        The job must not begin, commit or roll back, and changes nothing but
+        rows: it raises to refuse, and only its own changes are rolled back
+        (it may run twice, the first time rolled back; see :mod:`._store`).
         """
         return await self._store.write(job)
 
@@ -289,38 +228,7 @@ class SQLiteJournal:
         """Run *query* on the read connection (never behind queued writes)."""
         return await self._store.read(query)
 
-    def _where(self) -> str:
-        return f"journal {str(self._path)!r}"
-
-    def _check_encoded(self, value: object, what: str) -> None:
-        if value is not None and not isinstance(value, bytes):
-            raise TypeError(
-                f"{what}: the codec {self._codec!r} returned "
-                f"{type(value).__name__}, not bytes; a codec's encode() must "
-                "return bytes (nothing was written)"
-            )
-
-    def _error(self, exc: sqlite3.Error) -> JournalError:
-        return sqlite_error(exc, self._path, self._timeout)
-
-    def _prepare(self, conn: sqlite3.Connection) -> None:
-        prepare(conn, self._path, self._synchronous, self._timeout)
-
     # -- leases -----------------------------------------------------------------
-
-    async def _register(self) -> str:
-        worker_id, host, pid = uuid.uuid4().hex, socket.gethostname(), os.getpid()
-        return await self._write(
-            lambda conn: leases.register(conn, worker_id, host, pid, self._lease)
-        )
-
-    async def _renew(self, worker_id: str) -> bool:
-        return await self._write(
-            lambda conn: leases.renew(conn, worker_id, self._lease)
-        )
-
-    async def _expire(self, worker_id: str) -> bool:
-        return await self._write(lambda conn: leases.expire(conn, worker_id))
 
     async def workers(self) -> tuple[WorkerRecord, ...]:
         """Every worker row, live and lapsed."""
@@ -345,8 +253,8 @@ class SQLiteJournal:
         """
         check_label(run_id, "run_id")
         check_label(scene, "scene")
-        self._check_encoded(state, f"run {run_id!r}: the state")
-        where = repr(str(self._path))
+        self._settings.check_encoded(state, f"run {run_id!r}: the state")
+        where = self._settings.quoted
         for attempt in range(2):
             worker = await self._keeper.fresh()
             if await self._write(
@@ -385,15 +293,13 @@ class SQLiteJournal:
             LeaseLostError: the writer's lease lapsed; nothing was written.
             RunClaimedError: the fence is stale; nothing was written.
         """
-        self._check_encoded(state, f"run {fence.run_id!r}: the state")
-        for e in entries:
-            self._check_encoded(
-                e.value, f"run {fence.run_id!r}: the result at seq {e.seq}"
-            )
-        rows = leases.entry_rows(entries)  # encoded here: the entries are the caller's
-        where = repr(str(self._path))
-        await self._write(
-            lambda conn: leases.append(conn, where, fence, rows, state, status)
+        given: object = state  # typed bytes, but the codec is the caller's
+        if given is not None and not isinstance(given, bytes):
+            self._settings.check_encoded(state, f"run {fence.run_id!r}: the state")
+        rows = _encode_rows(self._settings, fence, entries)
+        del entries  # not kept alive while the write waits for its batch
+        await self._store.write(
+            _Append(self._settings.quoted, fence, rows, state, status)
         )
 
     async def claim(
@@ -410,7 +316,7 @@ class SQLiteJournal:
         worker = await self._keeper.fresh()
         return await self._write(
             lambda conn: leases.claim(
-                conn, run_id, worker, wanted, stale_after, self._max_claims
+                conn, run_id, worker, wanted, stale_after, self._settings.max_claims
             )
         )
 
@@ -421,10 +327,10 @@ class SQLiteJournal:
         check_int(limit, "limit", minimum=1)
         check_timeout(stale_after, "stale_after", allow_none=False)
         worker = await self._keeper.fresh()
-        where = self._where()
+        where = self._settings.where()
         return await self._write(
             lambda conn: leases.claim_batch(
-                conn, worker, limit, stale_after, self._max_claims, where
+                conn, worker, limit, stale_after, self._settings.max_claims, where
             )
         )
 
@@ -477,7 +383,7 @@ class SQLiteJournal:
         query = f"SELECT {leases.RUN_COLUMNS} FROM runs WHERE run_id = ?"
         return await self._read(
             lambda conn: select_run(
-                conn, query, run_id, leases.run_record, self._where()
+                conn, query, run_id, leases.run_record, self._settings.where()
             )
         )
 
@@ -492,13 +398,7 @@ class SQLiteJournal:
         """
         records, damaged = await self.scan_runs(status=status)
         if damaged:
-            first = damaged[0]
-            more = (
-                f" (and {len(damaged) - 1} more damaged runs)"
-                if len(damaged) > 1
-                else ""
-            )
-            raise JournalError(first.reason + more)
+            raise damaged_error(damaged)
         return records
 
     async def scan_runs(
@@ -512,26 +412,13 @@ class SQLiteJournal:
         — including runs whose status is not one this version knows, since
         such a run may be one that should be recovered.
         """
-        known = [s.value for s in RunStatus]
-        if status is None:
-            where, params = "", []
-        else:
-            wanted = (
-                [status.value]
-                if isinstance(status, RunStatus)
-                else [RunStatus(s).value for s in status]
-            )
-            where = (
-                f"WHERE status IN ({', '.join('?' * len(wanted))}) "
-                f"OR status NOT IN ({', '.join('?' * len(known))})"
-            )
-            params = [*wanted, *known]
+        where, params = runs_where(status)
         query = (
             f"SELECT {leases.RUN_COLUMNS} FROM runs {where} ORDER BY created_at, run_id"
         )
         return await self._read(
             lambda conn: select_runs(
-                conn, query, params, leases.run_record, self._where()
+                conn, query, params, leases.run_record, self._settings.where()
             )
         )
 
@@ -548,7 +435,9 @@ class SQLiteJournal:
         """
         query = f"SELECT {leases.RUN_COLUMNS} FROM runs ORDER BY created_at, run_id"
         return await self._read(
-            lambda conn: check_rows(conn, query, leases.run_record, self._where())
+            lambda conn: check_rows(
+                conn, query, leases.run_record, self._settings.where()
+            )
         )
 
     async def events(self, run_id: str) -> tuple[JournalEntry, ...]:
@@ -559,4 +448,6 @@ class SQLiteJournal:
         """
         check_label(run_id, "run_id")
 
-        return await self._read(lambda conn: select_events(conn, run_id, self._where()))
+        return await self._read(
+            lambda conn: select_events(conn, run_id, self._settings.where())
+        )

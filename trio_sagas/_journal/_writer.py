@@ -3,11 +3,14 @@
 Every write of a :class:`~trio_sagas.SQLiteJournal` (create a run, append,
 claim, ...) is a *job*: a function of the connection that raises to refuse.
 Callers queue jobs; one writer thread takes everything queued (up to
-:data:`MAX_BATCH` jobs) and runs it as ONE transaction, each job inside its
-own ``SAVEPOINT`` so that a job that fails rolls back only itself. While that
-transaction commits (the ``fsync`` that dominates the cost), new jobs queue
-up for the next one: under load, one sync carries the writes of many runs
-(group commit), and a lone writer pays one commit per write as before.
+:data:`MAX_BATCH` jobs) and runs it as ONE transaction in which a job that
+fails rolls back only itself (how: :meth:`._store.Store._execute`). While
+that transaction commits (the ``fsync`` that dominates the cost), new jobs
+queue up for the next one: under load, one sync carries the writes of many
+runs (group commit), and a lone writer pays one commit per write as before.
+The writer is woken only when it waits for work, and a batch's verdicts
+reach each trio run in one ``run_sync_soon``: a hand-off per batch, not per
+write.
 
 Each caller learns its own verdict only after the COMMIT returned (or
 failed: then every job of the batch fails with that error, and none of them
@@ -41,12 +44,33 @@ Job = Callable[[Any], Any]
 Executor = Callable[[Sequence[Job]], list[outcome.Outcome[Any]]]
 
 
-@attrs.define(eq=False)
 class _Request:
-    job: Job
-    task: trio.lowlevel.Task
-    token: trio.lowlevel.TrioToken
-    state: int = _QUEUED
+    """One queued job; also its own ``abort_fn`` (no closure per write)."""
+
+    __slots__ = ("cond", "job", "result", "state", "task", "token")
+
+    def __init__(
+        self,
+        cond: threading.Condition,
+        job: Job,
+        task: trio.lowlevel.Task,
+        token: trio.lowlevel.TrioToken,
+    ) -> None:
+        self.cond = cond
+        self.job = job
+        self.task = task
+        self.token = token
+        self.state = _QUEUED
+        self.result: outcome.Outcome[Any] | None = None
+
+    def __call__(self, _: object) -> trio.lowlevel.Abort:
+        """The caller is cancelled: withdraw the job if it was not begun."""
+        with self.cond:
+            if self.state == _QUEUED:
+                self.state = _WITHDRAWN  # never started: nothing written
+                return trio.lowlevel.Abort.SUCCEEDED
+        # Begun: the writer reschedules the caller with the verdict.
+        return trio.lowlevel.Abort.FAILED
 
 
 @attrs.frozen
@@ -85,6 +109,7 @@ class GroupWriter:
         self._queue: collections.deque[_Request] = collections.deque()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._idle = False  # the thread waits for work (only then notify it)
         self._batches = 0
         self._jobs = 0
         self._largest = 0
@@ -104,10 +129,11 @@ class GroupWriter:
 
     async def run(self, job: Callable[[Any], T]) -> T:
         """Queue *job*, wait until its batch committed, return its result."""
+        cond = self._cond
         request = _Request(
-            job, trio.lowlevel.current_task(), trio.lowlevel.current_trio_token()
+            cond, job, trio.lowlevel.current_task(), trio.lowlevel.current_trio_token()
         )
-        with self._cond:
+        with cond:
             if self._stopping:
                 raise self._closed_error()
             self._queue.append(request)
@@ -116,17 +142,11 @@ class GroupWriter:
                     target=self._loop, name=self._name, daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            with self._cond:
-                if request.state == _QUEUED:
-                    request.state = _WITHDRAWN  # never started: nothing written
-                    return trio.lowlevel.Abort.SUCCEEDED
-            # Begun: the writer reschedules us with the verdict.
-            return trio.lowlevel.Abort.FAILED
-
-        result: T = await trio.lowlevel.wait_task_rescheduled(abort)
+            elif self._idle:
+                # One wake-up per batch: a busy writer takes the queue when
+                # its transaction ends, without being told.
+                cond.notify()
+        result: T = await trio.lowlevel.wait_task_rescheduled(request)
         return result
 
     def stop(self) -> None:
@@ -139,15 +159,18 @@ class GroupWriter:
             thread.join()
 
     def _loop(self) -> None:
+        cond, queue = self._cond, self._queue
         while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if not self._queue:
+            with cond:
+                while not queue and not self._stopping:
+                    self._idle = True
+                    cond.wait()
+                self._idle = False
+                if not queue:
                     return  # stopping, and everything queued is done
                 batch: list[_Request] = []
-                while self._queue and len(batch) < MAX_BATCH:
-                    request = self._queue.popleft()
+                while queue and len(batch) < MAX_BATCH:
+                    request = queue.popleft()
                     if request.state == _QUEUED:
                         request.state = _TAKEN
                         batch.append(request)
@@ -166,15 +189,26 @@ class GroupWriter:
             self._jobs += len(batch)
             self._largest = max(self._largest, len(batch))
             self._in_flight = 0
-        by_token: dict[trio.lowlevel.TrioToken, list[tuple[Any, Any]]] = {}
+        token: trio.lowlevel.TrioToken | None = batch[0].token
         for request, result in zip(batch, results, strict=True):
-            by_token.setdefault(request.token, []).append((request.task, result))
-        for token, verdicts in by_token.items():
+            request.result = result
+            if request.token is not token:
+                token = None  # callers from several trio runs (rare)
+        groups: dict[trio.lowlevel.TrioToken, list[_Request]] = {}
+        if token is not None:
+            groups[token] = batch
+        else:
+            for request in batch:
+                groups.setdefault(request.token, []).append(request)
+        for token, requests in groups.items():
             # RunFinishedError: the waiting tasks' run is gone, nobody to tell.
             with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(_reschedule_all, verdicts)
+                token.run_sync_soon(_reschedule_all, requests)
 
 
-def _reschedule_all(verdicts: list[tuple[Any, Any]]) -> None:
-    for task, result in verdicts:
-        trio.lowlevel.reschedule(task, result)
+def _reschedule_all(requests: list[_Request]) -> None:
+    """In the callers' trio run: one wake-up delivers a whole batch's verdicts."""
+    for request in requests:
+        result, request.result = request.result, None
+        assert result is not None
+        trio.lowlevel.reschedule(request.task, result)

@@ -36,6 +36,9 @@ from ._journal import (
 from ._records import EventLog, RawEvent
 
 _NOT_DATA = frozenset({"run_id", "seq", "step", "scene"})
+_ATOMIC = frozenset({str, int, float, bool})  # JSON as they are (not subclasses)
+_DATA_KEYS: dict[type[SagaEvent], tuple[str, ...]] = {}
+"""Per event class: the fields journaled in ``data`` (all but :data:`_NOT_DATA`)."""
 
 
 class MemoryRecorder:
@@ -212,13 +215,26 @@ class JournalRecorder:
 
     def entry(self, event: SagaEvent) -> JournalEntry:
         fields = vars(event)
-        step = fields.get("scene") if "scene" in fields else fields.get("step")
-        data = {k: _jsonable(v) for k, v in fields.items() if k not in _NOT_DATA}
-        if "scene" in fields and "step" in fields:
-            data["step"] = fields["step"]  # SceneFailed: the failing step
+        keys = _DATA_KEYS.get(type(event))
+        if keys is None:
+            keys = _DATA_KEYS[type(event)] = tuple(
+                k for k in fields if k not in _NOT_DATA
+            )
+        data = {}
+        for k in keys:
+            v = fields[k]
+            data[k] = v if v is None or type(v) in _ATOMIC else _jsonable(v)
+        if "scene" in fields:
+            step = fields["scene"]
+            if "step" in fields:
+                data["step"] = fields["step"]  # SceneFailed: the failing step
+        else:
+            step = fields.get("step")
         value = None
-        if event.seq in self.values:
-            value = self.codec.encode(self.values.pop(event.seq))
+        if self.values:
+            seq = event.seq
+            if seq in self.values:
+                value = self.codec.encode(self.values.pop(seq))
         return JournalEntry(
             run_id=self.run_id,
             seq=event.seq,
@@ -235,18 +251,25 @@ class JournalRecorder:
         """Write every event so far, and the state, in one journal transaction."""
         if self._broken(check) or (not self.pending and status is None):
             return
-        now = trio.lowlevel.current_clock().current_time
-        asked = now()
+        emitting = self.emitter.enabled
+        clock = trio.lowlevel.current_clock()
+        asked = clock.current_time() if emitting else 0.0
         async with self.write_lock:
             # Again: a sibling may have written our events, or failed, meanwhile.
             if self._broken(check) or (not self.pending and status is None):
                 return
             batch, self.pending = self.pending, []
             try:
-                begun = now()
-                await self._write(batch, status)
-                if self.emitter.enabled:
-                    ended = now()
+                call = self._append(batch, status)
+                begun = clock.current_time() if emitting else 0.0
+                try:
+                    await call
+                except JournalError:
+                    raise
+                except Exception as exc:
+                    raise self._failed(exc) from exc
+                if emitting:
+                    ended = clock.current_time()
                     self.emitter(
                         JournalWritten(
                             run_id=self.run_id,
@@ -269,7 +292,12 @@ class JournalRecorder:
                 self.pending[:0] = batch
                 raise
 
-    async def _write(self, batch: list[SagaEvent], status: RunStatus | None) -> None:
+    def _append(self, batch: list[SagaEvent], status: RunStatus | None) -> Any:
+        """The journal's append of *batch* and the state, not yet awaited.
+
+        The entries live only as long as the journal needs them (no frame
+        of ours holds them while the write waits for its commit).
+        """
         try:
             entries = [self.entry(e) for e in batch]
             state = self.codec.encode(self.state)
@@ -279,13 +307,16 @@ class JournalRecorder:
                 f"state or an act's result: {exc!r}"
             ) from exc
         try:
-            await self.journal.append(self.fence, entries, state=state, status=status)
+            return self.journal.append(self.fence, entries, state=state, status=status)
         except JournalError:
             raise
         except Exception as exc:
-            raise JournalError(
-                f"run {self.run_id!r}: journal {self.journal!r} failed: {exc!r}"
-            ) from exc
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: Exception) -> JournalError:
+        return JournalError(
+            f"run {self.run_id!r}: journal {self.journal!r} failed: {exc!r}"
+        )
 
     async def finish(self, status: RunStatus | None) -> None:
         """Write what is left and the final status (shielded: it decides
