@@ -28,6 +28,7 @@ from ._events import (
 from ._journal import (
     DEFAULT_LEASE,
     DEFAULT_MAX_CLAIMS,
+    ClaimedRun,
     Codec,
     Fence,
     Journal,
@@ -54,14 +55,9 @@ from ._model import (
     Uncertain,
 )
 from ._records import SagaResult
-from ._recovery import (
-    HELD_ELSEWHERE,
-    RecoveryReport,
-    SkippedRun,
-    compensate_run,
-    recover,
-)
+from ._recovery import HELD_ELSEWHERE, RecoveryReport, SkippedRun, recover
 from ._replay import RecordedFailure
+from ._rollback import compensate_run
 from ._run import run_scene
 from ._worker import run_worker
 
@@ -80,6 +76,7 @@ __all__ = [
     "ChorusFailed",
     "ChorusMode",
     "ChorusStarted",
+    "ClaimedRun",
     "Codec",
     "CompensationActionCompleted",
     "CompensationCompleted",
