@@ -326,21 +326,24 @@ def claim_and_load(
     *,
     load: bool = True,
 ) -> tuple[ClaimedRun, ...]:
-    """Claim *run_ids* (or, None, the oldest claimable RUNNING runs), at most
-    *limit*, and read their entries, in one transaction of the writer.
+    """Claim the claimable runs of *run_ids* (or, None, the oldest claimable
+    RUNNING runs), at most *limit*, and read their entries, in one
+    transaction of the writer.
 
     A run whose record or entries cannot be read is skipped before its
     claim (logged; ``scan_runs()``/``check()`` list it)."""
     out: list[ClaimedRun] = []
     if run_ids is not None:
         rows = []
-        for run_id in run_ids[:limit]:
+        for run_id in run_ids:
             row = conn.execute(
                 f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
             if row is not None:
                 rows.append(row)
-        _claim_rows(conn, worker, rows, stale_after, max_claims, where, load, out)
+        _claim_rows(
+            conn, worker, rows, limit, stale_after, max_claims, where, load, out
+        )
         return tuple(out)
     skip = 0
     while len(out) < limit:
@@ -359,7 +362,7 @@ def claim_and_load(
         if not rows:
             break
         skip += _claim_rows(
-            conn, worker, rows, stale_after, max_claims, where, load, out
+            conn, worker, rows, limit, stale_after, max_claims, where, load, out
         )
     return tuple(out)
 
@@ -368,16 +371,20 @@ def _claim_rows(
     conn: sqlite3.Connection,
     worker: str,
     rows: Sequence[tuple[Any, ...]],
+    limit: int,
     stale_after: float,
     max_claims: int,
     where: str,
     load: bool,
     out: list[ClaimedRun],
 ) -> int:
-    """Claim the runs of *rows* into *out*; returns how many were damaged
-    (skipped, unclaimed: they keep their place in the candidates' order)."""
+    """Claim the runs of *rows* into *out* (until it holds *limit*); returns
+    how many were damaged (skipped, unclaimed: they keep their place in the
+    candidates' order)."""
     damaged = 0
     for row in rows:
+        if len(out) >= limit:
+            break
         try:
             decode_run(row, run_record, where)
             entries = select_events(conn, row[0], where) if load else ()

@@ -50,7 +50,9 @@ async def claim_and_load(
         claimed = await journal.claim_batch(limit=limit, stale_after=stale_after)
     else:
         claimed = ()
-        for run_id in run_ids[:limit]:
+        for run_id in run_ids:
+            if len(claimed) >= limit:
+                break
             fence = await journal.claim(run_id, stale_after=stale_after)
             record = None if fence is None else await journal.get_run(run_id)
             if fence is not None and record is not None:

@@ -414,8 +414,8 @@ class BatchedJournal(Journal, Protocol):
         """Claim a batch of RUNNING runs and read their entries, in one call.
 
         *run_ids* None: up to *limit* claimable runs, oldest first (as
-        :meth:`Journal.claim_batch`); else those of *run_ids* (at most
-        *limit*) that are claimable, in that order. Same rules as
+        :meth:`Journal.claim_batch`); else the claimable runs of *run_ids*,
+        in that order, up to *limit*. Same rules as
         :meth:`Journal.claim`; a run whose record or entries cannot be read
         is not claimed. Returns the runs claimed, each with its record and
         entries as of the claim.
