@@ -300,3 +300,36 @@ def test_concurrent_batched_recoveries_property(
     for run_id in live_ids:
         assert records[run_id].status is RunStatus.RUNNING
     assert {records[r].status for r in ids} <= {RunStatus.COMPENSATED}
+
+
+async def test_a_slow_run_does_not_hold_up_the_next_batch(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Slots free run by run: one run whose undo takes 20 s keeps one
+    slot; the next batch starts in the other 63 as soon as they free (each
+    group together), so the fast runs are all done long before it."""
+    finished: dict[str, float] = {}
+
+    async def run(ctx: StepContext, state: object) -> str:
+        return "done"
+
+    async def undo(ctx: StepContext, state: object) -> None:
+        await trio.sleep(20 if ctx.idempotency_key.startswith("r000/") else 1)
+        finished[ctx.idempotency_key] = trio.current_time()
+
+    scene = Scene(
+        "s", [Act("a", run, compensate=undo), Act("b", run, compensate=undo)], saga=True
+    )
+    dead = MemoryJournal()
+    ids = await dead_runs(dead, 2 * RECOVERY_CONCURRENCY)
+    await dead.expire_worker(dead.worker_id)
+    journal = dead.worker()
+    with trio.fail_after(GUARD):
+        report = await trio_sagas.recover(journal, [scene])
+    assert [r.run_id for r in report] == ids
+    fast = [t for key, t in finished.items() if not key.startswith("r000/")]
+    assert len(fast) == 2 * (len(ids) - 1)
+    # Two undos of 1 s per run: the first batch ends at 2 s, the next batch's
+    # first 63 runs at 4 s, its last (which waited for a slot) at 6 s.
+    assert max(fast) == 6.0
+    assert finished["r000/s/a#compensate"] == 40.0

@@ -12,7 +12,8 @@ their writes in few syncs. The next batch is read while this one runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, final
 
 import attrs
@@ -214,6 +215,12 @@ async def _running_runs(
     return tuple(runs), tuple(damaged)
 
 
+def _start(nursery: trio.Nursery, group: list[Callable[[], Awaitable[None]]]) -> None:
+    for task in group:
+        nursery.start_soon(task)
+    group.clear()
+
+
 def _last_seq(entries: tuple[JournalEntry, ...]) -> int:
     return entries[-1].seq if entries else -1
 
@@ -236,9 +243,11 @@ class _Recovery:
         """Check and claim one batch, then start its rollbacks as slots free.
 
         The claim comes first: it is written while the previous batch's
-        rollbacks write (one sync for both), and the batch starts at once
-        when they end. Returns False if the journal failed (the error is in
-        :attr:`failures`; nothing more is claimed).
+        rollbacks write (one sync for both), and the batch starts when they
+        end -- in groups, all the runs that have a slot at once, so that
+        their writes keep sharing syncs, and one slow run holds up nothing
+        but its own slot. Returns False if the journal failed (the error is
+        in :attr:`failures`; nothing more is claimed).
         """
         try:
             checked = await self.check(todo)
@@ -256,6 +265,7 @@ class _Recovery:
             self.failures.append(exc)
             return False
         by_id = {c.fence.run_id: c for c in claimed}
+        group: list[Callable[[], Awaitable[None]]] = []
         for index, record, scene, replay, entries in checked:
             got = by_id.get(record.run_id)
             if got is None:
@@ -263,10 +273,20 @@ class _Recovery:
                 continue
             # Written to since it was read (rare): replayed again from the claim.
             same = _last_seq(got.entries) == _last_seq(entries)
-            await self.slots.acquire()
-            nursery.start_soon(
-                self.roll_back, index, record, scene, got, replay if same else None
+            try:
+                self.slots.acquire_nowait()
+            except trio.WouldBlock:
+                # Start the runs that have a slot together (their writes then
+                # share syncs), then wait: a slot frees when a run ends, and the
+                # runs that end with it free theirs before this task runs again.
+                _start(nursery, group)
+                await self.slots.acquire()
+            group.append(
+                functools.partial(
+                    self.roll_back, index, record, scene, got, replay if same else None
+                )
             )
+        _start(nursery, group)
         return True
 
     async def check(
