@@ -222,7 +222,7 @@ class WorkerRecord:
 @final
 @attrs.frozen
 class ClaimedRun:
-    """A run :meth:`BatchedJournal.claim_and_load` claimed, loaded in the same call.
+    """A run claimed by claim_and_load, with its record and entries as of the claim.
 
     Attributes:
         record: The run as the claim left it (held by this worker, its epoch
