@@ -42,6 +42,7 @@ from ._runner import Runner
 
 
 def scene_map(scenes: Mapping[str, Scene] | Iterable[Scene]) -> dict[str, Scene]:
+    """The scene definitions by name, checked (types, duplicates, keys)."""
     given: object = scenes
     if isinstance(given, Mapping):
         items = list(given.items())
