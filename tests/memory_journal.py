@@ -344,13 +344,18 @@ class MemoryJournal:
         limit: int,
         stale_after: float = 0.0,
     ) -> tuple[ClaimedRun, ...]:
-        worker = await self.keeper.fresh()
-        await trio.lowlevel.checkpoint()
         self.calls["claim_and_load"] += 1
         if run_ids is None:
-            candidates = list(self.records.values())
-        else:
-            candidates = [self.records[r] for r in run_ids if r in self.records]
+            # Through claim_batch, so that a test journal overriding it (a
+            # failing or counting claim) sees run_worker's claims.
+            claimed = await self.claim_batch(limit=limit, stale_after=stale_after)
+            return tuple(
+                ClaimedRun(record, fence, tuple(self.entries[record.run_id]))
+                for record, fence in claimed
+            )
+        worker = await self.keeper.fresh()
+        await trio.lowlevel.checkpoint()
+        candidates = [self.records[r] for r in run_ids if r in self.records]
         out: list[ClaimedRun] = []
         for record in candidates:
             if len(out) >= limit:

@@ -117,15 +117,15 @@ async def test_run_worker_survives_a_failed_claim_and_its_neighbours_finish(
     logs it and polls again; the run next to it is not cancelled."""
     ledger: list[str] = []
     journal = MemoryJournal()
-    real = journal.claim_and_load
+    real = journal.claim_batch
     failures = [JournalError("server restarting (test)")] * 2
 
-    async def flaky(*args: Any, **kwargs: Any) -> Any:
+    async def flaky(**kwargs: Any) -> Any:
         if failures:
             raise failures.pop()
-        return await real(*args, **kwargs)
+        return await real(**kwargs)
 
-    journal.claim_and_load = flaky  # type: ignore[method-assign]
+    journal.claim_batch = flaky  # type: ignore[method-assign]
     with trio.fail_after(GUARD):
         async with journal, trio.open_nursery() as nursery:
             await nursery.start(
