@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._claimed import compensate_run
 from ._durable import durable_undo
 from ._events import (
     ActCancelled,
@@ -57,7 +58,6 @@ from ._model import (
 from ._records import SagaResult
 from ._recovery import HELD_ELSEWHERE, RecoveryReport, SkippedRun, recover
 from ._replay import RecordedFailure
-from ._rollback import compensate_run
 from ._run import run_scene
 from ._worker import run_worker
 

@@ -6,7 +6,7 @@ scene definitions are checked against the journal before anything is
 claimed (a mismatch is reported and the run left claimable); one call
 claims the batch and reads it again as of the claim
 (:meth:`BatchedJournal.claim_and_load`); then the batch's runs are rolled back
-concurrently (:mod:`._rollback`), so that a group-committing journal carries
+concurrently (:mod:`._claimed`), so that a group-committing journal carries
 their writes in few syncs. The next batch is read while this one runs.
 """
 
@@ -22,6 +22,7 @@ import trio
 from .._events import SILENT, Emitter, Observer
 from .._util import lone_cancelled
 from .._validate import check_sync_observer, check_timeout
+from ._claimed import roll_back_claimed, scene_map
 from ._claims import claim_and_load, read_events
 from ._journal import (
     ClaimedRun,
@@ -36,7 +37,6 @@ from ._journal import (
 from ._model import Scene
 from ._records import SagaResult
 from ._replay import Replay, ReplayMismatch
-from ._rollback import roll_back_claimed, scene_map
 
 HELD_ELSEWHERE: Final = (
     "not claimable: held by a live worker (still running, or being recovered "

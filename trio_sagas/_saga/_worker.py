@@ -11,11 +11,11 @@ import trio
 
 from .._events import SILENT, Emitter, Observer, logger
 from .._validate import check_int, check_sync_observer, check_timeout
+from ._claimed import roll_back_claimed, scene_map
 from ._claims import claim_and_load
 from ._journal import ClaimedRun, Journal, JournalError, RunClaimedError, check_journal
 from ._model import Scene
 from ._replay import ReplayMismatch
-from ._rollback import roll_back_claimed, scene_map
 
 DEFAULT_BATCH = 10
 """How many runs :func:`run_worker` claims (and rolls back at once) per poll."""
