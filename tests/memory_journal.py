@@ -14,6 +14,7 @@ processes opening one SQLite file are.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,7 @@ from trio_sagas import (
 from trio_sagas._saga._journal import (
     DEFAULT_LEASE,
     DEFAULT_MAX_CLAIMS,
+    ClaimedRun,
     Fence,
     LeaseLostError,
     WorkerRecord,
@@ -74,6 +76,8 @@ class MemoryJournal:
         self.fail_at: int | None = None
         self.gate: trio.Event | None = None
         self.stall_renewals: trio.Event | None = None
+        # Journal calls by name (get_run, events, ...): what recovery costs.
+        self.calls: collections.Counter[str] = collections.Counter()
         self.keeper = LeaseKeeper(
             lease, self._register, self._renew, expire=self.expire_worker
         )
@@ -312,6 +316,7 @@ class MemoryJournal:
     ) -> Fence | None:
         worker = await self.keeper.fresh()
         await trio.lowlevel.checkpoint()
+        self.calls["claim"] += 1
         record = self.records.get(run_id)
         if record is None or not self._claimable(record, set(statuses), stale_after):
             return None
@@ -332,8 +337,47 @@ class MemoryJournal:
                     out.append((self.records[record.run_id], fence))
         return tuple(out)
 
+    async def claim_and_load(
+        self,
+        run_ids: Sequence[str] | None = None,
+        *,
+        limit: int,
+        stale_after: float = 0.0,
+    ) -> tuple[ClaimedRun, ...]:
+        self.calls["claim_and_load"] += 1
+        if run_ids is None:
+            # Through claim_batch, so that a test journal overriding it (a
+            # failing or counting claim) sees run_worker's claims.
+            claimed = await self.claim_batch(limit=limit, stale_after=stale_after)
+            return tuple(
+                ClaimedRun(record, fence, tuple(self.entries[record.run_id]))
+                for record, fence in claimed
+            )
+        worker = await self.keeper.fresh()
+        await trio.lowlevel.checkpoint()
+        candidates = [self.records[r] for r in run_ids if r in self.records]
+        out: list[ClaimedRun] = []
+        for record in candidates:
+            if len(out) >= limit:
+                break
+            if self._claimable(record, {RunStatus.RUNNING}, stale_after):
+                fence = self._take(record, worker)
+                if fence is not None:
+                    run_id = record.run_id
+                    entries = tuple(self.entries[run_id])
+                    out.append(ClaimedRun(self.records[run_id], fence, entries))
+        return tuple(out)
+
+    async def read_events(
+        self, run_ids: Sequence[str]
+    ) -> tuple[tuple[JournalEntry, ...], ...]:
+        await trio.lowlevel.checkpoint()
+        self.calls["read_events"] += 1
+        return tuple(tuple(self.entries.get(r, ())) for r in run_ids)
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         await trio.lowlevel.checkpoint()
+        self.calls["get_run"] += 1
         return self.records.get(run_id)
 
     async def runs(
@@ -353,6 +397,7 @@ class MemoryJournal:
 
     async def events(self, run_id: str) -> tuple[JournalEntry, ...]:
         await trio.lowlevel.checkpoint()
+        self.calls["events"] += 1
         return tuple(self.entries.get(run_id, ()))
 
     async def prune(

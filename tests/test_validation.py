@@ -991,6 +991,7 @@ def test_every_public_callable_has_a_case() -> None:
         "BudgetDecision",
         "Fence",
         "WorkerRecord",
+        "ClaimedRun",
         "ChorusStarted",
         "Event",
         "GlobalTimeoutReached",

@@ -95,6 +95,7 @@ from ._saga import ChorusCompleted as ChorusCompleted
 from ._saga import ChorusFailed as ChorusFailed
 from ._saga import ChorusMode as ChorusMode
 from ._saga import ChorusStarted as ChorusStarted
+from ._saga import ClaimedRun as ClaimedRun
 from ._saga import Codec as Codec
 from ._saga import CompensationActionCompleted as CompensationActionCompleted
 from ._saga import CompensationCompleted as CompensationCompleted
@@ -174,6 +175,7 @@ __all__ = (
     "ChorusFailed",
     "ChorusMode",
     "ChorusStarted",
+    "ClaimedRun",
     "Classification",
     "Classified",
     "Classifier",

@@ -13,7 +13,7 @@ import enum
 import functools
 import inspect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 E = TypeVar("E", bound=enum.Enum)
@@ -172,6 +172,13 @@ def check_name(name: object, argument: str = "name") -> str:
 def check_label(value: object, argument: str) -> str:
     """Validate a free-form label: a non-empty string (``/`` allowed)."""
     return check_str(value, argument)
+
+
+def check_labels(values: object, argument: str) -> list[str]:
+    """Validate a sequence of labels (run ids): not one str, each a label."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{argument} must be a sequence of str, got {values!r}")
+    return [check_label(v, argument) for v in values]
 
 
 def check_unique(names: Iterable[str], argument: str) -> None:

@@ -38,10 +38,12 @@ import trio
 from .._saga._journal import (
     DEFAULT_LEASE,
     DEFAULT_MAX_CLAIMS,
+    ClaimedRun,
     Codec,
     Fence,
     JournalEntry,
     LeaseLostError,
+    RunDamagedError,
     RunRecord,
     RunStatus,
     WorkerRecord,
@@ -51,6 +53,7 @@ from .._validate import (
     check_enum,
     check_int,
     check_label,
+    check_labels,
     check_timeout,
 )
 from . import _sqlite_leases as leases
@@ -333,6 +336,34 @@ class SQLiteJournal:
                 conn, worker, limit, stale_after, self._settings.max_claims, where
             )
         )
+
+    async def claim_and_load(
+        self,
+        run_ids: Sequence[str] | None = None,
+        *,
+        limit: int,
+        stale_after: float = 0.0,
+    ) -> tuple[ClaimedRun, ...]:
+        """Claim a batch of runs and read their entries, in one write job
+        (as BatchedJournal.claim_and_load)."""
+        check_int(limit, "limit", minimum=1)
+        check_timeout(stale_after, "stale_after", allow_none=False)
+        ids = None if run_ids is None else check_labels(run_ids, "run_ids")
+        worker = await self._keeper.fresh()
+        where = self._settings.where()
+        return await self._write(
+            lambda conn: leases.claim_and_load(
+                conn, worker, ids, limit, stale_after, self._settings.max_claims, where
+            )
+        )
+
+    async def read_events(
+        self, run_ids: Sequence[str]
+    ) -> tuple[tuple[JournalEntry, ...] | RunDamagedError, ...]:
+        """Several runs' entries (or each one's damage) in one read."""
+        ids = check_labels(run_ids, "run_ids")
+        where = self._settings.where()
+        return await self._read(lambda conn: leases.read_events(conn, ids, where))
 
     async def prune(
         self,

@@ -19,17 +19,19 @@ from typing import Any
 
 from .._events import logger
 from .._saga._journal import (
+    ClaimedRun,
     Fence,
     JournalEntry,
     JournalError,
     LeaseLostError,
     RunClaimedError,
+    RunDamagedError,
     RunIdInUseError,
     RunRecord,
     RunStatus,
     WorkerRecord,
 )
-from ._rows import decode_run
+from ._rows import decode_run, select_events
 
 SCHEMA_V2 = (
     "ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
@@ -307,11 +309,46 @@ def claim_batch(
     status and creation time finds them without listing every run), in one
     transaction. A run whose record cannot be read is skipped, not claimed
     (left RUNNING for an operator; ``scan_runs()``/``check()`` list it)."""
-    out: list[tuple[RunRecord, Fence]] = []
-    damaged = 0
+    claimed = claim_and_load(
+        conn, worker, None, limit, stale_after, max_claims, where, load=False
+    )
+    return tuple((c.record, c.fence) for c in claimed)
+
+
+def claim_and_load(
+    conn: sqlite3.Connection,
+    worker: str,
+    run_ids: Sequence[str] | None,
+    limit: int,
+    stale_after: float,
+    max_claims: int,
+    where: str,
+    *,
+    load: bool = True,
+) -> tuple[ClaimedRun, ...]:
+    """Claim the claimable runs of *run_ids* (or, None, the oldest claimable
+    RUNNING runs), at most *limit*, and read their entries, in one
+    transaction of the writer.
+
+    A run whose record or entries cannot be read is skipped before its
+    claim (logged; ``scan_runs()``/``check()`` list it)."""
+    out: list[ClaimedRun] = []
+    if run_ids is not None:
+        rows = []
+        for run_id in run_ids:
+            row = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is not None:
+                rows.append(row)
+        _claim_rows(
+            conn, worker, rows, limit, stale_after, max_claims, where, load, out
+        )
+        return tuple(out)
+    skip = 0
     while len(out) < limit:
         now = time.time()
-        candidates = conn.execute(
+        rows = conn.execute(
             f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND "
             f"{_HOLDER_DEAD} AND updated_at <= :stale "
             "ORDER BY created_at, run_id LIMIT :limit OFFSET :skip",
@@ -319,25 +356,62 @@ def claim_batch(
                 "now": now,
                 "stale": now - stale_after,
                 "limit": limit - len(out),
-                "skip": damaged,
+                "skip": skip,
             },
         ).fetchall()
-        if not candidates:
+        if not rows:
             break
-        for candidate in candidates:
-            try:
-                decode_run(candidate, run_record, where)
-            except JournalError as exc:
-                logger.warning("claim_batch skips a damaged run: %s", exc)
-                damaged += 1
-                continue
-            run_id = candidate[0]
-            fence = claim(conn, run_id, worker, ["running"], stale_after, max_claims)
-            if fence is not None:
-                row = conn.execute(
-                    f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
-                ).fetchone()
-                out.append((run_record(row), fence))
+        skip += _claim_rows(
+            conn, worker, rows, limit, stale_after, max_claims, where, load, out
+        )
+    return tuple(out)
+
+
+def _claim_rows(
+    conn: sqlite3.Connection,
+    worker: str,
+    rows: Sequence[tuple[Any, ...]],
+    limit: int,
+    stale_after: float,
+    max_claims: int,
+    where: str,
+    load: bool,
+    out: list[ClaimedRun],
+) -> int:
+    """Claim the runs of *rows* into *out* (until it holds *limit*); returns
+    how many were damaged (skipped, unclaimed: they keep their place in the
+    candidates' order)."""
+    damaged = 0
+    for row in rows:
+        if len(out) >= limit:
+            break
+        try:
+            decode_run(row, run_record, where)
+            entries = select_events(conn, row[0], where) if load else ()
+        except JournalError as exc:
+            logger.warning("a claim skips a damaged run: %s", exc)
+            damaged += 1
+            continue
+        run_id = row[0]
+        fence = claim(conn, run_id, worker, ["running"], stale_after, max_claims)
+        if fence is not None:
+            claimed = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            out.append(ClaimedRun(run_record(claimed), fence, entries))
+    return damaged
+
+
+def read_events(
+    conn: sqlite3.Connection, run_ids: Sequence[str], where: str
+) -> tuple[tuple[JournalEntry, ...] | RunDamagedError, ...]:
+    """Each run's entries, or its damage, in one read."""
+    out: list[tuple[JournalEntry, ...] | RunDamagedError] = []
+    for run_id in run_ids:
+        try:
+            out.append(select_events(conn, run_id, where))
+        except RunDamagedError as exc:
+            out.append(exc)
     return tuple(out)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._claimed import compensate_run
 from ._durable import durable_undo
 from ._events import (
     ActCancelled,
@@ -28,6 +29,7 @@ from ._events import (
 from ._journal import (
     DEFAULT_LEASE,
     DEFAULT_MAX_CLAIMS,
+    ClaimedRun,
     Codec,
     Fence,
     Journal,
@@ -54,13 +56,7 @@ from ._model import (
     Uncertain,
 )
 from ._records import SagaResult
-from ._recovery import (
-    HELD_ELSEWHERE,
-    RecoveryReport,
-    SkippedRun,
-    compensate_run,
-    recover,
-)
+from ._recovery import HELD_ELSEWHERE, RecoveryReport, SkippedRun, recover
 from ._replay import RecordedFailure
 from ._run import run_scene
 from ._worker import run_worker
@@ -80,6 +76,7 @@ __all__ = [
     "ChorusFailed",
     "ChorusMode",
     "ChorusStarted",
+    "ClaimedRun",
     "Codec",
     "CompensationActionCompleted",
     "CompensationCompleted",

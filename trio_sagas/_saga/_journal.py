@@ -22,8 +22,7 @@ A run is claimable only when its worker's lease has lapsed.
 from __future__ import annotations
 
 import enum
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Protocol, Self, final, runtime_checkable
@@ -32,6 +31,8 @@ import attrs
 import trio
 
 from .._util import documented_constant
+from ._codec import Codec as Codec
+from ._codec import JSONCodec as JSONCodec
 
 
 class JournalError(Exception):
@@ -160,59 +161,6 @@ class RunRecord:
         return self.owner
 
 
-@runtime_checkable
-class Codec(Protocol):
-    """Turns states and act results into bytes and back (never pickle)."""
-
-    def encode(self, value: Any) -> bytes:
-        """Encode *value*; raise TypeError or ValueError if it cannot."""
-        ...
-
-    def decode(self, data: bytes) -> Any:
-        """Decode what encode() produced."""
-        ...
-
-
-@final
-class JSONCodec:
-    """The default codec: compact UTF-8 JSON.
-
-    Args:
-        default: Called for objects JSON cannot encode (as :func:`json.dumps`).
-        object_hook: Called on every decoded object (as :func:`json.loads`).
-
-    Tuples come back as lists and non-string keys as strings (that is JSON);
-    NaN and infinities are refused.
-    """
-
-    __slots__ = ("_decoder", "_encoder")
-
-    def __init__(
-        self,
-        *,
-        default: Callable[[Any], Any] | None = None,
-        object_hook: Callable[[dict[str, Any]], Any] | None = None,
-    ) -> None:
-        for argument, hook in (("default", default), ("object_hook", object_hook)):
-            if hook is not None and not callable(hook):
-                raise TypeError(f"{argument} must be a callable or None, got {hook!r}")
-        self._encoder = json.JSONEncoder(
-            separators=(",", ":"), allow_nan=False, default=default
-        )
-        self._decoder = json.JSONDecoder(object_hook=object_hook)
-
-    def __repr__(self) -> str:
-        return "trio_sagas.JSONCodec()"
-
-    def encode(self, value: Any) -> bytes:
-        """Encode *value* as JSON bytes."""
-        return self._encoder.encode(value).encode()
-
-    def decode(self, data: bytes) -> Any:
-        """Decode JSON bytes."""
-        return self._decoder.decode(data.decode())
-
-
 # --- Worker leases and epoch fencing (DESIGN section 10) -------------------
 #
 # The contract every backend implements and the runner relies on; it replaces
@@ -269,6 +217,24 @@ class WorkerRecord:
     started_at: float
     renewed_at: float
     expires_at: float
+
+
+@final
+@attrs.frozen
+class ClaimedRun:
+    """A run claimed by claim_and_load, with its record and entries as of the claim.
+
+    Attributes:
+        record: The run as the claim left it (held by this worker, its epoch
+            bumped, ``claims`` counted).
+        fence: The right to write to it.
+        entries: Its entries in ``seq`` order, read in the claim's transaction
+            (nobody else can have written since).
+    """
+
+    record: RunRecord
+    fence: Fence
+    entries: tuple[JournalEntry, ...]
 
 
 DEFAULT_LEASE = documented_constant(
@@ -424,6 +390,46 @@ class Journal(Protocol):
 
         RUNNING and NEEDS_INTERVENTION are never deleted (ValueError if
         asked). Returns how many runs were deleted.
+        """
+        ...
+
+
+class BatchedJournal(Journal, Protocol):
+    """Optional journal methods that claim and read runs in batches.
+
+    Recovery (:func:`recover`, :func:`run_worker`) uses them when a journal
+    has them (SQLiteJournal does), saving a thread hand-off (or a round trip)
+    per run and call; for a journal without them it makes the per-run calls
+    they replace (:meth:`Journal.claim_batch` / :meth:`Journal.claim`,
+    :meth:`Journal.get_run`, :meth:`Journal.events`), with the same results.
+    """
+
+    async def claim_and_load(
+        self,
+        run_ids: Sequence[str] | None = None,
+        *,
+        limit: int,
+        stale_after: float = 0.0,
+    ) -> tuple[ClaimedRun, ...]:
+        """Claim a batch of RUNNING runs and read their entries, in one call.
+
+        *run_ids* None: up to *limit* claimable runs, oldest first (as
+        :meth:`Journal.claim_batch`); else the claimable runs of *run_ids*,
+        in that order, up to *limit*. Same rules as
+        :meth:`Journal.claim`; a run whose record or entries cannot be read
+        is not claimed. Returns the runs claimed, each with its record and
+        entries as of the claim.
+        """
+        ...
+
+    async def read_events(
+        self, run_ids: Sequence[str]
+    ) -> tuple[tuple[JournalEntry, ...] | RunDamagedError, ...]:
+        """Several runs' entries, one item per run id, in one read.
+
+        A run whose entries cannot be read gets its :exc:`RunDamagedError` in
+        its place (one damaged run never hides the others); a run that does
+        not exist gets ``()``.
         """
         ...
 

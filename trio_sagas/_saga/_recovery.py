@@ -1,46 +1,42 @@
-"""Recovery and manual compensation of journaled runs.
+"""Recovery: roll back (or resume) every run whose process died.
 
-Both claim a run (:meth:`Journal.claim`: only a run whose worker's lease
-lapsed, or a finished one, is claimable), rebuild its records from the journal
-(:mod:`._replay`) and hand them to the runner's own rollback code, continuing
-the run's event stream under this worker's lease. So a recovered rollback has
-the runner's semantics and events: reverse completion order, choruses
-branch-parallel, nested sagas as units, every undo shielded, bounded, retried
-and journaled (intent first).
+:func:`recover` works through the RUNNING runs in batches of
+:data:`RECOVERY_CONCURRENCY`: one read fetches a batch's entries, so that the
+scene definitions are checked against the journal before anything is
+claimed (a mismatch is reported and the run left claimable); one call
+claims the batch and reads it again as of the claim
+(:meth:`BatchedJournal.claim_and_load`); then the batch's runs are rolled back
+concurrently (:mod:`._claimed`), so that a group-committing journal carries
+their writes in few syncs. The next batch is read while this one runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, final
 
 import attrs
 import trio
 
-from .._compensation import CompensationReport
 from .._events import SILENT, Emitter, Observer
-from .._outcome import Status
 from .._util import lone_cancelled
-from .._validate import check_label, check_sync_observer, check_timeout, check_unique
-from ._events import CompensationStepCompleted, CompensationStepFailed
+from .._validate import check_sync_observer, check_timeout
+from ._claimed import roll_back_claimed, scene_map
+from ._claims import claim_and_load, read_events
 from ._journal import (
-    Fence,
+    ClaimedRun,
     Journal,
     JournalEntry,
-    LeaseLostError,
     RunClaimedError,
     RunDamagedError,
-    RunNotFoundError,
     RunRecord,
     RunStatus,
     check_journal,
 )
-from ._model import OnCrash, Scene
-from ._recorder import JournalRecorder
+from ._model import Scene
 from ._records import SagaResult
 from ._replay import Replay, ReplayMismatch
-from ._resume import resume_claimed
-from ._runner import Runner
 
 HELD_ELSEWHERE: Final = (
     "not claimable: held by a live worker (still running, or being recovered "
@@ -51,9 +47,10 @@ not claim: a live worker holds it (the process running it, or another
 ``recover()``/``run_worker`` that claimed it first), or ``stale_after`` spared it."""
 
 RECOVERY_CONCURRENCY: Final = 64
-"""At most this many runs are rolled back at once by one :func:`recover` call
-(enough for a group-committing journal to carry many runs' writes in one
-sync, and for 20 runs with a slow undo to be undone in one round)."""
+"""At most this many runs are rolled back at once by one :func:`recover` call,
+and claimed per journal call (enough for a group-committing journal to carry
+many runs' writes in one sync, and for 20 runs with a slow undo to be undone
+in one round)."""
 
 DAMAGED: Final = "damaged"
 """How the :attr:`SkippedRun.reason` of a run whose journal records cannot be
@@ -109,136 +106,6 @@ class RecoveryReport:
         return len(self.results)
 
 
-def scene_map(scenes: Mapping[str, Scene] | Iterable[Scene]) -> dict[str, Scene]:
-    given: object = scenes
-    if isinstance(given, Mapping):
-        items = list(given.items())
-    elif isinstance(given, Iterable) and not isinstance(given, (str, bytes)):
-        items = [(getattr(s, "name", None), s) for s in given]
-    else:
-        raise TypeError(
-            f"scenes must map scene names to Scenes (or list Scenes), got {scenes!r}"
-        )
-    out: dict[str, Scene] = {}
-    check_unique([name for name, _ in items], "scenes")
-    for name, scene in items:
-        if not isinstance(scene, Scene):
-            raise TypeError(f"scenes: every value must be a Scene, got {scene!r}")
-        if name != scene.name:
-            raise ValueError(
-                f"scenes: key {name!r} does not match the scene's name {scene.name!r}"
-            )
-        out[name] = scene
-    return out
-
-
-async def roll_back_claimed(
-    journal: Journal,
-    fence: Fence,
-    scene: Scene,
-    *,
-    deps: Any,
-    emitter: Emitter,
-    manual: bool,
-    entries: tuple[JournalEntry, ...] | None = None,
-    checked: Replay | None = None,
-    previous_owner: str | None = None,
-) -> SagaResult:
-    """Roll back one run this worker claimed -- or, if its scene says
-    :attr:`OnCrash.RESUME` and it was not failing, go on with it
-    (:func:`resume_claimed`); write its final status.
-
-    *entries*, read before the claim, are used if the run's ``last_seq``
-    says nobody wrote since (saving a read); else they are read again.
-    *checked*, their replay (built before the claim to check the
-    definitions), is then used as is (saving a second replay).
-
-    Raises:
-        ReplayMismatch: the journal and the definitions do not fit.
-        RunClaimedError: the lease lapsed (or the run was claimed) meanwhile:
-            no further undo ran here.
-    """
-    run_id = fence.run_id
-    async with journal.hold() as lease_scope:
-        with lease_scope:
-            # Read after the claim: nobody else writes to the run now.
-            record = await journal.get_run(run_id)
-            if record is None:
-                raise RunNotFoundError(f"no run {run_id!r} in journal {journal!r}")
-            if entries is None or (
-                (entries[-1].seq if entries else -1) != record.last_seq
-            ):
-                entries = await journal.events(run_id)
-                checked = None
-            replay = checked or Replay(
-                record,
-                scene,
-                entries,
-                decode=journal.codec.decode,
-                deps=deps,
-                retry_failed=manual,
-            )
-            state = None if record.state is None else replay.decoded(record.state)
-            if not manual and scene.on_crash is OnCrash.RESUME and replay.resumable():
-                return await resume_claimed(
-                    journal,
-                    fence,
-                    scene,
-                    replay,
-                    state,
-                    first_seq=entries[-1].seq + 1 if entries else 0,
-                    deps=deps,
-                    emitter=emitter,
-                    previous_owner=previous_owner,
-                )
-            recorder = JournalRecorder(
-                run_id,
-                emitter,
-                journal,
-                fence,
-                first_seq=entries[-1].seq + 1 if entries else 0,
-                state=state,
-                lease_scope=lease_scope,
-            )
-            replay.bind(recorder)
-            runner = Runner(run_id, state, deps, recorder)
-            for group in replay.close_crashed(uncertain=True):
-                await runner.roll_back(group)
-            top = replay.top
-            if manual and top is not None and top.has_undo():
-                await runner.roll_back(top)  # the operator asked: undo everything left
-            failed = set(replay.undo_failed)
-            for event in recorder.events:
-                if type(event) is CompensationStepCompleted:
-                    failed.discard(event.step)
-                elif type(event) is CompensationStepFailed:
-                    failed.add(event.step)
-            if failed:
-                status = RunStatus.NEEDS_INTERVENTION
-            elif top is not None and top.has_undo():
-                status = RunStatus.FAILED
-            else:
-                status = RunStatus.COMPENSATED
-            await recorder.finish(status)
-        if lease_scope.cancelled_caught:
-            raise LeaseLostError(
-                f"run {run_id!r}: the lease of worker {fence.worker!r} ran out "
-                "during its rollback; left to the worker that claims it"
-            )
-    recorder.check()
-    failure = replay.failure(not manual)
-    return SagaResult(
-        run_id=run_id,
-        status=Status.FAILED,
-        state=runner.state,
-        error=failure,
-        failed_step=failure.step,
-        compensation=CompensationReport(tuple(runner.undo_outcomes)),
-        events=recorder.log(),
-        journal_wait=recorder.waited,
-    )
-
-
 async def recover(
     journal: Journal,
     scenes: Mapping[str, Scene] | Iterable[Scene],
@@ -257,9 +124,10 @@ async def recover(
     finished instead (completed acts restored, not run again). Several calls at
     once (in one process or many) split the work: each run is rolled back by
     one of them, and the others report it in ``skipped`` with the reason
-    :data:`HELD_ELSEWHERE`. Runs are rolled back concurrently, at most
-    :data:`RECOVERY_CONCURRENCY` at once; the report lists them in the
-    journal's order (oldest first). A second call finds nothing to do.
+    :data:`HELD_ELSEWHERE`. Runs are claimed in batches and rolled back
+    concurrently, at most :data:`RECOVERY_CONCURRENCY` at once; the report
+    lists them in the journal's order (oldest first). A second call finds
+    nothing to do.
 
     Args:
         journal: The journal the runs were written to.
@@ -277,7 +145,8 @@ async def recover(
         back, and the runs left alone.
 
     Raises:
-        JournalError: the journal could not be read or written.
+        JournalError: the journal could not be read or written (the runs
+            already claimed are finished first).
     """
     journal = check_journal(journal)
     by_name = scene_map(scenes)
@@ -285,50 +154,50 @@ async def recover(
     check_timeout(stale_after, "stale_after", allow_none=False)
     emitter = SILENT if observer is None else Emitter(observer)
     runs, damaged = await _running_runs(journal)
-    outcomes: list[SagaResult | SkippedRun | None] = [
+    work = _Recovery(journal, deps, emitter, stale_after)
+    work.outcomes += [
         SkippedRun(d.run_id, d.scene or "?", f"{DAMAGED}: {d.reason}") for d in damaged
     ]
-    first = len(outcomes)
-    outcomes += [None] * len(runs)
-    failures: list[Exception] = []
-    limiter = trio.CapacityLimiter(RECOVERY_CONCURRENCY)
-
-    async def one(index: int, record: RunRecord) -> None:
+    todo: list[tuple[int, RunRecord, Scene]] = []
+    for record in runs:
         scene = by_name.get(record.scene)
         if scene is None:
-            outcomes[index] = SkippedRun(
-                record.run_id,
-                record.scene,
-                f"scene {record.scene!r} was not passed to recover()",
+            work.outcomes.append(
+                SkippedRun(
+                    record.run_id,
+                    record.scene,
+                    f"scene {record.scene!r} was not passed to recover()",
+                )
             )
-            return
-        async with limiter:
-            try:
-                outcomes[index] = await _recover_one(
-                    journal, record, scene, deps, emitter, stale_after
-                )
-            except RunDamagedError as exc:  # this run only: the others go on
-                outcomes[index] = SkippedRun(
-                    record.run_id, record.scene, f"{DAMAGED}: {exc}"
-                )
-            except Exception as exc:  # the first is raised once the others ended
-                failures.append(exc)
-
+        else:
+            todo.append((len(work.outcomes), record, scene))
+            work.outcomes.append(None)
     try:
-        async with trio.open_nursery() as nursery:
-            for index, record in enumerate(runs, first):
-                nursery.start_soon(one, index, record)
+        if todo:
+            await _recover_all(journal, work, todo)
     except BaseExceptionGroup as group:
         cancelled = lone_cancelled(group)
         if cancelled is not None:
             raise cancelled from None
         raise
-    if failures:
-        raise failures[0]
+    if work.failures:
+        raise work.failures[0]
     return RecoveryReport(
-        tuple(o for o in outcomes if isinstance(o, SagaResult)),
-        tuple(o for o in outcomes if isinstance(o, SkippedRun)),
+        tuple(o for o in work.outcomes if isinstance(o, SagaResult)),
+        tuple(o for o in work.outcomes if isinstance(o, SkippedRun)),
     )
+
+
+async def _recover_all(
+    journal: Journal, work: _Recovery, todo: list[tuple[int, RunRecord, Scene]]
+) -> None:
+    # The lease is renewed throughout, also while claimed runs wait for a
+    # slot (a journal not entered with ``async with`` beats only here).
+    async with journal.hold(), trio.open_nursery() as nursery:
+        size = RECOVERY_CONCURRENCY
+        for start in range(0, len(todo), size):
+            if not await work.batch(nursery, todo[start : start + size]):
+                break  # the journal failed: finish what was claimed, then raise
 
 
 async def _running_runs(
@@ -346,144 +215,158 @@ async def _running_runs(
     return tuple(runs), tuple(damaged)
 
 
-async def _recover_one(
-    journal: Journal,
-    record: RunRecord,
-    scene: Scene,
-    deps: Any,
-    emitter: Emitter,
-    stale_after: float,
-) -> SagaResult | SkippedRun | None:
-    """Claim and roll back one RUNNING run (None: it finished meanwhile)."""
-    entries = await journal.events(record.run_id)
-    try:
-        # Definitions against the journal first: a mismatch is reported
-        # without claiming the run, so a later call can still take it.
-        checked = Replay(
-            record,
-            scene,
-            entries,
-            decode=journal.codec.decode,
-            deps=deps,
-            retry_failed=False,
+def _start(nursery: trio.Nursery, group: list[Callable[[], Awaitable[None]]]) -> None:
+    for task in group:
+        nursery.start_soon(task)
+    group.clear()
+
+
+def _last_seq(entries: tuple[JournalEntry, ...]) -> int:
+    return entries[-1].seq if entries else -1
+
+
+@attrs.define(eq=False)
+class _Recovery:
+    """One recover() call: its outcomes (by index), failures, and slots."""
+
+    journal: Journal
+    deps: Any
+    emitter: Emitter
+    stale_after: float
+    outcomes: list[SagaResult | SkippedRun | None] = attrs.Factory(list)
+    failures: list[Exception] = attrs.Factory(list)
+    slots: trio.Semaphore = attrs.Factory(lambda: trio.Semaphore(RECOVERY_CONCURRENCY))
+
+    async def batch(
+        self, nursery: trio.Nursery, todo: Sequence[tuple[int, RunRecord, Scene]]
+    ) -> bool:
+        """Check and claim one batch, then start its rollbacks as slots free.
+
+        The claim comes first: it is written while the previous batch's
+        rollbacks write (one sync for both), and the batch starts when they
+        end -- in groups, all the runs that have a slot at once, so that
+        their writes keep sharing syncs, and one slow run holds up nothing
+        but its own slot. Returns False if the journal failed (the error is
+        in :attr:`failures`; nothing more is claimed).
+        """
+        try:
+            checked = await self.check(todo)
+            claimed = (
+                await claim_and_load(
+                    self.journal,
+                    [record.run_id for _, record, _, _, _ in checked],
+                    limit=len(checked),
+                    stale_after=self.stale_after,
+                )
+                if checked
+                else ()
+            )
+        except Exception as exc:
+            self.failures.append(exc)
+            return False
+        by_id = {c.fence.run_id: c for c in claimed}
+        group: list[Callable[[], Awaitable[None]]] = []
+        for index, record, scene, replay, entries in checked:
+            got = by_id.get(record.run_id)
+            if got is None:
+                nursery.start_soon(self.unclaimed, index, record)
+                continue
+            # Written to since it was read (rare): replayed again from the claim.
+            same = _last_seq(got.entries) == _last_seq(entries)
+            try:
+                self.slots.acquire_nowait()
+            except trio.WouldBlock:
+                # Start the runs that have a slot together (their writes then
+                # share syncs), then wait: a slot frees when a run ends, and the
+                # runs that end with it free theirs before this task runs again.
+                _start(nursery, group)
+                await self.slots.acquire()
+            group.append(
+                functools.partial(
+                    self.roll_back, index, record, scene, got, replay if same else None
+                )
+            )
+        _start(nursery, group)
+        return True
+
+    async def check(
+        self, todo: Sequence[tuple[int, RunRecord, Scene]]
+    ) -> list[tuple[int, RunRecord, Scene, Replay, tuple[JournalEntry, ...]]]:
+        """Read the batch's entries in one call and check the definitions
+        against them, before anything is claimed: a run that does not fit
+        (or is damaged) is reported, and stays claimable for a later call."""
+        loaded = await read_events(
+            self.journal, [record.run_id for _, record, _ in todo]
         )
-    except ReplayMismatch as exc:
-        return SkippedRun(record.run_id, record.scene, str(exc))
-    fence = await journal.claim(record.run_id, stale_after=stale_after)
-    if fence is None:
-        now = await journal.get_run(record.run_id)
+        checked = []
+        for (index, record, scene), entries in zip(todo, loaded, strict=True):
+            if isinstance(entries, RunDamagedError):
+                self.outcomes[index] = SkippedRun(
+                    record.run_id, record.scene, f"{DAMAGED}: {entries}"
+                )
+                continue
+            try:
+                replay = Replay(
+                    record,
+                    scene,
+                    entries,
+                    decode=self.journal.codec.decode,
+                    deps=self.deps,
+                    retry_failed=False,
+                )
+            except ReplayMismatch as exc:
+                self.outcomes[index] = SkippedRun(record.run_id, record.scene, str(exc))
+                continue
+            checked.append((index, record, scene, replay, entries))
+        return checked
+
+    async def unclaimed(self, index: int, record: RunRecord) -> None:
+        """Why a run of the batch was not claimed (None: it finished meanwhile)."""
+        try:
+            now = await self.journal.get_run(record.run_id)
+        except Exception as exc:
+            self.failures.append(exc)
+            return
         if now is not None and now.status is RunStatus.NEEDS_INTERVENTION:
-            return SkippedRun(record.run_id, record.scene, CLAIMED_TOO_OFTEN)
-        if now is not None and now.status is not RunStatus.RUNNING:
-            return None  # it finished meanwhile: nothing to recover
-        return SkippedRun(record.run_id, record.scene, HELD_ELSEWHERE)
-    try:
-        return await roll_back_claimed(
-            journal,
-            fence,
-            scene,
-            deps=deps,
-            emitter=emitter,
-            manual=False,
-            entries=entries,
-            checked=checked,
-            previous_owner=record.owner,
-        )
-    except ReplayMismatch as exc:
-        return SkippedRun(record.run_id, record.scene, str(exc))
-    except RunClaimedError:
-        return SkippedRun(record.run_id, record.scene, HELD_ELSEWHERE)
+            self.outcomes[index] = SkippedRun(
+                record.run_id, record.scene, CLAIMED_TOO_OFTEN
+            )
+        elif now is None or now.status is RunStatus.RUNNING:
+            self.outcomes[index] = SkippedRun(
+                record.run_id, record.scene, HELD_ELSEWHERE
+            )
 
-
-async def compensate_run(
-    journal: Journal,
-    run_id: str,
-    scenes: Mapping[str, Scene] | Iterable[Scene],
-    *,
-    deps: Any = None,
-    observer: Observer | None = None,
-) -> SagaResult:
-    """Compensate a finished, failed run by id, or retry its failed undos.
-
-    For a run that ended FAILED (its top scene is not a saga, so completed
-    steps were left) every completed step not yet undone is compensated; for
-    one that ended NEEDS_INTERVENTION the undos that failed are tried again
-    (with the same idempotency keys) along with anything not yet undone. An
-    undo journaled as completed never runs again, so calling this twice is
-    harmless: a COMPENSATED run is returned as is.
-
-    Args:
-        journal: The journal the run was written to.
-        run_id: The run.
-        scenes: The scene definitions (the run's must be among them).
-        deps: Passed to every undo as ``ctx.deps``.
-        observer: Receives the events.
-
-    Returns:
-        A :class:`SagaResult` (status FAILED; ``compensation`` and
-        ``events`` are this call's). The journal's status becomes COMPENSATED,
-        or NEEDS_INTERVENTION if an undo failed again.
-
-    Raises:
-        RunNotFoundError: no such run.
-        ValueError: the run succeeded or is still RUNNING (call
-            :func:`recover` for runs whose process died), or the scene
-            definitions do not match the journal.
-        JournalError: the journal failed, or another caller is compensating
-            the run right now (a :exc:`RunClaimedError`).
-    """
-    journal = check_journal(journal)
-    check_label(run_id, "run_id")
-    by_name = scene_map(scenes)
-    check_sync_observer(observer)
-    record = await journal.get_run(run_id)
-    if record is None:
-        raise RunNotFoundError(f"no run {run_id!r} in journal {journal!r}")
-    if record.status is RunStatus.RUNNING:
-        raise ValueError(
-            f"run {run_id!r} has not finished (RUNNING); if its process died, "
-            "recover() rolls it back"
-        )
-    if record.status is RunStatus.SUCCEEDED:
-        raise ValueError(f"run {run_id!r} succeeded; there is nothing to compensate")
-    scene = by_name.get(record.scene)
-    if scene is None:
-        raise ValueError(
-            f"run {run_id!r} is of scene {record.scene!r}, which is not in scenes"
-        )
-    try:
-        # Check the definitions against the journal before claiming anything.
-        replay = Replay(
-            record,
-            scene,
-            await journal.events(run_id),
-            decode=journal.codec.decode,
-            deps=deps,
-            retry_failed=True,
-        )
-    except ReplayMismatch as exc:
-        raise ValueError(f"run {run_id!r}: {exc}") from None
-    if record.status is RunStatus.COMPENSATED:
-        failure = replay.failure(False)
-        return SagaResult(
-            run_id=run_id,
-            status=Status.FAILED,
-            state=None if record.state is None else journal.codec.decode(record.state),
-            error=failure,
-            failed_step=failure.step,
-            compensation=CompensationReport(),
-        )
-    fence = await journal.claim(
-        run_id, statuses=(RunStatus.FAILED, RunStatus.NEEDS_INTERVENTION)
-    )
-    if fence is None:
-        raise RunClaimedError(
-            f"run {run_id!r} changed while being claimed (another "
-            "compensate_run or recovery is at work on it)"
-        )
-    try:
-        return await roll_back_claimed(
-            journal, fence, scene, deps=deps, emitter=Emitter(observer), manual=True
-        )
-    except ReplayMismatch as exc:  # the run changed between the check and the claim
-        raise ValueError(f"run {run_id!r}: {exc}") from None
+    async def roll_back(
+        self,
+        index: int,
+        record: RunRecord,
+        scene: Scene,
+        claimed: ClaimedRun,
+        replay: Replay | None,
+    ) -> None:
+        try:
+            self.outcomes[index] = await roll_back_claimed(
+                self.journal,
+                claimed.fence,
+                scene,
+                deps=self.deps,
+                emitter=self.emitter,
+                manual=False,
+                loaded=(claimed.record, claimed.entries),
+                checked=replay,
+                previous_owner=record.owner,
+            )
+        except ReplayMismatch as exc:
+            self.outcomes[index] = SkippedRun(record.run_id, record.scene, str(exc))
+        except RunClaimedError:
+            self.outcomes[index] = SkippedRun(
+                record.run_id, record.scene, HELD_ELSEWHERE
+            )
+        except RunDamagedError as exc:  # this run only: the others go on
+            self.outcomes[index] = SkippedRun(
+                record.run_id, record.scene, f"{DAMAGED}: {exc}"
+            )
+        except Exception as exc:  # the first is raised once the others ended
+            self.failures.append(exc)
+        finally:
+            self.slots.release()

@@ -11,16 +11,10 @@ import trio
 
 from .._events import SILENT, Emitter, Observer, logger
 from .._validate import check_int, check_sync_observer, check_timeout
-from ._journal import (
-    Fence,
-    Journal,
-    JournalError,
-    RunClaimedError,
-    RunRecord,
-    check_journal,
-)
+from ._claimed import roll_back_claimed, scene_map
+from ._claims import claim_and_load
+from ._journal import ClaimedRun, Journal, JournalError, RunClaimedError, check_journal
 from ._model import Scene
-from ._recovery import roll_back_claimed, scene_map
 from ._replay import ReplayMismatch
 
 DEFAULT_BATCH = 10
@@ -29,13 +23,13 @@ DEFAULT_BATCH = 10
 
 async def _roll_back_one(
     journal: Journal,
-    record: RunRecord,
-    fence: Fence,
+    claimed: ClaimedRun,
     scene: Scene | None,
     *,
     deps: Any,
     emitter: Emitter,
 ) -> None:
+    record = claimed.record
     if scene is None:
         logger.error(
             "run_worker: claimed run %r of scene %r, which it was not given; "
@@ -46,7 +40,13 @@ async def _roll_back_one(
         return
     try:
         await roll_back_claimed(
-            journal, fence, scene, deps=deps, emitter=emitter, manual=False
+            journal,
+            claimed.fence,
+            scene,
+            deps=deps,
+            emitter=emitter,
+            manual=False,
+            loaded=(record, claimed.entries),
         )
     except (ReplayMismatch, RunClaimedError) as exc:
         logger.error("run_worker: run %r left alone: %s", record.run_id, exc)
@@ -72,8 +72,8 @@ async def run_worker(
 
     Every *poll* seconds (default: half the journal's lease, with ±50 %
     jitter so that workers do not poll in step) it claims up to *batch*
-    RUNNING runs whose worker's lease has lapsed
-    (:meth:`Journal.claim_batch`) and rolls them back (or resumes them, per
+    RUNNING runs whose worker's lease has lapsed, with their entries, in one
+    journal call (:meth:`BatchedJournal.claim_and_load`) and rolls them back (or resumes them, per
     their scene's ``on_crash``) exactly as :func:`recover` does, concurrently (at most *batch* at once), under this
     worker's lease. A run claimed ``max_claims`` times goes to
     NEEDS_INTERVENTION instead. Start it in a nursery next to the sagas::
@@ -135,23 +135,22 @@ async def _poll_once(
     emitter: Emitter,
     task_status: trio.TaskStatus[None],
     started: list[bool],
-) -> tuple[tuple[RunRecord, Fence], ...]:
-    """Claim one batch and roll its runs back (concurrently)."""
+) -> tuple[ClaimedRun, ...]:
+    """Claim (and load) one batch and roll its runs back (concurrently)."""
     async with journal.hold():
         if not started:
             task_status.started()
             started.append(True)
-        claimed = await journal.claim_batch(limit=batch)
+        claimed = await claim_and_load(journal, limit=batch)
         if claimed:
             async with trio.open_nursery() as nursery:
-                for record, fence in claimed:
+                for one in claimed:
                     nursery.start_soon(
                         functools.partial(
                             _roll_back_one,
                             journal,
-                            record,
-                            fence,
-                            by_name.get(record.scene),
+                            one,
+                            by_name.get(one.record.scene),
                             deps=deps,
                             emitter=emitter,
                         )
