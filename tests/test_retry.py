@@ -40,7 +40,7 @@ from trio_sagas import (
     TokenBucketBudget,
     run_scene,
 )
-from trio_sagas._retry import run_attempts
+from trio_sagas._retry import _loop, run_attempts
 
 
 def test_defaults() -> None:
@@ -895,6 +895,36 @@ async def test_run_attempts_attributes_read_as_a_plain_dict(
         attributes["reason"]
     with pytest.raises(TypeError):
         attributes["attempts"] = ()  # type: ignore[index]
+
+
+async def test_run_attempts_builds_the_records_once_when_read(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No record is built until "attempts" is read (not by membership, len,
+    keys or the classification), then each try's once."""
+    built: list[int] = []
+    record = _loop._record
+
+    def counting(one: Any) -> AttemptRecord:
+        built.append(one[0])
+        return record(one)
+
+    monkeypatch.setattr(_loop, "_record", counting)
+    result = await run_attempts(
+        _FailsFirst(),
+        (),
+        name="undo",
+        retry=RetryPolicy(max_attempts=3, initial_backoff=0.5),
+        timeout=1.0,
+        what="compensation",
+    )
+    attributes = result.attributes
+    assert "attempts" in attributes
+    assert (len(attributes), list(attributes)) == (2, ["attempts", "classification"])
+    assert attributes["classification"] is Classification.SUCCESS
+    assert built == []
+    assert _records(result) is _records(result)
+    assert built == [0, 1]
 
 
 async def test_run_attempts_first_try_success_has_one_record(
