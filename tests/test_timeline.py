@@ -27,6 +27,7 @@ from trio_sagas import (
     timeline_from_entries,
     timeline_spans,
 )
+from trio_sagas._journal_entries import wall_times
 from trio_sagas._saga import _events as se
 
 
@@ -239,6 +240,27 @@ def test_entries_without_write_times_follow_on_the_trio_clock() -> None:
     ]
 
 
+def test_a_process_on_a_virtual_clock_never_starts_before_the_last() -> None:
+    """A resuming process whose trio clock ran ahead of the wall clock (a
+    virtual clock) would be placed before the dead one's last write: it
+    starts there instead."""
+    entries = [
+        _entry(0, se.ActStarted, "s/a", 0.0, 1000.0),
+        _entry(1, se.ActCompleted, "s/a", 5.0, 1000.1),
+        _entry(2, se.ActStarted, "s/b", 5.0, 1000.1),
+        _entry(3, se.RunResumed, "s", 0.0, 1000.3, owner="w2"),
+        _entry(4, se.ActStarted, "s/b", 0.0, 1000.3),
+        _entry(5, se.ActCompleted, "s/b", 4.0, 1000.4),
+    ]
+    spans = timeline_spans(entries)
+    assert [(s.label, s.start, s.end) for s in spans] == [
+        ("s/a", 0.0, 5.0),
+        ("s/b (interrupted)", 5.0, 5.0),
+        ("resumed by w2", 5.0, 5.0),
+        ("s/b", 5.0, 9.0),
+    ]
+
+
 def test_journal_walk_refuses_other_items() -> None:
     """A sequence of entries with a stranger in it is a TypeError naming it."""
     entries = [*_resumed_run(), object()]
@@ -272,7 +294,8 @@ def _journaled_runs(draw: st.DrawFn) -> list[JournalEntry]:
             entries.append(_entry(len(entries), start, step, at, wall))
             if draw(st.booleans()):  # else: left open (the process dies)
                 took = draw(st.sampled_from([0.0, 0.5, 2.0]))
-                at, wall = at + took, wall + took
+                # A virtual clock runs ahead of the wall clock.
+                at, wall = at + took, wall + draw(st.sampled_from([took, 0.001]))
                 entries.append(
                     _entry(len(entries), draw(st.sampled_from(ends)), step, at, wall)
                 )
@@ -286,6 +309,8 @@ def test_every_started_step_is_one_span(entries: list[JournalEntry]) -> None:
     interrupted), one mark per RunResumed, none ending before it starts,
     none before the run's first entry, in start order."""
     spans = timeline_spans(entries)
+    times = wall_times(entries)
+    assert times == sorted(times)  # the axis never goes back
     kinds = [e.kind for e in entries]
     started = kinds.count("ActStarted") + kinds.count("CompensationStepStarted")
     marks = [s for s in spans if s.kind == "skip"]

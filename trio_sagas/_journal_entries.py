@@ -20,7 +20,11 @@ from ._saga import JournalEntry
 from ._saga._events import RunResumed
 
 SEGMENT_GAP = 5.0
-"""Seconds by which ``written_at - at`` must jump to mark another process."""
+"""Seconds by which ``written_at - at`` must jump to mark another process.
+
+A virtual clock (tests, demos) that jumps further than that between two
+entries of one process looks like another process there.
+"""
 
 _RUN_RESUMED = RunResumed.__name__
 
@@ -57,24 +61,28 @@ def segments(entries: Sequence[JournalEntry]) -> list[int]:
 def wall_times(entries: Sequence[JournalEntry]) -> list[float]:
     """Each entry's time in seconds after the first entry (to the ms), across processes.
 
+    The axis never goes back: a process that took over wrote after the
+    previous one's last entry, so where its clock would place it earlier (a
+    virtual clock, which runs ahead of the wall clock) it starts there.
     Entries without write times (``written_at`` left at 0) are placed on
     their trio clocks, each process's going on from the previous one's last
     entry: the outage between them is unknown, so it is not drawn.
     """
     which = segments(entries)
-    times: list[float] = []
-    if _has_write_times(entries):
-        best: dict[int, float] = {}
+    wall = _has_write_times(entries)
+    best: dict[int, float] = {}
+    if wall:
         for entry, segment in zip(entries, which, strict=True):
             offset = entry.written_at - entry.at
             best[segment] = min(best.get(segment, offset), offset)
-        times = [e.at + best[s] for e, s in zip(entries, which, strict=True)]
-    else:
-        shift = 0.0
-        for index, (entry, segment) in enumerate(zip(entries, which, strict=True)):
-            if index and segment != which[index - 1]:
-                shift = times[-1] - entry.at
-            times.append(entry.at + shift)
+    times: list[float] = []
+    shift = 0.0
+    for index, (entry, segment) in enumerate(zip(entries, which, strict=True)):
+        at = entry.at + best.get(segment, 0.0)
+        if index and segment != which[index - 1]:
+            gap = times[-1] - at
+            shift = max(gap, 0.0) if wall else gap
+        times.append(at + shift)
     return [round(t - times[0], 3) for t in times] if times else []
 
 
