@@ -564,8 +564,8 @@ def test_workers_without_leases(
 
 def test_timeline_from_entries_across_processes() -> None:
     """Entries of two processes (unrelated trio clocks) land on one time axis."""
-    from trio_sagas import JournalEntry, render_timeline
-    from trio_sagas._journal_entries import segments, timeline_from_entries
+    from trio_sagas import JournalEntry, render_timeline, timeline_from_entries
+    from trio_sagas._journal_entries import segments
 
     def entry(seq: int, kind: str, step: str, at: float, wall: float) -> JournalEntry:
         return JournalEntry("r", seq, kind, step, at, {}, None, wall)

@@ -496,13 +496,14 @@ async def test_timeline_shows_both_processes(
         ("order/pack/b2", "run", "SUCCEEDED"),
         ("order/ship/c1", "run", "SUCCEEDED"),
         ("order/ship/c2", "run", "SUCCEEDED"),
-        ("order/d", "run", "CANCELLED"),  # cut short by the crash
+        ("order/d (interrupted)", "run", "CANCELLED"),  # cut short by the crash
         (f"resumed by {owner}", "skip", "SKIPPED"),
         ("order/d", "undo", "SUCCEEDED"),  # uncertain: undone, then run again
         ("order/d", "run", "SUCCEEDED"),
         ("order/e", "run", "SUCCEEDED"),
     ]
-    # The new process's clock goes on from the dead one's last write (6 s).
+    # The memory journal stores no write times: the new process's clock goes
+    # on from the dead one's last write (6 s).
     assert [(s.start, s.end) for s in spans[5:]] == [
         (6.0, 6.0),
         (6.0, 6.0),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import random
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +31,7 @@ from trio_sagas import (
     FixedDelayTrigger,
     HedgePolicy,
     MissingTrigger,
+    Outcome,
     ResultRejected,
     RetryPolicy,
     Scene,
@@ -37,7 +40,7 @@ from trio_sagas import (
     TokenBucketBudget,
     run_scene,
 )
-from trio_sagas._retry import run_attempts
+from trio_sagas._retry import _loop, run_attempts
 
 
 def test_defaults() -> None:
@@ -833,3 +836,211 @@ def test_property_retry_loop_follows_the_classifier_and_backoff(
     assert result.status is last_status
     assert result.ok == (last_status is Status.SUCCEEDED)
     assert (result.error is None) == result.ok
+
+
+# -- the retry loop's attributes: records built when read, no cycles -----------
+
+
+def _records(result: Outcome[object]) -> tuple[AttemptRecord, ...]:
+    tries = result.attributes["attempts"]
+    assert isinstance(tries, tuple)
+    return tries
+
+
+class _FailsFirst:
+    """An action whose first try raises, and later ones return "done"."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    async def __call__(self) -> str:
+        self.tries += 1
+        if self.tries == 1:
+            raise ConnectionError("busy")
+        return "done"
+
+
+async def test_run_attempts_attributes_read_as_a_plain_dict(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The records are built on the first read (one tuple, the same after),
+    and the attributes behave as the dict they stand for: keys, order,
+    len, membership, get, copy, equality, repr."""
+    action = _FailsFirst()
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.5)
+    result = await run_attempts(
+        action, (), name="undo", retry=policy, timeout=1.0, what="compensation"
+    )
+    attributes = result.attributes
+    assert isinstance(attributes, types.MappingProxyType)
+    assert list(attributes) == ["attempts", "classification"]
+    assert (len(attributes), "reason" in attributes, "attempts" in attributes) == (
+        2,
+        False,
+        True,
+    )
+    tries = _records(result)
+    assert tries is attributes.get("attempts")
+    assert [(t.attempt, t.status, t.started_at, t.finished_at) for t in tries] == [
+        (1, Status.FAILED, 0.0, 0.0),
+        (2, Status.SUCCEEDED, 0.5, 0.5),
+    ]
+    assert isinstance(tries[0].error, ConnectionError)
+    assert tries[0].classification is Classification.RETRYABLE
+    plain = {"attempts": tries, "classification": Classification.SUCCESS}
+    assert attributes == plain
+    assert dict(attributes) == attributes.copy() == plain
+    assert repr(plain) in repr(result)
+    with pytest.raises(KeyError):
+        attributes["reason"]
+    with pytest.raises(TypeError):
+        attributes["attempts"] = ()  # type: ignore[index]
+
+
+async def test_run_attempts_builds_the_records_once_when_read(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No record is built until "attempts" is read (not by membership, len,
+    keys or the classification), then each try's once."""
+    built: list[int] = []
+    record = _loop._record
+
+    def counting(one: Any) -> AttemptRecord:
+        built.append(one[0])
+        return record(one)
+
+    monkeypatch.setattr(_loop, "_record", counting)
+    result = await run_attempts(
+        _FailsFirst(),
+        (),
+        name="undo",
+        retry=RetryPolicy(max_attempts=3, initial_backoff=0.5),
+        timeout=1.0,
+        what="compensation",
+    )
+    attributes = result.attributes
+    assert "attempts" in attributes
+    assert (len(attributes), list(attributes)) == (2, ["attempts", "classification"])
+    assert attributes["classification"] is Classification.SUCCESS
+    assert built == []
+    assert _records(result) is _records(result)
+    assert built == [0, 1]
+
+
+async def test_run_attempts_first_try_success_has_one_record(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The common path keeps only its times, and reads back as one record."""
+    await trio.sleep(2)
+
+    async def undo() -> str:
+        await trio.sleep(1)
+        return "done"
+
+    result = await run_attempts(
+        undo, (), name="undo", retry=RetryPolicy(), timeout=5.0, what="compensation"
+    )
+    (only,) = _records(result)
+    assert (only.retry_index, only.hedge_index, only.attempt) == (0, 0, 1)
+    assert (only.status, only.classification) == (
+        Status.SUCCEEDED,
+        Classification.SUCCESS,
+    )
+    assert (only.started_at, only.finished_at, only.error, only.backoff) == (
+        2.0,
+        3.0,
+        None,
+        None,
+    )
+
+
+async def test_run_attempts_failure_attributes_name_the_reason(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A failure's attributes add the reason, and equal the plain dict."""
+
+    async def undo() -> None:
+        raise ConnectionError("down")
+
+    result = await run_attempts(
+        undo,
+        (),
+        name="undo",
+        retry=RetryPolicy(max_attempts=2, initial_backoff=1.0),
+        timeout=5.0,
+        what="compensation",
+    )
+    tries = _records(result)
+    assert result.attributes == {
+        "attempts": tries,
+        "classification": Classification.RETRYABLE,
+        "reason": "retries_exhausted",
+    }
+    assert [t.status for t in tries] == [Status.FAILED, Status.FAILED]
+    assert result.error is tries[-1].error
+
+
+async def test_retried_actions_leave_no_reference_cycle(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A try's error keeps the loop's frame (its traceback), which must not
+    keep the tries: retried actions leave nothing for the cyclic GC."""
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.0)
+    scope = trio_sagas.CompensationScope()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(50):
+            outcome_ = await run_attempts(
+                _FailsFirst(), (), name="undo", retry=policy, timeout=1.0, what="x"
+            )
+            assert outcome_.ok
+            del outcome_
+        for _ in range(50):
+            scope.register(_FailsFirst())
+        assert (await scope.run(retry=policy, timeout=1.0)).ok
+        # trio's own bookkeeping may leave a few; a cycle per action would
+        # be 50 or more.
+        assert gc.collect() < 50
+    finally:
+        gc.enable()
+
+
+async def test_outer_cancel_mid_retried_rollback_waits_for_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A cancel that arrives while a sequential rollback retries an undo
+    neither stops the backoff nor the later undos; the caller feels it after."""
+    log: list[tuple[float, str]] = []
+    first = _FailsFirst()
+
+    async def flaky() -> str:
+        await trio.sleep(1)
+        log.append((trio.current_time(), f"flaky try {first.tries + 1}"))
+        return await first()
+
+    async def plain() -> None:
+        await trio.sleep(1)
+        log.append((trio.current_time(), "plain"))
+
+    scope = CompensationScope()
+    scope.register(plain)
+    scope.register(flaky)
+    with trio.CancelScope() as outer:
+
+        async def cancel_soon() -> None:
+            await trio.sleep(1.5)  # during the backoff after flaky's first try
+            outer.cancel(reason="caller gave up")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cancel_soon)
+            report = await scope.run(
+                retry=RetryPolicy(max_attempts=2, initial_backoff=2.0), timeout=10
+            )
+            assert report.ok
+            await trio.lowlevel.checkpoint()
+            pytest.fail(
+                "the outer cancel must be felt after the run"
+            )  # pragma: no cover
+    assert outer.cancelled_caught
+    assert log == [(1.0, "flaky try 1"), (4.0, "flaky try 2"), (5.0, "plain")]

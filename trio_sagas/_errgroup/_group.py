@@ -37,6 +37,7 @@ from .._validate import (
     describe_callable,
 )
 from ._events import ErrGroupStatistics, GroupCancelled, GroupTaskFinished
+from ._records import TaskRecords
 
 PosArgsT = TypeVarTuple("PosArgsT")
 
@@ -48,16 +49,9 @@ _Queued = tuple[
     int, Callable[..., Awaitable[object]], tuple[object, ...], "StepContext[Any] | None"
 ]
 
-# Every task's record is stored column by column, the task being an index:
-# names in a list; statuses, times and the rare value/error/cause in dicts.
-# Not an object per task: 20,000 records outliving their tasks made the GC
-# walk the whole heap, a third of the group's overhead over a bare nursery.
-# Outcomes are built when read (a frozen attrs record costs as much as
-# spawning the task itself).
-
 
 @final
-class ErrGroup(metaclass=NoPublicConstructor):
+class ErrGroup(TaskRecords, metaclass=NoPublicConstructor):
     """A running error group; get one from open_err_group().
 
     There is no public constructor: a group is only usable inside the
@@ -72,21 +66,15 @@ class ErrGroup(metaclass=NoPublicConstructor):
         "_compensation_retry",
         "_compensation_timeout",
         "_emit",
-        "_extras",
         "_failed",
         "_failure",
-        "_finished",
         "_limit",
         "_name",
-        "_names",
         "_node",
         "_now",
         "_nursery",
-        "_outcome_cache",
         "_queue",
         "_root",
-        "_started",
-        "_statuses",
         "compensation_report",
     )
 
@@ -101,6 +89,7 @@ class ErrGroup(metaclass=NoPublicConstructor):
         observer: Observer | Sequence[Observer] | None,
     ) -> None:
         # Arguments were checked by open_err_group (the only caller).
+        super().__init__()
         self._name = name
         self._limit = limit
         self._queue: deque[_Queued] = deque()
@@ -114,17 +103,6 @@ class ErrGroup(metaclass=NoPublicConstructor):
         # The clock's own method, bound once: trio.current_time() goes through
         # a KI-protection wrapper that costs as much again, per call.
         self._now: Callable[[], float] = trio.current_time
-        self._names: list[str] = []
-        # index -> value, set when the task starts / ends (dicts, so a spawn
-        # only appends its name).
-        self._statuses: dict[int, Status] = {}
-        self._started: dict[int, float | None] = {}
-        self._finished: dict[int, float] = {}
-        # index -> (value, error, cause), only where one is not None.
-        self._extras: dict[
-            int, tuple[object, BaseException | None, CancelCause | None]
-        ] = {}
-        self._outcome_cache: dict[int, Outcome[Any]] = {}
         self._failure: Exception | None = None
         self._closed = False
         self._active = 0  # started tasks that have not ended (<= limit)
@@ -153,24 +131,7 @@ class ErrGroup(metaclass=NoPublicConstructor):
     @property
     def outcomes(self) -> tuple[Outcome[Any], ...]:
         """One outcome per finished task, in the order the tasks were started."""
-        outcomes = (self._outcome(index) for index in range(len(self._names)))
-        return tuple(outcome for outcome in outcomes if outcome is not None)
-
-    def _outcome(self, index: int) -> Outcome[Any] | None:
-        outcome = self._outcome_cache.get(index)
-        status = self._statuses.get(index)
-        if outcome is None and status is not None:
-            value, error, cause = self._extras.get(index, (None, None, None))
-            outcome = self._outcome_cache[index] = Outcome(
-                self._names[index],
-                status,
-                value=value,
-                error=error,
-                cause=cause,
-                started_at=self._started.get(index),
-                finished_at=self._finished.get(index),
-            )
-        return outcome
+        return self._finished_outcomes()
 
     @property
     def failure(self) -> Exception | None:
@@ -344,11 +305,6 @@ class ErrGroup(metaclass=NoPublicConstructor):
             self._finish(slot, Status.SKIPPED, None, cause=cause)
 
     # -- the task wrapper -------------------------------------------------------
-
-    def _new_record(self, name: str) -> int:
-        index = len(self._names)
-        self._names.append(name)
-        return index
 
     def _finish(
         self,

@@ -327,6 +327,10 @@ class RetryPolicy:
         check_int(retry_index, "retry_index", minimum=0)
         if rng is not None:
             check_type(rng, random.Random, "rng")
+        return self._delay(retry_index, rng)
+
+    def _delay(self, retry_index: int, rng: random.Random | None = None) -> float:
+        """:meth:`backoff` for arguments known to be valid (the retry loops)."""
         try:
             delay = self.initial_backoff * math.pow(self.multiplier, retry_index)
         except OverflowError:
