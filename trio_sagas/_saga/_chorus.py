@@ -20,7 +20,7 @@ from .._outcome import CancelCause, CancelReason, Status, describe_error
 from .._util import is_cancellation
 from ._events import ChorusCompleted, ChorusFailed, ChorusStarted
 from ._model import Chorus, ChorusMode, Step
-from ._records import OK, GroupRecord, Record, StepResult, is_done
+from ._records import OK, GroupRecord, Record, StepResult, children_of, is_done
 
 if TYPE_CHECKING:
     from ._runner import Runner
@@ -199,7 +199,7 @@ class ChorusRun:
         if ok:
             # Only what succeeded is undone later.
             record = self.record
-            record.children = [c for c in record.children if is_done(c)]
+            record.children = [c for c in children_of(record) if is_done(c)]  # type: ignore[misc]
             record.done = True
             sink.append(record)
             runner.recorder.emit(

@@ -225,9 +225,7 @@ class GroupRecord:
         self.compensated = False
 
     def has_undo(self) -> bool:
-        return not self.compensated and any(
-            isinstance(c, tuple) or c.has_undo() for c in self.children
-        )
+        return not self.compensated and any(map(has_undo, children_of(self)))
 
 
 DoneAct = tuple[int, str, Any]
@@ -242,20 +240,30 @@ pass: a long saga's records add nothing to later collections (a 50,000-step
 run's per-step cost stays near a 1,000-step one's).
 """
 
-Record = ActRecord | GroupRecord | DoneAct
+Record = ActRecord | GroupRecord
+"""A record as replay (:mod:`._replay`) builds them: never a DoneAct."""
+
+Child = ActRecord | GroupRecord | DoneAct
+"""A record in a :class:`GroupRecord`'s children, as the runner sees them."""
 
 
-def is_done(record: Record) -> bool:
+def children_of(group: GroupRecord) -> list[Child]:
+    """*group*'s children, DoneActs included (only the runner makes those:
+    a group that replay built holds records only, as its ``children`` says)."""
+    return group.children  # type: ignore[return-value]
+
+
+def is_done(record: Child) -> bool:
     """Whether *record*'s step completed."""
     return isinstance(record, tuple) or record.done
 
 
-def has_undo(record: Record) -> bool:
+def has_undo(record: Child) -> bool:
     """Whether a rollback has anything to undo in *record*."""
     return isinstance(record, tuple) or record.has_undo()
 
 
-def path_of(record: Record) -> str:
+def path_of(record: Child) -> str:
     """The path of *record*'s step."""
     return record[1] if isinstance(record, tuple) else record.path
 

@@ -44,10 +44,12 @@ from ._recorder import JournalRecorder, MemoryRecorder
 from ._records import (
     OK,
     ActRecord,
+    Child,
     GroupRecord,
     Record,
     SagaResult,
     StepResult,
+    children_of,
     has_undo,
     new_result,
     path_of,
@@ -330,7 +332,7 @@ class Runner:
                             done.value = value
                             children.append(done)
                         elif step.compensate is not None:
-                            children.append((index, child, value))  # a DoneAct
+                            children.append((index, child, value))  # type: ignore[arg-type]  # a DoneAct
                         at = ended
                         continue
                 elif isinstance(step, Act):
@@ -400,7 +402,7 @@ class Runner:
         with trio.CancelScope(shield=True):
             self.rolled_back = True
             self.open_rollbacks += 1
-            targets = [c for c in reversed(record.children) if has_undo(c)]
+            targets = [c for c in reversed(children_of(record)) if has_undo(c)]
             self.recorder.emit(
                 CompensationStarted,
                 self.now(),
@@ -422,7 +424,7 @@ class Runner:
             self.open_rollbacks -= 1
         return failures
 
-    async def undo(self, record: Record, parent: GroupRecord) -> int:
+    async def undo(self, record: Child, parent: GroupRecord) -> int:
         """Undo one record of *parent*; return how many of its undo actions failed."""
         if isinstance(record, tuple):
             # A DoneAct: rebuilt as an ActRecord, off the forward path.
@@ -440,18 +442,18 @@ class Runner:
             # Branches ran in parallel; they are undone in parallel.
             failures = [0]
 
-            async def branch(child: Record, parent: GroupRecord) -> None:
+            async def branch(child: Child, parent: GroupRecord) -> None:
                 failures[0] += await self.undo(child, parent)
 
             async with trio.open_nursery() as nursery:
-                for child in record.children:
+                for child in children_of(record):
                     if has_undo(child):
                         nursery.start_soon(branch, child, record)
             return failures[0]
         if record.step.saga:
             return await self.roll_back(record)  # a nested saga, undone as a unit
         total = 0
-        for child in reversed(record.children):
+        for child in reversed(children_of(record)):
             if has_undo(child):
                 total += await self.undo(child, record)
         return total
