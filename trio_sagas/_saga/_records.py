@@ -11,6 +11,7 @@ same records from a journal.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, final
 
 import attrs
@@ -18,28 +19,57 @@ import attrs
 from .._compensation import CompensationReport, SagaError
 from .._context import StepContext
 from .._outcome import CancelCause, Status
-from ._events import ActCompleted, ActStarted, SagaEvent
+from ._events import ActCompleted, ActStarted, SagaEvent, SceneCompleted, SceneStarted
 from ._model import Act, Chorus, Scene
 
 RawEvent = tuple[Any, ...]
-"""An event not built yet: ``(type, time, fields)``; the two events of every
-act are flatter, with neither a fields dict nor the event type:
+"""An event not built yet: ``(type, time, fields)``. The events of every act
+and scene are flatter, with no fields dict, and an act's without its type:
 ``(time, step)`` is an ActStarted, ``(time, step, duration, attempts)`` an
-ActCompleted. That saves ~0.3 us per step, and a tuple of plain values only is
-untracked by the garbage collector after its first pass, so a long run's
-events add nothing to later collections (per-step cost stays flat)."""
+ActCompleted, ``(started, step, ended)`` both (one try, nothing recorded
+between them), ``(SceneStarted, time, scene, saga)`` and
+``(SceneCompleted, time, scene, duration)``. That saves ~0.3 us per step, and
+a tuple of plain values only is untracked by the garbage collector after its
+first pass, so a long run's events add nothing to later collections
+(per-step cost stays flat)."""
 
 
-def _build(run_id: str, seq: int, raw: RawEvent) -> SagaEvent:
-    if len(raw) == 3:
-        event_type, at, fields = raw
-        return event_type(run_id=run_id, seq=seq, at=at, **fields)  # type: ignore[no-any-return]
-    if len(raw) == 2:
-        return ActStarted(run_id=run_id, seq=seq, at=raw[0], step=raw[1])
-    at, step, duration, attempts = raw
-    return ActCompleted(
-        run_id=run_id, seq=seq, at=at, step=step, duration=duration, attempts=attempts
-    )
+def _build(run_id: str, seq: int, raw: RawEvent) -> Iterator[SagaEvent]:
+    head = raw[0]
+    if isinstance(head, type):
+        if len(raw) == 3:
+            yield head(run_id=run_id, seq=seq, at=raw[1], **raw[2])
+        elif head is SceneStarted:
+            yield SceneStarted(
+                run_id=run_id, seq=seq, at=raw[1], scene=raw[2], saga=raw[3]
+            )
+        else:
+            yield SceneCompleted(
+                run_id=run_id, seq=seq, at=raw[1], scene=raw[2], duration=raw[3]
+            )
+    elif len(raw) == 2:
+        yield ActStarted(run_id=run_id, seq=seq, at=head, step=raw[1])
+    elif len(raw) == 3:
+        started, step, ended = raw
+        yield ActStarted(run_id=run_id, seq=seq, at=started, step=step)
+        yield ActCompleted(
+            run_id=run_id,
+            seq=seq + 1,
+            at=ended,
+            step=step,
+            duration=ended - started,
+            attempts=1,
+        )
+    else:
+        at, step, duration, attempts = raw
+        yield ActCompleted(
+            run_id=run_id,
+            seq=seq,
+            at=at,
+            step=step,
+            duration=duration,
+            attempts=attempts,
+        )
 
 
 class EventLog:
@@ -59,9 +89,10 @@ class EventLog:
     def build(self) -> tuple[SagaEvent, ...]:
         if self._built is None:
             run_id = self._run_id
-            self._built = tuple(
-                _build(run_id, seq, raw) for seq, raw in enumerate(self._raw)
-            )
+            events: list[SagaEvent] = []
+            for raw in self._raw:
+                events.extend(_build(run_id, len(events), raw))
+            self._built = tuple(events)
             self._raw = []
         return self._built
 
