@@ -19,7 +19,7 @@ from .._errgroup import ErrGroup, open_err_group
 from .._outcome import CancelCause, CancelReason, Status, describe_error
 from .._util import is_cancellation
 from ._events import ChorusCompleted, ChorusFailed, ChorusStarted
-from ._model import Chorus, ChorusMode, Step
+from ._model import Act, Chorus, ChorusMode, Step
 from ._records import OK, GroupRecord, Record, StepResult, children_of, is_done
 
 if TYPE_CHECKING:
@@ -116,16 +116,25 @@ class ChorusRun:
 
     async def branch(self, step: Step) -> None:
         branch_path = f"{self.path}/{step.name}"
+        runner = self.runner
         try:
-            result = await self.runner.step(step, branch_path, self.record.children)
+            if isinstance(step, Act):
+                # What runner.step() does for an act, without its coroutine.
+                result = await runner.act(
+                    step, branch_path, self.record.children, runner.now()
+                )
+            else:
+                result = await runner.step(step, branch_path, self.record.children)
         except Exception as exc:
             # Steps report failures as values; one that raises still
             # fails only its branch, never the chorus's bookkeeping.
             result = StepResult(Status.FAILED, exc, None, branch_path)
         self.results[step.name] = result
         self.finished.append(step.name)
-        await self.runner.recorder.settle()
-        if not result.ok and self.fail_fast:
+        recorder = self.runner.recorder
+        if recorder.durable:  # in memory there is nothing to settle
+            await recorder.settle()
+        if result is not OK and not result.ok and self.fail_fast:
             assert result.error is not None
             self.fail(result)
             raise result.error
