@@ -297,16 +297,9 @@ class Runner:
         # events can wait for its end, as one raw tuple (see RawEvent).
         solo = inline and not CHORUSES.get()
         state, deps, run_id, now = self.state, self.deps, self.run_id, self.now
-        paths = scene._child_paths(path)
-        for index, step in enumerate(scene.steps):
-            child = paths[index]
+        for index, (step, child, plain) in enumerate(scene._plan(path)):
             try:
-                if (
-                    inline
-                    and type(step) is Act
-                    and step.retry is None
-                    and step.timeout is None
-                ):
+                if plain and inline:
                     assert raw is not None
                     ctx = forward_context(step.name, child, deps, run_id)
                     if not solo:
