@@ -27,7 +27,9 @@ RawEvent = tuple[Any, ...]
 and scene are flatter, with no fields dict, and an act's without its type:
 ``(time, step)`` is an ActStarted, ``(time, step, duration, attempts)`` an
 ActCompleted, ``(started, step, ended)`` both (one try, nothing recorded
-between them), ``(SceneStarted, time, scene, saga)`` and
+between them), as does a :data:`DoneAct` ``(started, step, ended, index,
+value)`` (the act's rollback record, kept once for both uses),
+``(SceneStarted, time, scene, saga)`` and
 ``(SceneCompleted, time, scene, duration)``. That saves ~0.3 us per step, and
 a tuple of plain values only is untracked by the garbage collector after its
 first pass, so a long run's events add nothing to later collections
@@ -49,8 +51,8 @@ def _build(run_id: str, seq: int, raw: RawEvent) -> Iterator[SagaEvent]:
             )
     elif len(raw) == 2:
         yield ActStarted(run_id=run_id, seq=seq, at=head, step=raw[1])
-    elif len(raw) == 3:
-        started, step, ended = raw
+    elif len(raw) != 4:  # 3, or 5: a DoneAct
+        started, step, ended = raw[:3]
         yield ActStarted(run_id=run_id, seq=seq, at=started, step=step)
         yield ActCompleted(
             run_id=run_id,
@@ -259,9 +261,11 @@ class GroupRecord:
         return not self.compensated and any(map(has_undo, children_of(self)))
 
 
-DoneAct = tuple[int, str, Any]
+DoneAct = tuple[float, str, float, int, Any]
 """A completed act of a Scene, as the in-memory fast path keeps it:
-``(index of the act in the scene's steps, path, what run returned)``.
+``(started, path, ended, index of the act in the scene's steps, what run
+returned)`` -- outside a chorus the very tuple of its raw events (see
+:data:`RawEvent`), so one tuple serves both.
 
 Kept only for an act with a ``compensate`` that registered no undo of its own
 (else an :class:`ActRecord` keeps its context), so it always has an undo.

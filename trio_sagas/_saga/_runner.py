@@ -327,18 +327,23 @@ class Runner:
                         raise
                     else:
                         ended = now()
-                        raw.append(
-                            (at, child, ended)
-                            if solo
-                            else (ended, child, ended - at, 1)
-                        )  # see RawEvent
-                        if ctx._compensation is not None:
-                            done = ActRecord(step, child, ctx)
-                            done.done = True
-                            done.value = value
-                            children.append(done)
-                        elif step.compensate is not None:
-                            children.append((index, child, value))  # type: ignore[arg-type]  # a DoneAct
+                        if ctx._compensation is None and step.compensate is not None:
+                            # A DoneAct, which outside a chorus is the act's
+                            # raw event too: one tuple, not two (see RawEvent).
+                            done = (at, child, ended, index, value)
+                            children.append(done)  # type: ignore[arg-type]
+                            raw.append(done if solo else (ended, child, ended - at, 1))
+                        else:
+                            raw.append(
+                                (at, child, ended)
+                                if solo
+                                else (ended, child, ended - at, 1)
+                            )  # see RawEvent
+                            if ctx._compensation is not None:
+                                kept = ActRecord(step, child, ctx)
+                                kept.done = True
+                                kept.value = value
+                                children.append(kept)
                         at = ended
                         continue
                 elif isinstance(step, Act):
@@ -434,7 +439,7 @@ class Runner:
         """Undo one record of *parent*; return how many of its undo actions failed."""
         if isinstance(record, tuple):
             # A DoneAct: rebuilt as an ActRecord, off the forward path.
-            index, path, value = record
+            _, path, _, index, value = record
             act = parent.step.steps[index]
             assert isinstance(act, Act)
             record = ActRecord(
