@@ -4,7 +4,8 @@ A :class:`Runner` runs one run's steps and reports every event to its
 *recorder* (:mod:`._recorder`): in memory, or through a journal. The runner
 awaits the recorder where a durable run must have caught up (an intent
 before the code it announces, a Chorus branch's end) and otherwise knows
-nothing about journals. What to undo is in the records (:mod:`._records`).
+nothing about journals. What to undo is in the records (:mod:`._records`);
+undoing it, in its base class (:mod:`._rollback`).
 """
 
 from __future__ import annotations
@@ -12,14 +13,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import attrs
 import trio
 
-from .._compensation import (
-    DEFAULT_COMPENSATION_TIMEOUT,
-    CompensationReport,
-    run_compensation_action,
-)
+from .._compensation import CompensationReport
 from .._context import StepContext, forward_context
 from .._outcome import CancelCause, Outcome, Status
 from .._retry import run_attempts
@@ -30,11 +26,6 @@ from ._events import (
     ActCancelled,
     ActFailed,
     ActStarted,
-    CompensationCompleted,
-    CompensationStarted,
-    CompensationStepCompleted,
-    CompensationStepFailed,
-    CompensationStepStarted,
     SceneCompleted,
     SceneFailed,
     SceneStarted,
@@ -44,16 +35,13 @@ from ._recorder import JournalRecorder, MemoryRecorder
 from ._records import (
     OK,
     ActRecord,
-    Child,
     GroupRecord,
     Record,
     SagaResult,
     StepResult,
-    children_of,
-    has_undo,
     new_result,
-    path_of,
 )
+from ._rollback import Rollback
 
 # A module global: Status.SUCCEEDED is an enum lookup of ~0.2 us on Python
 # 3.11 (~0.08 us on 3.12), paid twice per step on the forward path.
@@ -68,20 +56,10 @@ def act_context(run_id: str, path: str, act: Act, deps: Any) -> StepContext:
     )
 
 
-class Runner:
+class Runner(Rollback):
     """Runs one run's steps forward, and rolls saga scenes back."""
 
-    __slots__ = (
-        "deps",
-        "ended",
-        "now",
-        "open_rollbacks",
-        "recorder",
-        "rolled_back",
-        "run_id",
-        "state",
-        "undo_outcomes",
-    )
+    __slots__ = ("deps", "ended", "now", "recorder", "run_id", "state")
 
     def __init__(
         self,
@@ -400,136 +378,3 @@ class Runner:
             await self.roll_back(record)
         elif record.has_undo():
             sink.append(record)  # not a saga itself: an enclosing saga may undo it
-
-    # -- backward -----------------------------------------------------------------
-
-    async def roll_back(self, record: GroupRecord) -> int:
-        """Compensate a saga scene's completed steps, in reverse, as one unit.
-
-        Returns:
-            How many undo actions failed in this unit (nested units included);
-            counted here, not from the run's shared list, which concurrent
-            rollbacks of other branches also append to.
-        """
-        with trio.CancelScope(shield=True):
-            self.rolled_back = True
-            self.open_rollbacks += 1
-            targets = [c for c in reversed(children_of(record)) if has_undo(c)]
-            self.recorder.emit(
-                CompensationStarted,
-                self.now(),
-                scene=record.path,
-                steps_to_undo=tuple(path_of(c) for c in targets),
-            )
-            started = self.now()
-            failures = 0
-            for child in targets:
-                failures += await self.undo(child, record)
-            record.compensated = True
-            self.recorder.emit(
-                CompensationCompleted,
-                self.now(),
-                scene=record.path,
-                ok=failures == 0,
-                duration=self.now() - started,
-            )
-            self.open_rollbacks -= 1
-        return failures
-
-    async def undo(self, record: Child, parent: GroupRecord) -> int:
-        """Undo one record of *parent*; return how many of its undo actions failed."""
-        if isinstance(record, tuple):
-            # A DoneAct: rebuilt as an ActRecord, off the forward path.
-            _, path, _, index, value = record
-            act = parent.step.steps[index]
-            assert isinstance(act, Act)
-            record = ActRecord(
-                act, path, forward_context(act.name, path, self.deps, self.run_id)
-            )
-            record.done = True
-            record.value = value
-        if isinstance(record, ActRecord):
-            return await self.undo_act(record)
-        if isinstance(record.step, Chorus):
-            # Branches ran in parallel; they are undone in parallel.
-            failures = [0]
-
-            async def branch(child: Child, parent: GroupRecord) -> None:
-                failures[0] += await self.undo(child, parent)
-
-            async with trio.open_nursery() as nursery:
-                for child in children_of(record):
-                    if has_undo(child):
-                        nursery.start_soon(branch, child, record)
-            return failures[0]
-        if record.step.saga:
-            return await self.roll_back(record)  # a nested saga, undone as a unit
-        total = 0
-        for child in reversed(children_of(record)):
-            if has_undo(child):
-                total += await self.undo(child, record)
-        return total
-
-    async def undo_act(self, record: ActRecord) -> int:
-        act = record.act
-        timeout = act.undo_timeout or DEFAULT_COMPENSATION_TIMEOUT
-        raw = self.recorder.raw
-        if raw is not None:
-            raw.append((CompensationStepStarted, self.now(), {"step": record.path}))
-        else:
-            # Shielded by roll_back; a broken journal does not stop the undo.
-            await self.recorder.intent(
-                CompensationStepStarted, self.now(), check=False, step=record.path
-            )
-        started = self.now()
-        outcomes: list[Outcome[Any]] = []
-        registered = record.ctx._pending_compensation()
-        if registered is not None:
-            report = await registered.run(retry=act.undo_retry, timeout=timeout)
-            outcomes.extend(
-                attrs.evolve(o, name=f"{record.path}:{o.name}") for o in report.outcomes
-            )
-        if (
-            record.done or record.effect or record.uncertain
-        ) and act.compensate is not None:
-            ctx = StepContext(
-                act.name,
-                path=record.path,
-                deps=self.deps,
-                result=record.value,
-                run_id=self.run_id,
-                idempotency_key=f"{self.run_id}/{record.path}#compensate",
-                forward_key=f"{self.run_id}/{record.path}",
-            )
-            outcomes.append(
-                await run_compensation_action(
-                    act.compensate,
-                    (ctx, self.state),
-                    name=record.path,
-                    retry=act.undo_retry,
-                    timeout=timeout,
-                )
-            )
-        self.undo_outcomes.extend(outcomes)
-        duration = self.now() - started
-        attempts = sum(len(o.attributes["attempts"]) for o in outcomes)  # type: ignore[arg-type, misc]
-        failed = [o for o in outcomes if not o.ok]
-        if failed:
-            assert failed[0].error is not None
-            self.recorder.emit(
-                CompensationStepFailed,
-                self.now(),
-                step=record.path,
-                error=failed[0].error,
-                duration=duration,
-                attempts=attempts,
-            )
-        else:
-            self.recorder.emit(
-                CompensationStepCompleted,
-                self.now(),
-                step=record.path,
-                duration=duration,
-                attempts=attempts,
-            )
-        return len(failed)
