@@ -205,3 +205,114 @@ def test_runner_result_is_a_frozen_saga_result() -> None:
     assert repr(fast) == repr(slow)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         fast.state = None  # type: ignore[misc]
+
+
+async def test_a_long_saga_rolls_back_every_kept_act_with_its_value(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Completed acts kept as flat records undo in reverse, each with its result and keys."""
+    undone: list[tuple[Any, str, str | None, str]] = []
+
+    async def run(ctx: StepContext, state: list[int]) -> int:
+        await trio.sleep(0.5)
+        state.append(len(state))
+        return len(state) * 10
+
+    async def undo(ctx: StepContext, state: list[int]) -> None:
+        state.pop()
+        undone.append((ctx.result, ctx.path, ctx.forward_key, ctx.idempotency_key))
+
+    async def fail(ctx: StepContext, state: list[int]) -> None:
+        raise Declined("no")
+
+    steps: list[Any] = [Act(f"a{i}", run, compensate=undo) for i in range(200)]
+    steps.insert(100, Act("plain", run))  # no undo: nothing kept, nothing undone
+    scene = Scene("top", [*steps, Act("last", fail)], saga=True)
+    result = await run_scene(scene, [], run_id="r")
+    assert not result.ok
+    assert result.state == [0]  # the act without an undo stays done
+    assert result.compensation is not None
+    assert len(result.compensation.outcomes) == 200
+    assert [u[0] for u in undone] == [i * 10 for i in range(201, 101, -1)] + [
+        i * 10 for i in range(100, 0, -1)
+    ]
+    assert undone[0][1:] == ("top/a199", "r/top/a199", "r/top/a199#compensate")
+    assert undone[-1][1:] == ("top/a0", "r/top/a0", "r/top/a0#compensate")
+    assert trio.current_time() == 201 * 0.5
+
+
+async def test_a_scene_run_at_two_paths_names_its_steps_by_each(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The same Scene object nested twice: every act gets the path it runs at, every run."""
+    seen: list[str] = []
+
+    async def run(ctx: StepContext, state: None) -> None:
+        seen.append(ctx.path)
+
+    inner = Scene("in", [Act("a", run), Act("b", run)])
+    top = Scene("top", [Scene("x", [inner]), Scene("y", [inner])])
+    for _ in range(2):
+        assert (await run_scene(top, None)).ok
+    paths = ["top/x/in/a", "top/x/in/b", "top/y/in/a", "top/y/in/b"]
+    assert seen == paths * 2
+    assert top == Scene("top", [Scene("x", [inner]), Scene("y", [inner])])
+    assert hash(inner) == hash(Scene("in", [Act("a", run), Act("b", run)]))
+    assert repr(inner).endswith(
+        "saga=False, on_crash=<OnCrash.ROLL_BACK: 'roll_back'>)"
+    )
+
+
+async def test_a_run_inside_a_chorus_branch_is_independent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A run started by a chorus branch fails alone: the enclosing chorus goes on."""
+    log: list[str] = []
+
+    async def fail(ctx: StepContext, state: None) -> None:
+        raise Declined("inner")
+
+    async def undo(ctx: StepContext, state: None) -> None:
+        log.append(f"undo {ctx.path}")
+
+    async def ok(ctx: StepContext, state: None) -> None:
+        await trio.sleep(1)
+
+    inner = Scene("inner", [Act("i1", ok, compensate=undo), Act("i2", fail)], saga=True)
+
+    async def nested(ctx: StepContext, state: None) -> str:
+        result = await run_scene(inner, None, run_id="inner")
+        return result.status.name
+
+    chorus = Chorus("c", [Act("n", nested), Act("slow", ok, compensate=undo)])
+    result = await run_scene(Scene("top", [chorus], saga=True), None, run_id="outer")
+    assert result.ok
+    assert log == ["undo inner/i1"]
+    assert trio.current_time() == 1.0
+
+
+async def test_unobserved_failure_events_in_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An inline act that fails or is cancelled still records its start first."""
+
+    async def fail(ctx: StepContext, state: None) -> None:
+        await trio.sleep(1)
+        raise Declined("no")
+
+    async def hang(ctx: StepContext, state: None) -> None:
+        await trio.sleep_forever()
+
+    result = await run_scene(Scene("top", [Act("a", fail)], saga=True), None)
+    assert [type(e).__name__ for e in result.events] == [
+        "SceneStarted",
+        "ActStarted",
+        "ActFailed",
+        "SceneFailed",
+        "CompensationStarted",
+        "CompensationCompleted",
+    ]
+    assert [e.seq for e in result.events] == list(range(6))
+    with trio.move_on_after(2):
+        await run_scene(Scene("top", [Act("h", hang)], saga=True), None)
+    assert trio.current_time() == 3.0

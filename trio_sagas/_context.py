@@ -196,6 +196,29 @@ class _UnvalidatedContext(Generic[DepsT]):
     forward_key: str | None
 
 
+def forward_context(
+    name: str, path: str, deps: Any, run_id: str | None
+) -> StepContext[Any]:
+    """:meth:`StepContext._trusted` for forward work (no key, result or node).
+
+    The saga runner's per-step constructor: positional arguments and no
+    classmethod binding cost ~0.2 us against ~0.27 us through ``_trusted``'s
+    keywords (measured, Python 3.11), on a forward path of ~1 us per step.
+    """
+    ctx = _UnvalidatedContext()
+    ctx.name = name
+    ctx._compensation = None
+    ctx.cancellation = None
+    ctx.deps = deps
+    ctx.path = path
+    ctx.result = None
+    ctx.run_id = run_id
+    ctx._key = None
+    ctx.forward_key = None
+    ctx.__class__ = StepContext  # type: ignore[assignment]
+    return ctx  # type: ignore[return-value]
+
+
 # The fields StepContext._trusted writes (a test checks this covers every field).
 _CONTEXT_FIELDS = (
     "name",

@@ -163,18 +163,24 @@ async def run_scene(
     """
     if type(scene) is not Scene:  # isinstance() first: this is the hot path
         check_type(scene, Scene, "scene")  # type: ignore[unreachable]
-    check_sync_observer(observer)
+    if observer is None:
+        emitter = SILENT
+    else:
+        check_sync_observer(observer)
+        emitter = Emitter(observer)
     run_id = uuid.uuid4().hex if run_id is None else check_label(run_id, "run_id")
     if journal is not None:
         journal = check_journal(journal)
-    emitter = SILENT if observer is None else Emitter(observer)
     # A run is independent of any run it is called from (an act may call
     # run_scene): the enclosing run's choruses must not see its failures.
-    token = CHORUSES.set(())
+    # Outside any chorus there is nothing to hide (saves a set and a reset,
+    # ~0.2 us per run).
+    token = CHORUSES.set(()) if CHORUSES.get() else None
     try:
         if journal is not None:
             return await _run_durable(scene, state, deps, emitter, run_id, journal)
         runner = Runner(run_id, state, deps, MemoryRecorder(run_id, emitter))
         return runner.result(await runner.scene(scene, scene.name, []))
     finally:
-        CHORUSES.reset(token)
+        if token is not None:
+            CHORUSES.reset(token)
