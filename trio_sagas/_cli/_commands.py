@@ -18,6 +18,7 @@ from typing import Any
 from .._journal_entries import entry_detail, wall_times
 from .._outcome import describe_error
 from .._saga import JournalEntry, Scene, compensate_run, recover
+from .._saga import _events as se
 from .._timeline import render_timeline
 from ._check import check_file
 from ._journal_url import (
@@ -214,7 +215,9 @@ def cmd_show(url: str, args: argparse.Namespace) -> int:
     return 0
 
 
-_STEP_FAILURES = frozenset({"ActFailed", "ActCancelled", "CompensationStepFailed"})
+_STEP_FAILURES = frozenset(
+    kind.__name__ for kind in (se.ActFailed, se.ActCancelled, se.CompensationStepFailed)
+)
 
 
 def _entry_json(entry: JournalEntry) -> dict[str, Any]:
