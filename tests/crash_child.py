@@ -130,6 +130,11 @@ class KillAfterWrites:
 
 def main(argv: list[str]) -> None:
     db, log, mode, number = argv[1], argv[2], argv[3], int(argv[4])
+    if mode == "sigint":
+        # A background job (``cmd &`` in a shell without job control, nohup)
+        # starts with SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: put it back, or the test's SIGINT is lost.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if mode == "recover":
         trio.run(recover_mode, db, log, number / 1000)
         return
