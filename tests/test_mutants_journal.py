@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
+import sqlite3
 
 import pytest
 import trio
 import trio.testing
 
-from trio_sagas import Act, RunStatus, Scene, SQLiteJournal, StepContext, run_scene
+from trio_sagas import (
+    Act,
+    JournalEntry,
+    JournalError,
+    RunStatus,
+    Scene,
+    SQLiteJournal,
+    StepContext,
+    run_scene,
+)
 
 
 async def test_expire_worker_refuses_a_non_str_id(tmp_path: pathlib.Path) -> None:
@@ -61,3 +72,53 @@ async def test_sqlite_lease_is_not_timed_on_a_virtual_clock(
     assert 100.0 <= seen[0] < 130.0
     assert run is not None
     assert run.status is RunStatus.SUCCEEDED
+
+
+def test_sqlite_journal_refuses_a_zero_lease(tmp_path: pathlib.Path) -> None:
+    """SQLiteJournal(lease=0) is a ValueError naming 'lease'; no file is created."""
+    with pytest.raises(ValueError, match=r"lease.*0"):
+        SQLiteJournal(tmp_path / "j.db", lease=0)
+    assert not (tmp_path / "j.db").exists()
+
+
+async def test_append_refuses_a_state_that_is_not_bytes(tmp_path: pathlib.Path) -> None:
+    """append(state="{}") is a TypeError naming the run's state; nothing is written."""
+    with trio.fail_after(30):
+        async with SQLiteJournal(tmp_path / "j.db") as journal:
+            fence = await journal.create_run("r", scene="s", state=b"{}")
+            entry = JournalEntry("r", 0, "SceneStarted", "s", 0.0)
+            with pytest.raises(TypeError, match=r"run 'r': the state: .* returned str"):
+                await journal.append(fence, [entry], state="{}")  # type: ignore[arg-type]
+            assert await journal.events("r") == ()
+            run = await journal.get_run("r")
+    assert run is not None
+    assert (run.state, run.last_seq) == (b"{}", -1)
+
+
+async def test_runs_names_the_first_damaged_run_and_counts_the_others(
+    tmp_path: pathlib.Path,
+) -> None:
+    """runs() with damaged records: JournalError naming the first, '(and N more damaged runs)'."""
+    db = tmp_path / "j.db"
+    with trio.fail_after(30):
+        async with SQLiteJournal(db) as journal:
+            for run_id in ("r1", "r2", "r3"):
+                await journal.create_run(run_id, scene="s", state=b"{}")
+            for damaged, more in (
+                (["r2"], ""),
+                (["r2", "r3"], " (and 1 more damaged runs)"),
+            ):
+                with contextlib.closing(
+                    sqlite3.connect(db, isolation_level=None)
+                ) as conn:
+                    conn.execute(
+                        "UPDATE runs SET status = 'bogus' WHERE run_id IN "
+                        f"({', '.join('?' * len(damaged))})",
+                        damaged,
+                    )
+                with pytest.raises(JournalError) as caught:
+                    await journal.runs()
+                assert str(caught.value) == (
+                    f"run 'r2' in journal {str(db)!r} is damaged and cannot be read: "
+                    f"'bogus' is not a valid RunStatus{more}"
+                )

@@ -61,7 +61,13 @@ CRITICAL: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "saga",
         "trio_sagas/_saga/*.py",
-        ("tests/test_saga.py", "tests/test_recovery.py", "tests/test_saga_leases.py"),
+        (
+            "tests/test_saga.py",
+            "tests/test_recovery.py",
+            "tests/test_saga_leases.py",
+            "tests/test_resume.py",  # _resume.py's own tests
+            "tests/test_durable_undo.py",  # _durable.py's own tests
+        ),
     ),
     ("journal", "trio_sagas/_journal/_sqlite*.py", ("tests/test_journal.py",)),
     ("hedge", "trio_sagas/_hedge/*.py", ("tests/test_hedge.py",)),
