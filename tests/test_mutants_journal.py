@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import pathlib
 import sqlite3
 
@@ -20,6 +21,7 @@ from trio_sagas import (
     StepContext,
     run_scene,
 )
+from trio_sagas._journal._sqlite import MAX_BUSY_TIMEOUT
 
 
 async def test_expire_worker_refuses_a_non_str_id(tmp_path: pathlib.Path) -> None:
@@ -122,3 +124,47 @@ async def test_runs_names_the_first_damaged_run_and_counts_the_others(
                     f"run 'r2' in journal {str(db)!r} is damaged and cannot be read: "
                     f"'bogus' is not a valid RunStatus{more}"
                 )
+
+
+def test_busy_timeout_may_be_sqlites_limit_but_not_more(tmp_path: pathlib.Path) -> None:
+    """busy_timeout=MAX_BUSY_TIMEOUT is taken (sqlite3's limit); a millisecond more is a ValueError."""
+    SQLiteJournal(tmp_path / "j.db", busy_timeout=MAX_BUSY_TIMEOUT)
+    with pytest.raises(
+        ValueError, match=r"busy_timeout must be at most 2147483 seconds"
+    ):
+        SQLiteJournal(tmp_path / "j.db", busy_timeout=MAX_BUSY_TIMEOUT + 0.001)
+
+
+async def test_get_run_refuses_a_run_id_that_is_not_a_label(
+    tmp_path: pathlib.Path,
+) -> None:
+    """get_run(5) is a TypeError naming 'run_id', not a silent 'no such run'."""
+    with trio.fail_after(30):
+        async with SQLiteJournal(tmp_path / "j.db") as journal:
+            with pytest.raises(TypeError, match=r"run_id.*5"):
+                await journal.get_run(5)  # type: ignore[arg-type]
+            assert await journal.get_run("r") is None
+
+
+async def test_claim_batch_skips_a_damaged_run_with_a_warning(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """claim_batch claims the readable runs around a damaged one, leaves it alone, logs it once."""
+    caplog.set_level(logging.WARNING, logger="trio_sagas")
+    db = tmp_path / "j.db"
+    with trio.fail_after(30):
+        with SQLiteJournal(db) as dead:
+            for run_id in ("r1", "r2", "r3"):
+                await dead.create_run(run_id, scene="s", state=b"{}")
+        async with SQLiteJournal(db) as journal:
+            assert dead.worker_id is not None
+            await journal.expire_worker(dead.worker_id)
+            with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
+                conn.execute("UPDATE runs SET scene = x'ff' WHERE run_id = 'r2'")
+            claimed = await journal.claim_batch(limit=10)
+    assert [record.run_id for record, _ in claimed] == ["r1", "r3"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        f"claim_batch skips a damaged run: run 'r2' in journal {str(db)!r} is damaged "
+        "and cannot be read: its scene name is b'\\xff', not text"
+    ]
