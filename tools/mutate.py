@@ -9,11 +9,18 @@ checkpoint()``, a ``clear()``, a ``notify()``). The module's own test files
 run against it (``pytest -x``, with a time limit so a hang counts as a catch);
 a mutant the tests pass is a *survivor* and is printed with its line.
 
+Mutants are planted in a private copy of the checkout (a temporary
+directory, first on ``PYTHONPATH``), never in the checkout itself: a run
+killed half-way leaves no bug behind, and the checkout can be edited while
+a run goes on (the run tests the tree as it was when it started).
+
 Usage (``nox -s mutate`` installs what it needs)::
 
     python tools/mutate.py                 # every target, a seeded sample each
     python tools/mutate.py compensation --all
     python tools/mutate.py --list          # the mutants, without running
+    python tools/mutate.py saga --sample 6 --only _worker.py:109  # re-check some
+    python tools/mutate.py saga:worker --all --tests tests/test_mutants_saga_worker.py
 
 Exit status 0 whatever the rate; the figure goes in the issue notes.
 """
@@ -26,8 +33,10 @@ import copy
 import os
 import pathlib
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,7 +61,13 @@ CRITICAL: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "saga",
         "trio_sagas/_saga/*.py",
-        ("tests/test_saga.py", "tests/test_recovery.py", "tests/test_saga_leases.py"),
+        (
+            "tests/test_saga.py",
+            "tests/test_recovery.py",
+            "tests/test_saga_leases.py",
+            "tests/test_resume.py",  # _resume.py's own tests
+            "tests/test_durable_undo.py",  # _durable.py's own tests
+        ),
     ),
     ("journal", "trio_sagas/_journal/_sqlite*.py", ("tests/test_journal.py",)),
     ("hedge", "trio_sagas/_hedge/*.py", ("tests/test_hedge.py",)),
@@ -191,8 +206,8 @@ class _Replace(ast.NodeTransformer):
         return node
 
 
-def mutated_source(mutant: Mutant) -> str:
-    tree = ast.parse((ROOT / mutant.path).read_text())
+def mutated_source(mutant: Mutant, root: pathlib.Path = ROOT) -> str:
+    tree = ast.parse((root / mutant.path).read_text())
     points = list(_points(tree))
     node, what = points[mutant.index]
     replacer = _Replace(mutant.index, what)
@@ -202,9 +217,33 @@ def mutated_source(mutant: Mutant) -> str:
     return ast.unparse(new)
 
 
-def run_tests(tests: tuple[str, ...], limit: float) -> str:
+_IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".nox",
+    ".venv",
+    "__pycache__",
+    "*_cache",
+    ".hypothesis",
+    "scratch",
+    "_build",
+    "*.db",
+    "*.db-*",
+)
+
+
+def private_copy() -> pathlib.Path:
+    """A copy of the checkout to plant the mutants in (see the module docs)."""
+    where = pathlib.Path(tempfile.mkdtemp(prefix="trio-sagas-mutate-")) / "tree"
+    shutil.copytree(ROOT, where, ignore=_IGNORE, symlinks=True)
+    return where
+
+
+def run_tests(tests: tuple[str, ...], limit: float, root: pathlib.Path = ROOT) -> str:
     """'killed', 'survived' or 'timeout' (a hang: counted as killed)."""
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    # The copy comes first on the path, before the editable install's ROOT;
+    # child processes the tests start inherit it.
+    path = os.pathsep.join(filter(None, (str(root), os.environ.get("PYTHONPATH"))))
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=path)
     try:
         done = subprocess.run(
             [
@@ -219,7 +258,7 @@ def run_tests(tests: tuple[str, ...], limit: float) -> str:
                 "faulthandler_timeout=0",
                 *tests,
             ],
-            cwd=ROOT,
+            cwd=root,
             capture_output=True,
             timeout=limit,
             env=env,
@@ -257,6 +296,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--limit", type=float, default=120.0, help="seconds per run")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="FILE:LINE",
+        help="of the chosen mutants, run only those at FILE:LINE (the file name's end; repeatable)",
+    )
+    parser.add_argument(
+        "--tests",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="run these test files instead of the target's (check that a new test kills a mutant)",
+    )
     args = parser.parse_args()
     names = [
         n for n in TARGETS if not args.targets or any(t in n for t in args.targets)
@@ -269,6 +322,12 @@ def main() -> None:
         if not args.all and len(found) > args.sample:
             found = sorted(rng.sample(found, args.sample), key=lambda m: m.index)
         chosen.extend(found)
+    if args.only:
+        chosen = [
+            m
+            for m in chosen
+            if any(f"{m.path}:{m.line}".endswith(o) for o in args.only)
+        ]
     if args.list:
         for m in chosen:
             print(f"{m.path}:{m.line}  {m.what}")
@@ -277,21 +336,11 @@ def main() -> None:
     results: dict[str, int] = {"killed": 0, "timeout": 0, "survived": 0}
     survivors: list[Mutant] = []
     started = time.monotonic()
-    for number, mutant in enumerate(chosen, 1):
-        path = ROOT / mutant.path
-        original = path.read_text()
-        try:
-            path.write_text(mutated_source(mutant))
-            verdict = run_tests(TARGETS[mutant.target][1], args.limit)
-        finally:
-            path.write_text(original)
-        results[verdict] += 1
-        if verdict == "survived":
-            survivors.append(mutant)
-        print(
-            f"[{number}/{len(chosen)}] {verdict:<8} {mutant.path}:{mutant.line} {mutant.what}",
-            flush=True,
-        )
+    root = private_copy()
+    try:
+        _run(chosen, root, args.limit, results, survivors, tuple(args.tests))
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
     caught = results["killed"] + results["timeout"]
     total = max(1, len(chosen))
     print(
@@ -301,6 +350,31 @@ def main() -> None:
     )
     for mutant in survivors:
         print(f"SURVIVOR {mutant.path}:{mutant.line}  {mutant.what}")
+
+
+def _run(
+    chosen: list[Mutant],
+    root: pathlib.Path,
+    limit: float,
+    results: dict[str, int],
+    survivors: list[Mutant],
+    tests: tuple[str, ...] = (),
+) -> None:
+    for number, mutant in enumerate(chosen, 1):
+        path = root / mutant.path
+        original = path.read_text()
+        try:
+            path.write_text(mutated_source(mutant, root))
+            verdict = run_tests(tests or TARGETS[mutant.target][1], limit, root)
+        finally:
+            path.write_text(original)
+        results[verdict] += 1
+        if verdict == "survived":
+            survivors.append(mutant)
+        print(
+            f"[{number}/{len(chosen)}] {verdict:<8} {mutant.path}:{mutant.line} {mutant.what}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
