@@ -17,7 +17,10 @@ one's (it includes the intent write in between): nine per 10-step run.
 The time from ``run_scene`` being called to the first step's ``run`` (the
 run's creation and first intent, queued behind every other run started in
 the same instant) is reported apart, as the *first-step* latency. Also:
-reads (``get_run()``) timed while 1,000 sagas keep the write queue full.
+reads (``get_run()``) timed while 1,000 sagas keep the write queue full, and
+the machine's thread round trip (``trio.to_thread.run_sync`` of nothing):
+every commit is a hand-off to the writer thread and back, which the raw
+commits (run in the calling thread) do not pay.
 """
 
 from __future__ import annotations
@@ -122,6 +125,23 @@ def durable(
     return elapsed / (runs * STEPS), latencies, firsts, read
 
 
+def thread_round_trip_seconds(count: int = 2000) -> float:
+    """Seconds per ``trio.to_thread.run_sync`` of nothing on this machine.
+
+    Every commit is run by the writer thread, so a lone saga pays at least
+    this hand-off per commit on top of the sync (the raw commits, run in the
+    calling thread, do not): the floor under the one-saga ratio.
+    """
+
+    async def main() -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            await trio.to_thread.run_sync(int)
+        return (time.perf_counter() - start) / count
+
+    return trio.run(main)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -131,6 +151,9 @@ def main() -> None:
     rounds = 1 if "--quick" in sys.argv else 3
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"steps_per_run": STEPS, "commits_per_run": STEPS + 2}
+    extra["thread_round_trip_us"] = round(
+        statistics.median(thread_round_trip_seconds() for _ in range(3)) * 1e6, 1
+    )
     with tempfile.TemporaryDirectory() as tmp:
         directory = pathlib.Path(tmp)
         for synchronous in ("FULL", "NORMAL"):
