@@ -604,6 +604,25 @@ def test_trusted_context_sets_every_field() -> None:
     assert ctx.cancellation is None
 
 
+def test_both_hot_path_constructors_fill_every_slot() -> None:
+    """_trusted and forward_context leave no StepContext slot unset (an unset
+    slot would be an AttributeError on first read)."""
+    import attrs
+
+    from trio_sagas._context import forward_context
+
+    built = (
+        StepContext._trusted("a", path="p/a", deps=1, idempotency_key="k"),
+        forward_context("a", "p/a", 1, "run"),
+    )
+    for ctx in built:
+        assert type(ctx) is StepContext
+        for field in attrs.fields(StepContext):
+            getattr(ctx, field.name)  # raises AttributeError if never written
+    assert built[1].run_id == "run"
+    assert built[1].result is None
+
+
 async def test_interrupted_parallel_run_keeps_pending_actions_for_the_next_run(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
