@@ -165,6 +165,6 @@ async def test_claim_batch_skips_a_damaged_run_with_a_warning(
     assert [record.run_id for record, _ in claimed] == ["r1", "r3"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == [
-        f"claim_batch skips a damaged run: run 'r2' in journal {str(db)!r} is damaged "
+        f"a claim skips a damaged run: run 'r2' in journal {str(db)!r} is damaged "
         "and cannot be read: its scene name is b'\\xff', not text"
     ]

@@ -510,3 +510,126 @@ async def test_recover_rolls_runs_back_concurrently(
     assert trio.current_time() == start + 0.2 * rounds
     assert [r.run_id for r in report] == ids
     assert {r.status for r in journal.records.values()} == {RunStatus.COMPENSATED}
+
+
+@pytest.mark.parametrize(
+    ("on_crash", "after_recovery"),
+    [
+        (trio_sagas.OnCrash.RESUME, RunStatus.SUCCEEDED),
+        (trio_sagas.OnCrash.ROLL_BACK, RunStatus.COMPENSATED),
+    ],
+)
+async def test_a_lease_stop_in_the_first_act_journals_no_failure(
+    autojump_clock: trio.testing.MockClock,
+    on_crash: trio_sagas.OnCrash,
+    after_recovery: RunStatus,
+) -> None:
+    """The lease scope cancelled while the first act runs (a keeper that could
+    not renew, the database still taking writes): nothing more is journaled --
+    no ActCancelled, SceneFailed or rollback that would make a RESUME run look
+    failed -- and the worker that claims it resumes it (or rolls it back)."""
+    import contextlib
+
+    ran: list[str] = []
+
+    async def do(ctx: trio_sagas.StepContext, state: Any) -> None:
+        ran.append(ctx.name)
+        await trio.sleep(1)
+
+    async def undo(ctx: trio_sagas.StepContext, state: Any) -> None:
+        ran.append(f"undo {ctx.name}")
+
+    scene = trio_sagas.Scene(
+        "s",
+        saga=True,
+        on_crash=on_crash,
+        steps=[trio_sagas.Act(n, do, compensate=undo) for n in ("a", "b")],
+    )
+    journal = MemoryJournal()
+    scopes: list[trio.CancelScope] = []
+    real_hold = journal.hold
+
+    @contextlib.asynccontextmanager
+    async def hold() -> Any:
+        async with real_hold() as scope:
+            scopes.append(scope)
+            yield scope
+
+    journal.hold = hold  # type: ignore[method-assign]
+    async with journal:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_the_lease() -> None:
+                await trio.sleep(0.5)
+                scopes[0].cancel()
+
+            nursery.start_soon(stop_the_lease)
+            with pytest.raises(trio_sagas.LeaseLostError):
+                await trio_sagas.run_scene(scene, {}, journal=journal, run_id="r1")
+        assert [e.kind for e in await journal.events("r1")] == [
+            "SceneStarted",
+            "ActStarted",
+        ]
+        record = await journal.get_run("r1")
+        assert record is not None
+        assert record.status is RunStatus.RUNNING
+        assert ran == ["a"]
+        assert record.worker is not None
+        await journal.expire_worker(record.worker)
+    async with MemoryJournal(store=journal.store) as other:
+        report = await trio_sagas.recover(other, [scene])
+        record = await other.get_run("r1")
+    assert record is not None
+    assert record.status is after_recovery
+    assert [r.run_id for r in report.results] == ["r1"]
+
+
+@pytest.mark.parametrize(
+    "on_crash", [trio_sagas.OnCrash.RESUME, trio_sagas.OnCrash.ROLL_BACK]
+)
+async def test_a_lease_lost_in_a_chorus_is_raised_once_and_bare(
+    autojump_clock: trio.testing.MockClock, on_crash: trio_sagas.OnCrash
+) -> None:
+    """Both branches of a Chorus meet the lost lease: run_scene raises the one
+    LeaseLostError bare (an ``except JournalError`` around it catches it), not
+    a group of two, and the run stays RUNNING for the worker that claims it."""
+    import contextlib
+
+    async def do(ctx: trio_sagas.StepContext, state: Any) -> None:
+        await trio.sleep(1)
+
+    async def undo(ctx: trio_sagas.StepContext, state: Any) -> None:
+        pass
+
+    def act(name: str) -> trio_sagas.Act:
+        return trio_sagas.Act(name, do, compensate=undo)
+
+    scene = trio_sagas.Scene(
+        "s",
+        saga=True,
+        on_crash=on_crash,
+        steps=[act("a"), trio_sagas.Chorus("c", [act("x"), act("y")]), act("b")],
+    )
+    journal = MemoryJournal()
+    scopes: list[trio.CancelScope] = []
+    real_hold = journal.hold
+
+    @contextlib.asynccontextmanager
+    async def hold() -> Any:
+        async with real_hold() as scope:
+            scopes.append(scope)
+            yield scope
+
+    journal.hold = hold  # type: ignore[method-assign]
+    async with journal, trio.open_nursery() as nursery:
+
+        async def stop_the_lease() -> None:
+            await trio.sleep(1.5)  # x and y are both running
+            scopes[0].cancel()
+
+        nursery.start_soon(stop_the_lease)
+        with pytest.raises(trio_sagas.LeaseLostError):
+            await trio_sagas.run_scene(scene, {}, journal=journal, run_id="r1")
+        record = await journal.get_run("r1")
+    assert record is not None
+    assert record.status is RunStatus.RUNNING

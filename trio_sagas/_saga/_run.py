@@ -14,6 +14,7 @@ from ._chorus import CHORUSES
 from ._journal import (
     Fence,
     Journal,
+    JournalError,
     LeaseLostError,
     RunClaimedError,
     RunStatus,
@@ -98,11 +99,17 @@ async def drive(
                 await recorder.finish(
                     final_status(runner, recorder, None, bool(leftover))
                 )
-            if recorder.error is not None and exc is not recorder.error:
+            error = recorder.error
+            if error is not None and exc is not error:
+                if isinstance(exc, BaseExceptionGroup) and _only_journal(exc):
+                    # Several branches of a Chorus met the same failure (a
+                    # lost lease, a claimed run): the caller gets it once,
+                    # bare, as ``except JournalError`` expects.
+                    raise error from None
                 logger.error(
                     "run %r: the journal failed (%r); it still says RUNNING",
                     run_id,
-                    recorder.error,
+                    error,
                 )
             raise
     if lease_scope.cancelled_caught or result is None:
@@ -112,6 +119,12 @@ async def drive(
         )
     await recorder.finish(final_status(runner, recorder, result, bool(leftover)))
     return result
+
+
+def _only_journal(group: BaseExceptionGroup[BaseException]) -> bool:
+    """Whether every exception in *group* is a journal failure or a Cancelled."""
+    _, rest = group.split((JournalError, trio.Cancelled))
+    return rest is None
 
 
 async def run_scene(
