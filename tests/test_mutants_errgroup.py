@@ -127,3 +127,25 @@ async def test_successful_undo_while_unwinding_logs_nothing(
     report = group.compensation_report
     assert report is not None
     assert report.ok
+
+
+async def test_outcomes_read_while_tasks_run_list_only_the_ended(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """group.outcomes read mid-run holds the tasks that ended, nothing for the running ones."""
+
+    async def sleep_then(seconds: float) -> str:
+        await trio.sleep(seconds)
+        return f"slept {seconds}"
+
+    async with open_err_group(name="g") as group:
+        group.start_soon(sleep_then, 2.0, name="slow")
+        group.start_soon(sleep_then, 1.0, name="fast")
+        await trio.sleep(1.5)
+        mid = group.outcomes
+        assert [(o.name, o.status, o.value) for o in mid] == [
+            ("fast", Status.SUCCEEDED, "slept 1.0")
+        ]
+        assert group.outcomes == mid  # read again: the same, cached
+    assert [o.name for o in group.outcomes] == ["slow", "fast"]
+    assert trio.current_time() == 2.0

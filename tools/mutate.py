@@ -49,8 +49,16 @@ TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {}
 CRITICAL: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # (name, module glob, test files; tests whose name mentions the name join)
     ("compensation", "trio_sagas/_compensation.py", ("tests/test_compensation.py",)),
-    ("context", "trio_sagas/_context.py", ("tests/test_compensation.py",)),
-    ("errgroup", "trio_sagas/_errgroup/*.py", ("tests/test_errgroup.py",)),
+    (
+        "context",
+        "trio_sagas/_context.py",
+        ("tests/test_compensation.py", "tests/test_mutants_compensation.py"),
+    ),
+    (
+        "errgroup",
+        "trio_sagas/_errgroup/*.py",
+        ("tests/test_errgroup.py", "tests/test_validation.py"),
+    ),
     ("cancel", "trio_sagas/_cancel.py", ("tests/test_cancel.py",)),
     ("outcome", "trio_sagas/_outcome.py", ("tests/test_outcome.py",)),
     (
