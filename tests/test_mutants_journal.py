@@ -9,6 +9,7 @@ import sqlite3
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from trio_sagas import (
@@ -168,3 +169,50 @@ async def test_claim_batch_skips_a_damaged_run_with_a_warning(
         f"a claim skips a damaged run: run 'r2' in journal {str(db)!r} is damaged "
         "and cannot be read: its scene name is b'\\xff', not text"
     ]
+
+
+async def test_events_refuses_a_run_id_that_is_not_a_label(
+    tmp_path: pathlib.Path,
+) -> None:
+    """events(5) is a TypeError naming run_id, like get_run's."""
+    async with SQLiteJournal(tmp_path / "j.db") as journal:
+        with pytest.raises(TypeError, match="run_id"):
+            await journal.events(5)  # type: ignore[arg-type]
+
+
+async def test_a_closed_journal_gives_its_worker_row_up(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Leaving ``async with SQLiteJournal`` unregisters its worker: another
+    process sees no row of it (its runs are claimable at once, not after the
+    lease)."""
+    db = tmp_path / "j.db"
+    async with SQLiteJournal(db) as first:
+        worker = first.worker_id
+        assert worker is not None
+    async with SQLiteJournal(db) as second:
+        rows = await second.workers()
+    assert worker not in {row.worker_id for row in rows}
+    assert second.worker_id in {row.worker_id for row in rows}
+
+
+async def _quick(ctx: StepContext, state: object) -> None:
+    await trio.lowlevel.checkpoint()
+
+
+async def test_the_heartbeat_keeps_a_run_longer_than_its_lease(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A run outlasting its lease three times over (real clock) keeps it: the
+    journal's heartbeat renews it while ``async with`` holds the journal."""
+
+    async def slow(ctx: StepContext, state: object) -> None:
+        await trio.sleep(1.6)
+
+    scene = Scene("s", [Act("a", slow)], saga=True)
+    async with SQLiteJournal(tmp_path / "j.db", lease=0.5) as journal:
+        result = await run_scene(scene, {}, journal=journal, run_id="r1")
+        assert result.ok
+        record = await journal.get_run("r1")
+    assert record is not None
+    assert record.status is RunStatus.SUCCEEDED

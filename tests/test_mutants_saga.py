@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 
+import trio_sagas
 from trio_sagas import (
     JSONCodec,
     RunRecord,
@@ -241,3 +242,32 @@ async def test_run_worker_refuses_a_bad_poll_before_starting(
     with trio.fail_after(10), pytest.raises(ValueError, match="poll"):
         await run_worker(journal, [], poll=poll)  # type: ignore[arg-type]
     assert trio.current_time() == 0.0
+
+
+async def test_an_outside_cancel_of_a_durable_run_logs_no_journal_failure(
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A durable run cancelled from outside (its journal fine) raises a bare
+    Cancelled and logs no "the journal failed" error."""
+
+    async def slow(ctx: trio_sagas.StepContext, state: object) -> None:
+        await trio.sleep(10)
+
+    scene = trio_sagas.Scene("s", [trio_sagas.Act("a", slow)], saga=True)
+    caplog.set_level(logging.ERROR, logger="trio_sagas")
+    async with MemoryJournal() as journal:
+        with trio.move_on_after(1) as scope:
+            await trio_sagas.run_scene(scene, {}, journal=journal, run_id="r1")
+    assert scope.cancelled_caught
+    assert [
+        r.getMessage() for r in caplog.records if "journal failed" in r.getMessage()
+    ] == []
+
+
+@pytest.mark.parametrize("steps", ["ab", b"ab"])
+def test_scene_steps_given_as_text_are_refused_as_such(steps: object) -> None:
+    """Scene(name, "ab") is a TypeError saying steps must be a sequence of
+    steps (text is iterable, but never a list of steps)."""
+    with pytest.raises(TypeError, match="steps must be a sequence of steps"):
+        trio_sagas.Scene("s", steps)  # type: ignore[arg-type]
