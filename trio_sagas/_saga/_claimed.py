@@ -14,7 +14,7 @@ finished run; batches of crashed runs are :mod:`._recovery`'s.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .._compensation import CompensationReport
@@ -63,6 +63,11 @@ def scene_map(scenes: Mapping[str, Scene] | Iterable[Scene]) -> dict[str, Scene]
             )
         out[name] = scene
     return out
+
+
+def next_seq(entries: Sequence[JournalEntry]) -> int:
+    """The ``seq`` the next entry of a run whose journal holds *entries* gets."""
+    return entries[-1].seq + 1 if entries else 0
 
 
 async def roll_back_claimed(
@@ -119,7 +124,7 @@ async def roll_back_claimed(
                     scene,
                     replay,
                     state,
-                    first_seq=entries[-1].seq + 1 if entries else 0,
+                    first_seq=next_seq(entries),
                     deps=deps,
                     emitter=emitter,
                     previous_owner=previous_owner,
@@ -129,7 +134,7 @@ async def roll_back_claimed(
                 emitter,
                 journal,
                 fence,
-                first_seq=entries[-1].seq + 1 if entries else 0,
+                first_seq=next_seq(entries),
                 state=state,
                 lease_scope=lease_scope,
             )

@@ -22,7 +22,7 @@ import trio
 from .._events import SILENT, Emitter, Observer
 from .._util import lone_cancelled
 from .._validate import check_sync_observer, check_timeout
-from ._claimed import roll_back_claimed, scene_map
+from ._claimed import next_seq, roll_back_claimed, scene_map
 from ._claims import claim_and_load, read_events
 from ._journal import (
     ClaimedRun,
@@ -221,10 +221,6 @@ def _start(nursery: trio.Nursery, group: list[Callable[[], Awaitable[None]]]) ->
     group.clear()
 
 
-def _last_seq(entries: tuple[JournalEntry, ...]) -> int:
-    return entries[-1].seq if entries else -1
-
-
 @attrs.define(eq=False)
 class _Recovery:
     """One recover() call: its outcomes (by index), failures, and slots."""
@@ -272,7 +268,7 @@ class _Recovery:
                 nursery.start_soon(self.unclaimed, index, record)
                 continue
             # Written to since it was read (rare): replayed again from the claim.
-            same = _last_seq(got.entries) == _last_seq(entries)
+            same = next_seq(got.entries) == next_seq(entries)
             try:
                 self.slots.acquire_nowait()
             except trio.WouldBlock:
