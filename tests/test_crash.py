@@ -193,3 +193,45 @@ async def test_kill_at_every_journal_write(tmp_path: pathlib.Path) -> None:
             s for s in [*uncertain, *completed] if s not in compensated_before
         ), n
         assert (not report.results) == (n == total)
+
+
+async def test_recovery_killed_after_its_batched_claim(tmp_path: pathlib.Path) -> None:
+    """A recovery process is SIGKILLed inside an undo, after its batched claim
+    (claim_and_load) bumped the epoch: a second recovery takes the run over,
+    repeats only the interrupted undo (same key), and finishes it."""
+    db, log = tmp_path / "j.db", tmp_path / "log"
+    assert await run_child(db, log, "step", 4) == -9  # s1..s3 completed
+    async with trio_sagas.SQLiteJournal(db, create=False) as journal:
+        await expire_dead_workers(journal)
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, str(CHILD), str(db), str(log), "recover", "30000"],
+        cwd=ROOT,
+    )
+    try:
+        with trio.fail_after(30):
+            # s4 was uncertain: its undo comes first, and sleeps 30 s.
+            # (polls a file another process writes: no trio.Event reaches it)
+            while "undo order-1/order/s4#compensate" not in "\n".join(  # noqa: ASYNC110
+                log_lines(log)
+            ):
+                await trio.sleep(0.02)
+        proc.kill()
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    async with trio_sagas.SQLiteJournal(db, create=False) as journal:
+        (run,) = await journal.runs()
+        assert run.status is RunStatus.RUNNING
+        assert run.epoch == 2  # the killed recovery had claimed it
+    report, _ = await recover_in_this_process(db, log)
+    assert [r.run_id for r in report.results] == ["order-1"]
+    assert Counter(undo_keys(log_lines(log))) == Counter(
+        {
+            "order-1/order/s4#compensate": 2,  # interrupted: its intent was journaled
+            "order-1/order/s3#compensate": 1,
+            "order-1/order/s2#compensate": 1,
+            "order-1/order/s1#compensate": 1,
+        }
+    )
