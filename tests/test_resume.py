@@ -45,14 +45,15 @@ ONCE = RetryPolicy(max_attempts=1)
 class Shop:
     """Acts that log each run and undo with its idempotency key."""
 
-    def __init__(self) -> None:
+    def __init__(self, pace: float = 1.0) -> None:
         self.log: list[str] = []
         self.fail: set[str] = set()
+        self.pace = pace  # seconds per nominal second of an act (real-clock tests)
 
     def act(self, name: str, seconds: float = 1, **options: Any) -> Act:
         async def run(ctx: StepContext, state: dict[str, Any]) -> str:
             self.log.append(f"run {ctx.idempotency_key}")
-            await trio.sleep(seconds)
+            await trio.sleep(seconds * self.pace)
             if name in self.fail:
                 raise Declined(f"{name} declined")
             state[name] = state.get(name, 0) + 1

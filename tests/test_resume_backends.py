@@ -19,6 +19,7 @@ from .test_resume import Shop, order
 __all__ = ["journal_factory"]  # the fixture, imported for this module's tests
 
 Factory = Any
+PACE = 0.01
 FINAL = {k: 1 for k in ("a", "b1", "b2", "c1", "c2", "d", "e")}
 
 
@@ -26,8 +27,9 @@ FINAL = {k: 1 for k in ("a", "b1", "b2", "c1", "c2", "d", "e")}
 async def test_resume_on_every_backend(journal_factory: Factory, cut: int) -> None:
     """The cut run, resumed on the backend: SUCCEEDED with the uncrashed state;
     no completed act runs again; the RunResumed entry is journaled."""
+    # The real clock (the journals' leases are host time): acts of 10-30 ms.
     source = MemoryJournal()
-    await run_scene(order(Shop()), {}, journal=source, run_id="r")
+    await run_scene(order(Shop(PACE)), {}, journal=source, run_id="r")
     crashed = source.as_after(cut)
     entries = await crashed.events("r")
     record = await crashed.get_run("r")
@@ -38,7 +40,7 @@ async def test_resume_on_every_backend(journal_factory: Factory, cut: int) -> No
             fence = await dead.create_run("r", scene="order", state=b"{}")
             await dead.append(fence, entries, state=record.state)
         # The dead worker left: its run is claimable now.
-        second = Shop()
+        second = Shop(PACE)
         async with journal_factory() as worker:
             (result,) = await recover(
                 worker, [order(second, uncertain=Uncertain.RETRY)]
