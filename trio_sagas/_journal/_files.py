@@ -161,29 +161,39 @@ def _sync_directory(directory: pathlib.Path) -> None:
 
 @attrs.define
 class FileWatch:
-    """The identities of a journal's database file and WAL, checked on demand."""
+    """The identities of a journal's database file and WAL, checked on demand.
+
+    :meth:`check` runs before every write batch: two ``stat`` calls on
+    paths spelled once (no :class:`pathlib.Path` work per call).
+    """
 
     path: pathlib.Path
     database: FileIdentity | None = None
     wal: FileIdentity | None = None
+    _db_name: str = attrs.field(init=False)
+    _wal_name: str = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._db_name = os.fspath(self.path)
+        self._wal_name = os.fspath(wal_path(self.path))
 
     def record(self) -> None:
         """Remember the files the path names now (right after opening them)."""
-        self.database = FileIdentity.of(self._stat(self.path, "database file"))
+        self.database = FileIdentity.of(self._stat(self._db_name, "database file"))
         try:
-            self.wal = FileIdentity.of(os.stat(wal_path(self.path)))
+            self.wal = FileIdentity.of(os.stat(self._wal_name))
         except FileNotFoundError:
             self.wal = None  # created by SQLite with the first write transaction
 
     def check(self) -> None:
         """Raise :exc:`JournalError` unless the path still names the same files."""
-        stat = self._stat(self.path, "database file")
-        if FileIdentity.of(stat) != self.database:
+        stat = self._stat(self._db_name, "database file")
+        if not self._same(stat, self.database):
             raise self._error("was replaced by another file")
         if stat.st_size == 0:
             raise self._error("was emptied (it is now 0 bytes)")
         try:
-            wal = FileIdentity.of(os.stat(wal_path(self.path)))
+            wal = os.stat(self._wal_name)
         except FileNotFoundError:
             if self.wal is not None:
                 raise self._error(
@@ -191,11 +201,19 @@ class FileWatch:
                 ) from None
             return
         if self.wal is None:
-            self.wal = wal
-        elif wal != self.wal:
+            self.wal = FileIdentity.of(wal)
+        elif not self._same(wal, self.wal):
             raise self._error("had its write-ahead log (the -wal file) replaced")
 
-    def _stat(self, path: pathlib.Path, what: str) -> os.stat_result:
+    @staticmethod
+    def _same(stat: os.stat_result, identity: FileIdentity | None) -> bool:
+        return (
+            identity is not None
+            and stat.st_dev == identity.device
+            and stat.st_ino == identity.inode
+        )
+
+    def _stat(self, path: str, what: str) -> os.stat_result:
         try:
             return os.stat(path)
         except FileNotFoundError:
