@@ -167,7 +167,7 @@ class ChorusRun:
         self.started = runner.now()
         token = CHORUSES.set((*CHORUSES.get(), self))
         try:
-            with self.timeout_scope:
+            with self.timeout_scope, runner.recorder.parallel():
                 try:
                     async with open_err_group(
                         name=chorus.name, limit=chorus.max_workers

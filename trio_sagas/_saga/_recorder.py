@@ -16,7 +16,9 @@ branch ends (its completion must not wait for a slow sibling).
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
 from typing import Any
 
 import trio
@@ -41,6 +43,9 @@ _DATA_KEYS: dict[type[SagaEvent], tuple[str, ...]] = {}
 """Per event class: the fields journaled in ``data`` (all but :data:`_NOT_DATA`)."""
 
 
+_NOTHING = contextlib.nullcontext()
+
+
 class MemoryRecorder:
     """The events of a run without a journal."""
 
@@ -63,6 +68,10 @@ class MemoryRecorder:
         event = event_type(run_id=self.run_id, seq=len(self.events), at=at, **fields)
         self.events.append(event)
         self.emitter(event)
+
+    def parallel(self) -> contextlib.AbstractContextManager[None]:
+        """Branches write nothing in memory: nothing to batch."""
+        return _NOTHING
 
     def completed(self, at: float, value: object, **fields: Any) -> None:
         """``ActCompleted``; a run in memory keeps no value."""
@@ -142,6 +151,7 @@ class JournalRecorder:
         self.state = state  # the run's state object, encoded at each write
         self.lease_scope = lease_scope
         self.waited = 0.0  # seconds the run's code waited for its intents
+        self.branches = 0  # parallel branches running (chorus, parallel undos)
 
     def emit(self, event_type: type[SagaEvent], at: float, **fields: Any) -> None:
         seq = self.first_seq + len(self.events)
@@ -254,7 +264,21 @@ class JournalRecorder:
         emitting = self.emitter.enabled
         clock = trio.lowlevel.current_clock()
         asked = clock.current_time() if emitting else 0.0
-        async with self.write_lock:
+        lock = self.write_lock
+        if self.branches:
+            # Siblings may write too: the lock's scheduler round lets every
+            # branch started with us add its events to this one append.
+            await lock.acquire()
+        else:
+            # No sibling (the usual case): no scheduler round for the lock;
+            # the append below is this call's schedule point, and a
+            # cancelled caller stops here, before writing, as before.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:  # a write of this run is still going on
+                await lock.acquire()
+        try:
             # Again: a sibling may have written our events, or failed, meanwhile.
             if self._broken(check) or (not self.pending and status is None):
                 return
@@ -291,6 +315,17 @@ class JournalRecorder:
                 # keep the events for the next flush.
                 self.pending[:0] = batch
                 raise
+        finally:
+            lock.release()
+
+    @contextlib.contextmanager
+    def parallel(self) -> Iterator[None]:
+        """Around branches of this run that may write at once (see flush)."""
+        self.branches += 1
+        try:
+            yield
+        finally:
+            self.branches -= 1
 
     def _append(self, batch: list[SagaEvent], status: RunStatus | None) -> Any:
         """The journal's append of *batch* and the state, not yet awaited.

@@ -98,10 +98,11 @@ class Rollback:
             async def branch(child: Child, parent: GroupRecord) -> None:
                 failures[0] += await self.undo(child, parent)
 
-            async with trio.open_nursery() as nursery:
-                for child in children_of(record):
-                    if has_undo(child):
-                        nursery.start_soon(branch, child, record)
+            with self.recorder.parallel():
+                async with trio.open_nursery() as nursery:
+                    for child in children_of(record):
+                        if has_undo(child):
+                            nursery.start_soon(branch, child, record)
             return failures[0]
         if record.step.saga:
             return await self.roll_back(record)  # a nested saga, undone as a unit
