@@ -21,6 +21,13 @@ reads (``get_run()``) timed while 1,000 sagas keep the write queue full, and
 the machine's thread round trip (``trio.to_thread.run_sync`` of nothing):
 every commit is a hand-off to the writer thread and back, which the raw
 commits (run in the calling thread) do not pay.
+
+The floor under one saga, measured in the same run: the journal's own
+commit of one step's append (the fenced UPDATE and the INSERT, FULL),
+run in the calling thread with no hand-off (``journal_commit_us_full``),
+plus the thread round trip, times the commits a step costs
+(``lone_floor_ratio_full``, as a ratio to the raw commit: what a journal
+that commits off the event loop cannot go below on this machine).
 """
 
 from __future__ import annotations
@@ -142,6 +149,41 @@ def thread_round_trip_seconds(count: int = 2000) -> float:
     return trio.run(main)
 
 
+def journal_commit_seconds(path: pathlib.Path, count: int = RAW_COMMITS) -> float:
+    """Seconds per fenced append committed in the calling thread (FULL).
+
+    The journal's own write of one step (one entry and the state), through
+    its connection but without the hand-off to the writer thread: the
+    journal-side part of the floor under one saga. Measurement only: it
+    blocks the event loop on purpose.
+    """
+    from trio_sagas._journal._jobs import Append, encode_rows
+    from trio_sagas._saga._journal import JournalEntry
+
+    async def main() -> float:
+        async with trio_sagas.SQLiteJournal(path, synchronous="FULL") as journal:
+            fence = await journal.create_run("floor", scene="bench", state=b"{}")
+            store, settings = journal._store, journal._settings
+            start = time.perf_counter()
+            for seq in range(count):
+                entry = JournalEntry(
+                    run_id="floor",
+                    seq=seq,
+                    kind="ActStarted",
+                    step="bench/step0",
+                    at=time.time(),
+                    data={},
+                    value=None,
+                )
+                rows = encode_rows(settings, fence, [entry])
+                job = Append(settings.quoted, fence, rows, b'{"n":1}', None)
+                (verdict,) = store._execute([job])
+                verdict.unwrap()
+            return (time.perf_counter() - start) / count
+
+    return trio.run(main)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -151,11 +193,22 @@ def main() -> None:
     rounds = 1 if "--quick" in sys.argv else 3
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"steps_per_run": STEPS, "commits_per_run": STEPS + 2}
-    extra["thread_round_trip_us"] = round(
-        statistics.median(thread_round_trip_seconds() for _ in range(3)) * 1e6, 1
-    )
+    round_trip = statistics.median(thread_round_trip_seconds() for _ in range(3))
+    extra["thread_round_trip_us"] = round(round_trip * 1e6, 1)
     with tempfile.TemporaryDirectory() as tmp:
         directory = pathlib.Path(tmp)
+        floors = []
+        for index in range(rounds):
+            raw = raw_commit_seconds(directory / "raw-floor.db", "FULL")
+            commit = journal_commit_seconds(directory / f"floor-{index}.db")
+            floors.append((commit, raw))
+        commit = statistics.median(c for c, _ in floors)
+        per_step = (STEPS + 2) / STEPS
+        extra["journal_commit_us_full"] = round(commit * 1e6, 1)
+        extra["lone_floor_ratio_full"] = round(
+            statistics.median(per_step * (c + round_trip) / r for c, r in floors),
+            2,
+        )
         for synchronous in ("FULL", "NORMAL"):
             for concurrency in CONCURRENCY:
                 raws, steps, lats, firsts, reads = [], [], [], [], []
