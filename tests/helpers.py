@@ -6,11 +6,13 @@
 * :func:`run_virtual` — ``trio.run`` on a virtual clock, for tests that drive
   ``trio.run`` themselves (Hypothesis properties); async tests request
   pytest-trio's ``autojump_clock`` fixture instead.
+* :func:`was_failing` — whether a journal cut at a crash says the run was
+  failing (so an ``OnCrash.RESUME`` run is rolled back, not resumed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TypeAlias, TypeVar
 
@@ -63,3 +65,21 @@ LeakCheck: TypeAlias = Callable[[], AbstractContextManager[TaskTracker]]
 def run_virtual(main: Callable[[], Awaitable[T]]) -> T:
     """``trio.run(main)`` on a clock that starts at 0 and jumps when all tasks block."""
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+FAILING_KINDS = frozenset(
+    ["ActFailed", "ActCancelled", "SceneFailed", "ChorusFailed", "CompensationStarted"]
+)
+
+
+def was_failing(entries: Iterable[tuple[str, str]]) -> bool:
+    """Whether a run whose journal holds these ``(kind, step)`` entries was
+    failing when it stopped: a failure a chorus completed after does not
+    count (a PARTIAL_SUCCESS chorus tolerated it)."""
+    failures: set[str] = set()
+    for kind, step in entries:
+        if kind in FAILING_KINDS:
+            failures.add(step)
+        elif kind == "ChorusCompleted":
+            failures = {f for f in failures if not f.startswith(step + "/")}
+    return bool(failures)

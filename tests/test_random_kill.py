@@ -38,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from .helpers import was_failing
 from .random_kill_child import FULFIL, ORDER
 
 CHILD = pathlib.Path(__file__).with_name("random_kill_child.py")
@@ -52,9 +53,6 @@ pytestmark = [
         reason="heavy (real processes, ~30 s): runs on Python 3.11 only",
     ),
 ]
-
-FAILING_KINDS = {"ActFailed", "ActCancelled", "SceneFailed", "ChorusFailed"}
-FAILING_KINDS.add("CompensationStarted")
 
 
 def effects(lines: list[str]) -> list[tuple[str, str, str]]:
@@ -113,14 +111,14 @@ def check_trial(facts: dict[str, Any]) -> collections.Counter[str]:
             )
         failing = run_id in trial["failing"]
         interrupted = old["status"] == "RUNNING"
-        was_failing = any(k in FAILING_KINDS for k, _ in kinds)
+        failing_then = was_failing(kinds)
         paths: tuple[str, ...] = ORDER if run["scene"] == "order" else FULFIL
         if run["scene"] == "order":
             ends_undone = failing or interrupted
         else:
             ends_undone = failing
             resumed = [e for e in run["entries"] if e[1] == "RunResumed"]
-            if interrupted and not was_failing:
+            if interrupted and not failing_then:
                 (mark,) = resumed
                 assert sorted(mark[3]["uncertain"]) == sorted(uncertain), where
                 counts["resumed"] += 1

@@ -35,7 +35,7 @@ from trio_sagas import (
     timeline_spans,
 )
 
-from .helpers import Declined
+from .helpers import Declined, was_failing
 from .memory_journal import MemoryJournal
 from .test_saga_property import _nodes
 
@@ -266,6 +266,77 @@ async def test_a_failing_run_is_rolled_back_not_resumed(
     assert not second.runs()
 
 
+def tolerant_order(shop: Shop) -> Scene:
+    """``a``, a PARTIAL_SUCCESS chorus (``b1`` fails, ``b2`` succeeds), ``d``, ``e``."""
+    act = shop.act
+    return Scene(
+        "order",
+        [
+            act("a"),
+            Chorus("pack", [act("b1"), act("b2", 2)], mode=ChorusMode.PARTIAL_SUCCESS),
+            act("d"),
+            act("e"),
+        ],
+        saga=True,
+        on_crash=OnCrash.RESUME,
+    )
+
+
+def first_cut_after(journal: MemoryJournal, kind: str, step: str) -> int:
+    """The fewest writes after which the journal holds a *kind* entry of *step*."""
+    return next(
+        i
+        for i in range(1, len(journal.writes) + 1)
+        if any(
+            e.kind == kind and e.step == step for e in journal.as_after(i).entries["r"]
+        )
+    )
+
+
+async def test_a_failure_a_completed_chorus_tolerated_does_not_stop_a_resume(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A PARTIAL_SUCCESS chorus completed with a failed branch, then the process
+    died in ``d``: the run is resumed (not rolled back) and succeeds; the failed
+    branch and the completed acts do not run again, nothing is undone."""
+    first = Shop()
+    first.fail.add("b1")
+    journal = MemoryJournal()
+    uncrashed = await run_scene(tolerant_order(first), {}, journal=journal, run_id="r")
+    assert uncrashed.ok
+    cut = first_cut_after(journal, "ActStarted", "order/d")
+    second = Shop()
+    (result,) = await recover(journal.as_after(cut), [tolerant_order(second)])
+    assert result.ok
+    assert result.state == {"a": 1, "b2": 1, "d": 1, "e": 1} == uncrashed.state
+    (resumed,) = [e for e in result.events if isinstance(e, RunResumed)]
+    assert resumed.restored == ("order/a", "order/pack/b2")
+    assert resumed.uncertain == ("order/d",)
+    assert second.runs() == ["r/order/d", "r/order/e"]
+    assert second.undos() == ["r/order/d#compensate"]  # Uncertain.COMPENSATE
+
+
+async def test_a_failed_branch_before_its_chorus_completed_rolls_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The process died after ``b1`` failed and before the chorus completed:
+    whether the chorus would have tolerated it is not journaled, so the run
+    was failing and is rolled back."""
+    first = Shop()
+    first.fail.add("b1")
+    journal = MemoryJournal()
+    await run_scene(tolerant_order(first), {}, journal=journal, run_id="r")
+    cut = first_cut_after(journal, "ActFailed", "order/pack/b1")
+    crashed = journal.as_after(cut)
+    assert "ChorusCompleted" not in [e.kind for e in crashed.entries["r"]]
+    second = Shop()
+    (result,) = await recover(crashed, [tolerant_order(second)])
+    assert not result.ok
+    assert not any(isinstance(e, RunResumed) for e in result.events)
+    assert second.runs() == []
+    assert second.undos()[-1] == "r/order/a#compensate"
+
+
 async def test_roll_back_stays_the_default(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -442,10 +513,7 @@ def test_resume_property(children: list[tuple[Any, ...]], cut: float) -> None:
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     before = box["before"]
     completed = [e.step for e in before if e.kind == "ActCompleted"]
-    failing = any(
-        e.kind in ("ActFailed", "ActCancelled", "SceneFailed", "ChorusFailed")
-        for e in before
-    )
+    failing = was_failing((e.kind, e.step) for e in before)
     run = box["run"]
     if not box["report"].results:
         assert run.status is not RunStatus.RUNNING  # it had finished

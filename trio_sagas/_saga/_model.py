@@ -66,7 +66,9 @@ class OnCrash(enum.Enum):
     """Finish the run: completed acts are not run again (their results and the
     journaled state are restored), the uncertain act is handled per its
     ``uncertain``, and the scene goes on from where it stood. A run that was
-    already failing (a step failed, a rollback began) is rolled back instead."""
+    already failing (a step failed, a rollback began) is rolled back instead;
+    a branch failure a completed PARTIAL_SUCCESS chorus tolerated does not
+    count."""
 
 
 @final

@@ -173,9 +173,10 @@ class Replay:
         # For a resume: every act that completed (path -> what run returned),
         # in completion order, whatever was undone since.
         self.completed: dict[str, object] = {}
-        # Whether the run was failing when its process died (a step failed
-        # or was cancelled, a rollback began): then it cannot resume.
-        self.failing = False
+        # Where the run was failing when its process died (a step failed or
+        # was cancelled, a rollback began): then it cannot resume. A chorus
+        # that completed tolerated the failures inside it (PARTIAL_SUCCESS).
+        self.failures: set[str] = set()
         self.previous_owner: str | None = None  # per the latest RunResumed
         for entry in entries:
             try:
@@ -238,14 +239,14 @@ class Replay:
         elif kind == _ACT_CANCELLED:
             # Interrupted while it ran: uncertain, as the runner undoes it. A
             # cancelled act also means the run was failing: it is not resumed.
-            self.failing = True
+            self.failures.add(path)
             self.open_acts.pop(path, None)
             record = self.acts[path]
             record.uncertain = record.act.uncertain != Uncertain.SKIP
             record.effect = record.act.compensate_on_failure
             self.attach(record)
         elif kind == _ACT_FAILED:
-            self.failing = True
+            self.failures.add(path)
             self.open_acts.pop(path, None)
             if self.failed_step is None:
                 self.failed_step = path
@@ -263,10 +264,11 @@ class Replay:
             self.open_groups.discard(path)
             if kind == _CHORUS_COMPLETED:
                 group.children = [c for c in group.children if c.done]
+                self.tolerated(path)
             group.done = True
             self.attach(group)
         elif kind in (_SCENE_FAILED, _CHORUS_FAILED):
-            self.failing = True
+            self.failures.add(path)
             group = self.groups[path]
             self.open_groups.discard(path)
             if isinstance(group.step, Scene) and group.step.saga:
@@ -274,7 +276,7 @@ class Replay:
             else:
                 self.attach(group)
         elif kind == _COMPENSATION_STARTED:
-            self.failing = True
+            self.failures.add(path)
             self.unfinished.add(path)
         elif kind == _UNDO_COMPLETED:
             self.undone.add(path)
@@ -291,6 +293,15 @@ class Replay:
             if e.data.get("ok", True) or not self.retry_failed:
                 group.compensated = True
                 self.unfinished.discard(path)
+
+    def tolerated(self, chorus: str) -> None:
+        """*chorus* completed: the failures of its branches did not fail the
+        run (a PARTIAL_SUCCESS chorus), so they do not stop a resume."""
+        inside = chorus + "/"
+        self.failures = {p for p in self.failures if not p.startswith(inside)}
+        if self.failed_step is not None and self.failed_step.startswith(inside):
+            self.failed_step = None
+            self.error = None
 
     def scope(self, path: str) -> DurableScope:
         scope = self.acts[path].ctx.compensation
@@ -326,7 +337,7 @@ class Replay:
 
     def resumable(self) -> bool:
         """Whether the run can go on: it was not failing when its process died."""
-        return not self.failing and (self.top is None or not self.top.done)
+        return not self.failures and (self.top is None or not self.top.done)
 
     def uncertain(self) -> tuple[str, ...]:
         """Paths of the acts started and never ended (the crash hit them), in order."""
