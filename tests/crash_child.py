@@ -130,7 +130,7 @@ class KillAfterWrites:
 
 def main(argv: list[str]) -> None:
     db, log, mode, number = argv[1], argv[2], argv[3], int(argv[4])
-    if mode == "sigint":
+    if mode in ("sigint", "recover"):
         # A background job (``cmd &`` in a shell without job control, nohup)
         # starts with SIGINT ignored, and Python then installs no
         # KeyboardInterrupt handler: put it back, or the test's SIGINT is lost.

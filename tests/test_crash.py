@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import sys
 from collections import Counter
 
@@ -200,27 +201,12 @@ async def test_recovery_killed_after_its_batched_claim(tmp_path: pathlib.Path) -
     (claim_and_load) bumped the epoch: a second recovery takes the run over,
     repeats only the interrupted undo (same key), and finishes it."""
     db, log = tmp_path / "j.db", tmp_path / "log"
-    assert await run_child(db, log, "step", 4) == -9  # s1..s3 completed
-    async with trio_sagas.SQLiteJournal(db, create=False) as journal:
-        await expire_dead_workers(journal)
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, str(CHILD), str(db), str(log), "recover", "30000"],
-        cwd=ROOT,
-    )
+    proc = await recovery_child_in_first_undo(db, log, undo_ms=30000)
     try:
-        with trio.fail_after(30):
-            # s4 was uncertain: its undo comes first, and sleeps 30 s.
-            # (polls a file another process writes: no trio.Event reaches it)
-            while "undo order-1/order/s4#compensate" not in "\n".join(  # noqa: ASYNC110
-                log_lines(log)
-            ):
-                await trio.sleep(0.02)
         proc.kill()
         await proc.wait()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await reap(proc)
     async with trio_sagas.SQLiteJournal(db, create=False) as journal:
         (run,) = await journal.runs()
         assert run.status is RunStatus.RUNNING
@@ -235,3 +221,69 @@ async def test_recovery_killed_after_its_batched_claim(tmp_path: pathlib.Path) -
             "order-1/order/s1#compensate": 1,
         }
     )
+
+
+async def test_ctrl_c_in_a_recovery_lets_its_rollback_finish(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Ctrl-C (SIGINT) to a recovery process inside its first undo: the
+    rollback under way is shielded, so it finishes (each undo once, the run
+    COMPENSATED), then the process ends with KeyboardInterrupt, its lease
+    given up."""
+    db, log = tmp_path / "j.db", tmp_path / "log"
+    out = tmp_path / "out"
+    proc = await recovery_child_in_first_undo(db, log, undo_ms=500, out=out)
+    try:
+        proc.send_signal(signal.SIGINT)
+        with trio.fail_after(30):
+            await proc.wait()
+    finally:
+        await reap(proc)
+    assert proc.returncode == 1
+    assert b"KeyboardInterrupt" in out.read_bytes()
+    async with trio_sagas.SQLiteJournal(db, create=False) as journal:
+        (run,) = await journal.runs()
+        assert run.status is RunStatus.COMPENSATED
+        assert proc.pid not in [w.pid for w in await journal.workers()]
+    assert undo_keys(log_lines(log)) == [
+        f"order-1/order/{s}#compensate" for s in ("s4", "s3", "s2", "s1")
+    ]
+
+
+async def recovery_child_in_first_undo(
+    db: pathlib.Path,
+    log: pathlib.Path,
+    *,
+    undo_ms: int,
+    out: pathlib.Path | None = None,
+) -> trio.Process:
+    """A run killed in its step 4, then a recovery child (undos of *undo_ms*
+    each), returned once it is inside its first undo (s4's, uncertain)."""
+    assert await run_child(db, log, "step", 4) == -9  # s1..s3 completed
+    async with trio_sagas.SQLiteJournal(db, create=False) as journal:
+        await expire_dead_workers(journal)
+    command = [sys.executable, str(CHILD), str(db), str(log), "recover", str(undo_ms)]
+    if out is None:
+        proc = await trio.lowlevel.open_process(command, cwd=ROOT)
+    else:
+        with out.open("wb") as sink:
+            proc = await trio.lowlevel.open_process(
+                command, cwd=ROOT, stdout=sink, stderr=sink
+            )
+    try:
+        with trio.fail_after(30):
+            # (polls a file another process writes: no trio.Event reaches it)
+            while "undo order-1/order/s4#compensate" not in "\n".join(  # noqa: ASYNC110
+                log_lines(log)
+            ):
+                await trio.sleep(0.02)
+    except BaseException:
+        await reap(proc)
+        raise
+    return proc
+
+
+async def reap(proc: trio.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
