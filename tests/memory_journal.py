@@ -144,7 +144,12 @@ class MemoryJournal:
     async def __aenter__(self) -> MemoryJournal:
         self._cm = trio.open_nursery()
         self._nursery = await self._cm.__aenter__()
-        await self._nursery.start(self.keeper.heartbeat)
+        try:
+            await self._nursery.start(self.keeper.heartbeat)
+        except BaseException:
+            # Cancelled while registering: close the nursery, give the row up.
+            await self.__aexit__(None, None, None)
+            raise
         self.keeper.beating = True
         return self
 

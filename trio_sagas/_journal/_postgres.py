@@ -193,8 +193,9 @@ class PostgresJournal(PostgresReads):
         try:
             await nursery.start(self._keeper.heartbeat)
         except BaseException:
-            self._keeper.stop()
-            await self._nursery_manager.__aexit__(None, None, None)
+            # Cancelled or failed while registering: give back whatever was
+            # taken (a registered row, the connections), as __aexit__ does.
+            await self.__aexit__(None, None, None)
             raise
         self._keeper.beating = True
         return self

@@ -189,7 +189,11 @@ class SQLiteJournal(SQLiteReads):
 
     async def __aenter__(self) -> SQLiteJournal:
         """Register this worker and renew its lease until the block ends."""
-        await self._worker.start()
+        try:
+            await self._worker.start()
+        except BaseException:
+            self.close()  # nothing is left open by an entry that failed
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -56,8 +56,9 @@ class Worker:
         try:
             await self._nursery.start(self.keeper.heartbeat)
         except BaseException:
-            self.keeper.stop()
-            await self._cm.__aexit__(None, None, None)
+            # Cancelled or failed while registering: give up a lease the
+            # registration may have taken (stop() is shielded).
+            await self.stop()
             raise
         self.keeper.beating = True
 

@@ -168,15 +168,19 @@ class LeaseKeeper:
         """Renew every lease/3 (lease/10 after a failed renewal) until stopped
         (:meth:`stop`, or the scope it reports as started).
 
-        Shielded from outside cancellation: a run cancelled from outside
-        still rolls back (shielded) and must keep its lease meanwhile; the
-        block that started the heartbeat stops it when it ends.
+        Shielded from outside cancellation once started: a run cancelled
+        from outside still rolls back (shielded) and must keep its lease
+        meanwhile; the block that started the heartbeat stops it when it
+        ends. The registration before is not shielded: a ``nursery.start``
+        cancelled meanwhile (or a Ctrl-C) ends here, as trio's ``started()``
+        in a cancelled start would leave a shielded loop nobody stops.
         """
+        await self.ensure()
+        await trio.lowlevel.checkpoint_if_cancelled()
         scope = trio.CancelScope(shield=True)
         self._beats.add(scope)
         try:
             with scope:
-                await self.ensure()
                 task_status.started(scope)
                 while True:
                     pause = self.lease / (3 if self.last_error is None else 10)
