@@ -216,3 +216,31 @@ async def test_the_heartbeat_keeps_a_run_longer_than_its_lease(
         record = await journal.get_run("r1")
     assert record is not None
     assert record.status is RunStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("call", ["claim_batch", "claim_and_load"])
+async def test_a_batch_claim_takes_every_good_run_behind_a_damaged_one(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, call: str
+) -> None:
+    """The oldest candidate damaged, three good ones behind it, limit 3: the
+    one batch claims all three (its second round skips only the damaged row)
+    and logs the damaged run once."""
+    caplog.set_level(logging.WARNING, logger="trio_sagas")
+    db = tmp_path / "j.db"
+    with trio.fail_after(30):
+        with SQLiteJournal(db) as dead:
+            for run_id in ("bad", "g1", "g2", "g3"):
+                await dead.create_run(run_id, scene="s", state=b"{}")
+        async with SQLiteJournal(db) as journal:
+            assert dead.worker_id is not None
+            await journal.expire_worker(dead.worker_id)
+            with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
+                conn.execute("UPDATE runs SET scene = x'ff' WHERE run_id = 'bad'")
+            if call == "claim_batch":
+                got = [r.run_id for r, _ in await journal.claim_batch(limit=3)]
+            else:
+                got = [c.record.run_id for c in await journal.claim_and_load(limit=3)]
+    assert got == ["g1", "g2", "g3"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "run 'bad'" in warnings[0]

@@ -12,13 +12,16 @@ import trio.testing
 
 import trio_sagas
 from trio_sagas import (
+    JournalEntry,
     JSONCodec,
+    RunDamagedError,
     RunRecord,
     RunStatus,
     Status,
     durable_undo,
     run_worker,
 )
+from trio_sagas._saga._claims import claim_and_load
 from trio_sagas._saga._durable import DurableScope
 from trio_sagas._saga._events import SagaEvent
 from trio_sagas._saga._lease import LeaseKeeper
@@ -271,3 +274,37 @@ def test_scene_steps_given_as_text_are_refused_as_such(steps: object) -> None:
     steps (text is iterable, but never a list of steps)."""
     with pytest.raises(TypeError, match="steps must be a sequence of steps"):
         trio_sagas.Scene("s", steps)  # type: ignore[arg-type]
+
+
+class Unbatched(MemoryJournal):
+    """A journal without the batched calls (as PostgreSQL): recovery takes
+    the per-run fallback. Run "bad"'s entries cannot be read."""
+
+    claim_and_load = None  # type: ignore[assignment]
+    read_events = None  # type: ignore[assignment]
+
+    async def events(self, run_id: str) -> tuple[JournalEntry, ...]:
+        if run_id == "bad":
+            raise RunDamagedError(f"run {run_id!r}: seq 0 is not JSON", run_id)
+        return await super().events(run_id)
+
+
+async def test_the_claim_fallback_leaves_a_damaged_run_alone_with_a_warning(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without claim_and_load, a claimed run whose entries cannot be read is
+    left out with exactly one warning naming it; the good runs come back."""
+    caplog.set_level(logging.WARNING, logger="trio_sagas")
+    dead = Unbatched()
+    alive = Unbatched(store=dead.store)
+    with trio.fail_after(10):
+        async with dead, alive:
+            for run_id in ("first", "bad", "last"):
+                await dead.create_run(run_id, scene="s", state=b"{}")
+            assert await alive.expire_worker(dead.worker_id)
+            got = await claim_and_load(alive, limit=5)  # type: ignore[arg-type]
+    assert [c.record.run_id for c in got] == ["first", "last"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        "recovery leaves a damaged run alone: run 'bad': seq 0 is not JSON"
+    ]

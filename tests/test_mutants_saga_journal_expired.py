@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 
 import trio_sagas
 from trio_sagas import (
@@ -219,3 +220,37 @@ async def test_a_new_run_after_an_expiry_without_async_with(
     """A journal not entered (each run holds its own heartbeat): the run after
     the expiry goes on under the new id too."""
     await check_without_async_with(journal_factory)
+
+
+async def test_a_run_whose_id_is_given_up_after_its_creation_is_fenced(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The id a run was created under given up before create_run returned
+    (its expiry failed, so the journal would still take its writes): the run
+    runs no act and raises LeaseLostError, left RUNNING; it is not re-held."""
+    from .memory_journal import MemoryJournal
+
+    class GivesUpAfterCreating(MemoryJournal):
+        async def create_run(self, run_id: str, *, scene: str, state: bytes) -> Any:
+            fence = await super().create_run(run_id, scene=scene, state=state)
+            await self.keeper.abandon(fence.worker, "test: given up mid-write")
+            return fence
+
+        async def expire_worker(self, worker_id: str) -> bool:
+            return False  # best effort, failed: the row stays live
+
+    calls: list[str] = []
+    journal = GivesUpAfterCreating()
+    with trio.fail_after(GUARD):
+        async with journal:
+            with pytest.raises(LeaseLostError):
+                await run_scene(
+                    three_steps(calls),
+                    {},
+                    journal=journal,  # type: ignore[arg-type]
+                    run_id="r",
+                )
+    assert calls == []
+    record = journal.records["r"]
+    assert record.status is RunStatus.RUNNING
+    assert journal.entries["r"] == []
