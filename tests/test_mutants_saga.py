@@ -193,6 +193,22 @@ async def test_fresh_renews_a_lease_whose_local_deadline_passed(
     assert keeper.deadline == 18.5
 
 
+async def test_fresh_exactly_at_the_local_deadline_gives_the_id_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The local deadline is the first instant the id is no longer used:
+    fresh() called exactly then registers a new id (the hold scopes' deadline
+    has fired at that instant too)."""
+    fake = FakeLeases()
+    keeper = LeaseKeeper(10.0, fake.register, fake.renew)
+    with trio.fail_after(100):
+        assert await keeper.ensure() == "w1"
+        await trio.sleep_until(keeper.deadline)
+        assert trio.current_time() == 9.0
+        assert await keeper.fresh() == "w2"
+    assert fake.calls == [("register", 0.0), ("register", 9.0)]
+
+
 async def test_a_failed_renewal_is_logged_and_moves_nothing(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
