@@ -244,3 +244,4 @@ async def test_a_batch_claim_takes_every_good_run_behind_a_damaged_one(
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
     assert "run 'bad'" in warnings[0]
+

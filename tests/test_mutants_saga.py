@@ -324,3 +324,45 @@ async def test_the_claim_fallback_leaves_a_damaged_run_alone_with_a_warning(
     assert warnings == [
         "recovery leaves a damaged run alone: run 'bad': seq 0 is not JSON"
     ]
+
+
+class VanishesAfterClaim(Unbatched):
+    """The fallback's get_run finds nothing for "gone" after its claim (the
+    row deleted by hand in between)."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        if run_id == "gone":
+            return None
+        return await super().get_run(run_id)
+
+
+async def test_the_claim_fallback_leaves_out_a_run_that_vanished_after_its_claim(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Without claim_and_load, by run id: a run claimed but then not found is
+    left out (no record to go with its fence); the others come back."""
+    dead = VanishesAfterClaim()
+    alive = VanishesAfterClaim(store=dead.store)
+    with trio.fail_after(10):
+        async with dead, alive:
+            for run_id in ("first", "gone", "last"):
+                await dead.create_run(run_id, scene="s", state=b"{}")
+            assert await alive.expire_worker(dead.worker_id)
+            got = await claim_and_load(alive, ["first", "gone", "last"], limit=5)  # type: ignore[arg-type]
+    assert [c.record.run_id for c in got] == ["first", "last"]
+
+
+def test_a_copy_of_a_durable_undo_is_not_one() -> None:
+    """register_compensation refuses a functools.wraps wrapper of a durable
+    undo: it carries the name, but a recovery would run the original."""
+    import functools
+
+    @functools.wraps(release)
+    async def wrapper(label: str) -> None:
+        await release(label)
+
+    assert getattr(wrapper, "__trio_sagas_undo__", None) == "mutants-release"
+    scope = DurableScope("s/a", None)
+    with pytest.raises(TypeError, match="cannot be journaled"):
+        scope.register(wrapper, "x")
+    scope.register(release, "x")  # the original is taken

@@ -16,12 +16,14 @@ from trio_sagas import (
     Act,
     Chorus,
     ChorusMode,
+    CompensationReport,
     JournalEntry,
     JournalError,
     RunStatus,
     Scene,
     SkippedRun,
     StepContext,
+    compensate_run,
     durable_undo,
     recover,
     run_scene,
@@ -334,3 +336,24 @@ async def test_a_completed_partial_chorus_keeps_only_its_succeeded_branches(
         assert "undo s/c/b" not in undone, cut
         assert undone[-1] == "undo s/c/a", cut
         assert recovered.run_id == "r"
+
+
+async def test_compensate_run_of_a_compensated_run_returns_its_state(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """compensate_run of a run already COMPENSATED runs nothing and returns the
+    run's journaled state, decoded, with its recorded failure."""
+
+    async def keeps(ctx: StepContext, state: dict[str, Any]) -> None:
+        state["kept"] = 1
+
+    scene = Scene("s", [Act("k", keeps), Act("t", _declines)], saga=True)
+    journal = MemoryJournal()
+    await run_scene(scene, {"order": 7}, journal=journal, run_id="r")
+    assert journal.records["r"].status is RunStatus.COMPENSATED
+    LOG.clear()
+    result = await compensate_run(journal, "r", [scene])
+    assert LOG == []
+    assert result.state == {"order": 7, "kept": 1}
+    assert result.failed_step == "s/t"
+    assert result.compensation == CompensationReport()
