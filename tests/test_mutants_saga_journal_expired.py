@@ -254,3 +254,40 @@ async def test_a_run_whose_id_is_given_up_after_its_creation_is_fenced(
     record = journal.records["r"]
     assert record.status is RunStatus.RUNNING
     assert journal.entries["r"] == []
+
+
+async def test_a_run_whose_deadline_passed_during_create_run_is_not_re_held(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """create_run answered after the local deadline (renewals stalled): the
+    re-hold gives that id up and holds under a new one, so the run -- created
+    under the old id, whose row is still live (its expiry failed) -- is stopped
+    with LeaseLostError before any act, not run under an id nobody renews."""
+    from .memory_journal import MemoryJournal
+
+    class SlowCreate(MemoryJournal):
+        async def create_run(self, run_id: str, *, scene: str, state: bytes) -> Any:
+            fence = await super().create_run(run_id, scene=scene, state=state)
+            await trio.sleep(9.5)  # the answer comes after the local deadline (9 s)
+            return fence
+
+        async def expire_worker(self, worker_id: str) -> bool:
+            return False  # best effort, failed: the row stays live until 10 s
+
+    calls: list[str] = []
+    journal = SlowCreate(lease=10.0)
+    journal.stall_renewals = trio.Event()  # never set: no renewal answers
+    with trio.fail_after(GUARD):
+        async with journal:
+            old = journal.worker_id
+            with pytest.raises(LeaseLostError):
+                await run_scene(
+                    three_steps(calls),
+                    {},
+                    journal=journal,  # type: ignore[arg-type]
+                    run_id="r",
+                )
+            assert journal.worker_id not in ("", old)
+    assert calls == []
+    assert journal.records["r"].owner == old
+    assert journal.entries["r"] == []

@@ -64,6 +64,11 @@ async def _run_durable(
             # this live worker), and the run was created under the new id:
             # it is held under that id, not stopped with the old id's runs.
             async with journal.hold() as lease_scope:
+                if journal.worker_id != fence.worker:
+                    # That id was given up too (its local deadline passed
+                    # while create_run ran): the run is stopped, as any run
+                    # held under a given-up id.
+                    lease_scope.cancel(reason="the run's worker id was given up")
                 runner, recorder, result = await _start(
                     scene, state, deps, emitter, journal, fence, lease_scope
                 )
