@@ -72,6 +72,9 @@ def test_step_context_takes_only_its_name_positionally() -> None:
     """StepContext('charge', 'x') is a TypeError: every field but the name is keyword-only."""
     with pytest.raises(TypeError):
         StepContext("charge", "x")  # type: ignore[call-arg, arg-type, unused-ignore]
+    # None is a valid value of every other field: refused only for its position.
+    with pytest.raises(TypeError, match="positional"):
+        StepContext("charge", None)  # type: ignore[call-arg, unused-ignore]
     ctx = StepContext("charge", path="order/charge", result=3)
     assert (ctx.name, ctx.path, ctx.result) == ("charge", "order/charge", 3)
 

@@ -12,13 +12,16 @@ import trio.testing
 
 import trio_sagas
 from trio_sagas import (
+    JournalEntry,
     JSONCodec,
+    RunDamagedError,
     RunRecord,
     RunStatus,
     Status,
     durable_undo,
     run_worker,
 )
+from trio_sagas._saga._claims import claim_and_load
 from trio_sagas._saga._durable import DurableScope
 from trio_sagas._saga._events import SagaEvent
 from trio_sagas._saga._lease import LeaseKeeper
@@ -190,6 +193,22 @@ async def test_fresh_renews_a_lease_whose_local_deadline_passed(
     assert keeper.deadline == 18.5
 
 
+async def test_fresh_exactly_at_the_local_deadline_gives_the_id_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The local deadline is the first instant the id is no longer used:
+    fresh() called exactly then registers a new id (the hold scopes' deadline
+    has fired at that instant too)."""
+    fake = FakeLeases()
+    keeper = LeaseKeeper(10.0, fake.register, fake.renew)
+    with trio.fail_after(100):
+        assert await keeper.ensure() == "w1"
+        await trio.sleep_until(keeper.deadline)
+        assert trio.current_time() == 9.0
+        assert await keeper.fresh() == "w2"
+    assert fake.calls == [("register", 0.0), ("register", 9.0)]
+
+
 async def test_a_failed_renewal_is_logged_and_moves_nothing(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -271,3 +290,79 @@ def test_scene_steps_given_as_text_are_refused_as_such(steps: object) -> None:
     steps (text is iterable, but never a list of steps)."""
     with pytest.raises(TypeError, match="steps must be a sequence of steps"):
         trio_sagas.Scene("s", steps)  # type: ignore[arg-type]
+
+
+class Unbatched(MemoryJournal):
+    """A journal without the batched calls (as PostgreSQL): recovery takes
+    the per-run fallback. Run "bad"'s entries cannot be read."""
+
+    claim_and_load = None  # type: ignore[assignment]
+    read_events = None  # type: ignore[assignment]
+
+    async def events(self, run_id: str) -> tuple[JournalEntry, ...]:
+        if run_id == "bad":
+            raise RunDamagedError(f"run {run_id!r}: seq 0 is not JSON", run_id)
+        return await super().events(run_id)
+
+
+async def test_the_claim_fallback_leaves_a_damaged_run_alone_with_a_warning(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without claim_and_load, a claimed run whose entries cannot be read is
+    left out with exactly one warning naming it; the good runs come back."""
+    caplog.set_level(logging.WARNING, logger="trio_sagas")
+    dead = Unbatched()
+    alive = Unbatched(store=dead.store)
+    with trio.fail_after(10):
+        async with dead, alive:
+            for run_id in ("first", "bad", "last"):
+                await dead.create_run(run_id, scene="s", state=b"{}")
+            assert await alive.expire_worker(dead.worker_id)
+            got = await claim_and_load(alive, limit=5)  # type: ignore[arg-type]
+    assert [c.record.run_id for c in got] == ["first", "last"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        "recovery leaves a damaged run alone: run 'bad': seq 0 is not JSON"
+    ]
+
+
+class VanishesAfterClaim(Unbatched):
+    """The fallback's get_run finds nothing for "gone" after its claim (the
+    row deleted by hand in between)."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        if run_id == "gone":
+            return None
+        return await super().get_run(run_id)
+
+
+async def test_the_claim_fallback_leaves_out_a_run_that_vanished_after_its_claim(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Without claim_and_load, by run id: a run claimed but then not found is
+    left out (no record to go with its fence); the others come back."""
+    dead = VanishesAfterClaim()
+    alive = VanishesAfterClaim(store=dead.store)
+    with trio.fail_after(10):
+        async with dead, alive:
+            for run_id in ("first", "gone", "last"):
+                await dead.create_run(run_id, scene="s", state=b"{}")
+            assert await alive.expire_worker(dead.worker_id)
+            got = await claim_and_load(alive, ["first", "gone", "last"], limit=5)  # type: ignore[arg-type]
+    assert [c.record.run_id for c in got] == ["first", "last"]
+
+
+def test_a_copy_of_a_durable_undo_is_not_one() -> None:
+    """register_compensation refuses a functools.wraps wrapper of a durable
+    undo: it carries the name, but a recovery would run the original."""
+    import functools
+
+    @functools.wraps(release)
+    async def wrapper(label: str) -> None:
+        await release(label)
+
+    assert getattr(wrapper, "__trio_sagas_undo__", None) == "mutants-release"
+    scope = DurableScope("s/a", None)
+    with pytest.raises(TypeError, match="cannot be journaled"):
+        scope.register(wrapper, "x")
+    scope.register(release, "x")  # the original is taken

@@ -6,18 +6,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
 from trio_sagas import (
+    HELD_ELSEWHERE,
     Act,
     Chorus,
+    ChorusMode,
+    CompensationReport,
     JournalEntry,
     JournalError,
     RunStatus,
     Scene,
+    SkippedRun,
     StepContext,
+    compensate_run,
     durable_undo,
     recover,
     run_scene,
@@ -248,3 +254,106 @@ async def test_after_a_failed_write_the_run_writes_nothing_more(
         (2.0, "undo s/pack/b2"),
     ]
     assert journal.records["r"].status is RunStatus.RUNNING
+
+
+class FinishesMeanwhile(MemoryJournal):
+    """Run "r2" is finished by its live worker between recover()'s listing
+    and its claim (its claim then finds nothing to take)."""
+
+    async def claim_and_load(self, *args: Any, **kwargs: Any) -> Any:
+        self.records["r2"] = attrs.evolve(
+            self.records["r2"], status=RunStatus.SUCCEEDED
+        )
+        return await super().claim_and_load(*args, **kwargs)
+
+
+async def test_a_run_finished_between_listing_and_claim_is_not_reported(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A listed run that finished before its claim is neither recovered nor
+    reported as skipped (it is not held elsewhere: it is done); one a live
+    worker holds is skipped as held elsewhere."""
+    scene = Scene("s", [hold("a"), hold("b")], saga=True)
+    source = await crashed_after(scene, 3, "r1", "r2")
+    journal: MemoryJournal = FinishesMeanwhile()
+    for op in source.writes:
+        op(journal)
+    LOG.clear()
+    with trio.fail_after(60):
+        async with journal.worker() as live:
+            await live.create_run("r3", scene="s", state=b"{}")
+            report = await recover(journal, [scene])
+    assert [r.run_id for r in report.results] == ["r1"]
+    assert report.skipped == (SkippedRun("r3", "s", HELD_ELSEWHERE),)
+    assert journal.records["r2"].status is RunStatus.SUCCEEDED
+
+
+async def _declines(ctx: StepContext, state: object) -> None:
+    raise RuntimeError("declined")
+
+
+def partial_then(tail: Act) -> Scene:
+    """A saga: a PARTIAL_SUCCESS chorus (branch a completes; branch b fails
+    but says its effect may have happened), then *tail*."""
+    chorus = Chorus(
+        "c",
+        [
+            hold("a"),
+            Act("b", _declines, compensate=_release, compensate_on_failure=True),
+        ],
+        mode=ChorusMode.PARTIAL_SUCCESS,
+    )
+    return Scene("s", [chorus, tail], saga=True)
+
+
+async def test_a_completed_partial_chorus_keeps_only_its_succeeded_branches(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A PARTIAL_SUCCESS chorus that completed keeps only the branches that
+    succeeded: a later failure undoes a, never the failed branch b -- in
+    the process that ran it, and in a recovery after a crash at any write
+    after the chorus completed (replay filters the chorus as the runner does)."""
+    LOG.clear()
+    failing = partial_then(Act("t", _declines))
+    result = await run_scene(failing, {}, journal=MemoryJournal(), run_id="r")
+    assert not result.ok
+    assert [line for _, line in LOG if line.startswith("undo")] == ["undo s/c/a"]
+    scene = partial_then(hold("t"))
+    source = MemoryJournal()
+    await run_scene(scene, {}, journal=source, run_id="r")
+    cuts = [
+        n
+        for n in range(1, len(source.writes))
+        if "ChorusCompleted" in [e.kind for e in source.as_after(n).entries["r"]]
+    ]
+    assert cuts
+    for cut in cuts:
+        crashed = source.as_after(cut)
+        LOG.clear()
+        with trio.fail_after(60):
+            (recovered,) = await recover(crashed, [scene])
+        undone = [line for _, line in LOG if line.startswith("undo")]
+        assert "undo s/c/b" not in undone, cut
+        assert undone[-1] == "undo s/c/a", cut
+        assert recovered.run_id == "r"
+
+
+async def test_compensate_run_of_a_compensated_run_returns_its_state(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """compensate_run of a run already COMPENSATED runs nothing and returns the
+    run's journaled state, decoded, with its recorded failure."""
+
+    async def keeps(ctx: StepContext, state: dict[str, Any]) -> None:
+        state["kept"] = 1
+
+    scene = Scene("s", [Act("k", keeps), Act("t", _declines)], saga=True)
+    journal = MemoryJournal()
+    await run_scene(scene, {"order": 7}, journal=journal, run_id="r")
+    assert journal.records["r"].status is RunStatus.COMPENSATED
+    LOG.clear()
+    result = await compensate_run(journal, "r", [scene])
+    assert LOG == []
+    assert result.state == {"order": 7, "kept": 1}
+    assert result.failed_step == "s/t"
+    assert result.compensation == CompensationReport()

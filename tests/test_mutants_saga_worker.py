@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any, TypeVar
 
 import pytest
@@ -183,3 +184,30 @@ async def test_run_worker_polls_again_at_once_after_a_full_batch_else_sleeps(
             nursery.cancel_scope.cancel()
     assert counter.claims == expected
     assert set(statuses(journal).values()) == {RunStatus.COMPENSATED}
+
+
+async def test_run_worker_logs_a_run_it_must_leave_alone_once(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A claimed run whose journal does not fit the worker's definition of its
+    scene: one error naming the run and why; no undo runs, it stays RUNNING."""
+    caplog.set_level(logging.ERROR, logger="trio_sagas")
+    shop = Shop()
+    journal = await crashed(
+        shop.scene(saga=True), "r", journal=MemoryJournal(lease=10.0)
+    )
+    other = Shop()
+    changed = Scene("s", [other.act("x"), other.act("y")], saga=True)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_worker, journal, [changed])
+            while journal.records["r"].epoch == 1:  # noqa: ASYNC110
+                await trio.sleep(0.25)
+            await trio.sleep(5)
+            nursery.cancel_scope.cancel()
+    assert statuses(journal) == {"r": RunStatus.RUNNING}
+    assert other.log == []
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].startswith("run_worker: run 'r' left alone: ")
+    assert "'s/a'" in errors[0]

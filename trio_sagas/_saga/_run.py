@@ -58,15 +58,46 @@ async def _run_durable(
         ) from exc
     async with journal.hold() as lease_scope:
         fence = await journal.create_run(run_id, scene=scene.name, state=encoded)
-        # A RESUME run undoes nothing unjournaled (see _resumable).
-        resume = scene.on_crash is OnCrash.RESUME
-        recorder = (ResumableRecorder if resume else JournalRecorder)(
-            run_id, emitter, journal, fence, state=state, lease_scope=lease_scope
-        )
-        runner = (ResumableRunner if resume else Runner)(run_id, state, deps, recorder)
-        result = await drive(runner, recorder, scene, lease_scope, fence)
+        if lease_scope.cancel_called and fence.worker == journal.worker_id:
+            # The id this hold was taken under was given up before the run
+            # existed (the journal refused create_run: an operator expired
+            # this live worker), and the run was created under the new id:
+            # it is held under that id, not stopped with the old id's runs.
+            async with journal.hold() as lease_scope:
+                if journal.worker_id != fence.worker:
+                    # That id was given up too (its local deadline passed
+                    # while create_run ran): the run is stopped, as any run
+                    # held under a given-up id.
+                    lease_scope.cancel(reason="the run's worker id was given up")
+                runner, recorder, result = await _start(
+                    scene, state, deps, emitter, journal, fence, lease_scope
+                )
+        else:
+            runner, recorder, result = await _start(
+                scene, state, deps, emitter, journal, fence, lease_scope
+            )
     recorder.check()
     return runner.result(result)
+
+
+async def _start(
+    scene: Scene,
+    state: Any,
+    deps: Any,
+    emitter: Emitter,
+    journal: Journal,
+    fence: Fence,
+    lease_scope: trio.CancelScope,
+) -> tuple[Runner, JournalRecorder, StepResult]:
+    """Run a new journaled run's scene under *lease_scope* (see :func:`drive`)."""
+    run_id = fence.run_id
+    # A RESUME run undoes nothing unjournaled (see _resumable).
+    resume = scene.on_crash is OnCrash.RESUME
+    recorder = (ResumableRecorder if resume else JournalRecorder)(
+        run_id, emitter, journal, fence, state=state, lease_scope=lease_scope
+    )
+    runner = (ResumableRunner if resume else Runner)(run_id, state, deps, recorder)
+    return runner, recorder, await drive(runner, recorder, scene, lease_scope, fence)
 
 
 async def drive(
