@@ -246,13 +246,6 @@ async def test_a_batch_claim_takes_every_good_run_behind_a_damaged_one(
     assert "run 'bad'" in warnings[0]
 
 
-@pytest.mark.xfail(
-    reason="known hang (tools/MUTANTS.md, _sqlite_worker.py:59): the heartbeat is "
-    "shielded from its start, so a cancelled entry's nursery.start() never reparents "
-    "it (trio's started() returns quietly in a cancelled nursery) and waits for it "
-    "forever; the same on Ctrl-C",
-    strict=True,
-)
 async def test_entering_a_journal_cancelled_while_it_registers_does_not_hang(
     tmp_path: pathlib.Path,
 ) -> None:
