@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import attrs
 import trio
@@ -141,7 +141,7 @@ class MemoryJournal:
     def hold(self) -> AbstractAsyncContextManager[trio.CancelScope]:
         return self.keeper.hold()
 
-    async def __aenter__(self) -> MemoryJournal:
+    async def __aenter__(self) -> Self:
         self._cm = trio.open_nursery()
         self._nursery = await self._cm.__aenter__()
         try:

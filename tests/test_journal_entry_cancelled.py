@@ -34,7 +34,8 @@ async def test_a_cancelled_entry_ends_and_gives_its_lease_back(
     async def slow_register() -> str:
         with trio.CancelScope(shield=True):  # a write once begun is not abandoned
             await gate.wait()
-            return await register()
+            worker_id: str = await register()
+        return worker_id
 
     keeper._register = slow_register
     entered = False

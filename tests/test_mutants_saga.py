@@ -259,7 +259,7 @@ async def test_run_worker_refuses_a_bad_poll_before_starting(
     """run_worker(poll=0 / negative / inf) is a ValueError naming 'poll', before any claim."""
     journal = NoClaims(lease=3.0)
     with trio.fail_after(10), pytest.raises(ValueError, match="poll"):
-        await run_worker(journal, [], poll=poll)  # type: ignore[arg-type]
+        await run_worker(journal, [], poll=poll)
     assert trio.current_time() == 0.0
 
 
@@ -318,7 +318,7 @@ async def test_the_claim_fallback_leaves_a_damaged_run_alone_with_a_warning(
             for run_id in ("first", "bad", "last"):
                 await dead.create_run(run_id, scene="s", state=b"{}")
             assert await alive.expire_worker(dead.worker_id)
-            got = await claim_and_load(alive, limit=5)  # type: ignore[arg-type]
+            got = await claim_and_load(alive, limit=5)
     assert [c.record.run_id for c in got] == ["first", "last"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == [
@@ -348,7 +348,7 @@ async def test_the_claim_fallback_leaves_out_a_run_that_vanished_after_its_claim
             for run_id in ("first", "gone", "last"):
                 await dead.create_run(run_id, scene="s", state=b"{}")
             assert await alive.expire_worker(dead.worker_id)
-            got = await claim_and_load(alive, ["first", "gone", "last"], limit=5)  # type: ignore[arg-type]
+            got = await claim_and_load(alive, ["first", "gone", "last"], limit=5)
     assert [c.record.run_id for c in got] == ["first", "last"]
 
 

@@ -247,7 +247,7 @@ async def test_a_run_whose_id_is_given_up_after_its_creation_is_fenced(
                 await run_scene(
                     three_steps(calls),
                     {},
-                    journal=journal,  # type: ignore[arg-type]
+                    journal=journal,
                     run_id="r",
                 )
     assert calls == []
@@ -284,7 +284,7 @@ async def test_a_run_whose_deadline_passed_during_create_run_is_not_re_held(
                 await run_scene(
                     three_steps(calls),
                     {},
-                    journal=journal,  # type: ignore[arg-type]
+                    journal=journal,
                     run_id="r",
                 )
             assert journal.worker_id not in ("", old)
