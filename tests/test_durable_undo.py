@@ -296,6 +296,45 @@ def test_each_registered_undo_runs_until_journaled_done(
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+async def test_a_recovery_journals_each_registered_undo_it_ran(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The process died once its act's three undos were registered: the
+    recovery runs them, last first, and journals each completion, so a
+    recovery dying later would not run them again."""
+
+    async def step(ctx: StepContext, state: object) -> str:
+        for index in range(3):
+            ctx.register_compensation(numbered_undo, index)
+        return "ok"
+
+    async def boom(ctx: StepContext, state: object) -> None:
+        raise ValueError("later step failed")
+
+    scene = Scene("s", [Act("a", step), Act("b", boom)], saga=True)
+    source = MemoryJournal()
+    await run_scene(scene, {}, journal=source, run_id="r")
+    cut = next(
+        i
+        for i in range(1, len(source.writes) + 1)
+        if [e.kind for e in source.as_after(i).entries["r"]].count(
+            "CompensationRegistered"
+        )
+        == 3
+    )
+    crashed = source.as_after(cut)
+    assert "CompensationActionCompleted" not in _kinds(crashed)
+    LOG.clear()
+    await recover(crashed, [scene])
+    assert LOG == ["undo 2", "undo 1", "undo 0"]
+    done = [
+        int(e.data["index"])
+        for e in crashed.entries["r"]
+        if e.kind == "CompensationActionCompleted"
+    ]
+    assert done == [2, 1, 0]
+
+
 async def test_failed_registered_undo_needs_intervention_then_retries(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
