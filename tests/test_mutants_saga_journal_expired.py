@@ -291,3 +291,27 @@ async def test_a_run_whose_deadline_passed_during_create_run_is_not_re_held(
     assert calls == []
     assert journal.records["r"].owner == old
     assert journal.entries["r"] == []
+
+
+async def test_create_run_refused_twice_tries_twice_then_gives_up(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal that refuses every ``create_run`` (each worker id found
+    lapsed): one try under the first id, one under a new id, then
+    ``LeaseLostError`` -- no third try."""
+    from trio_sagas._journal import _sqlite_leases
+
+    tries: list[str] = []
+
+    def refuse(conn: Any, *, worker: str, **kwargs: Any) -> bool:
+        tries.append(worker)
+        return False
+
+    monkeypatch.setattr(_sqlite_leases, "create_run", refuse)
+    async with trio_sagas.SQLiteJournal(tmp_path / "j.db") as journal:
+        first = journal.worker_id
+        with pytest.raises(trio_sagas.LeaseLostError, match="before creating run 'r'"):
+            await journal.create_run("r", scene="s", state=b"{}")
+    assert len(tries) == 2
+    assert tries[0] == first
+    assert tries[1] != first
