@@ -98,6 +98,11 @@ async def test_file_changed_under_a_live_journal(
             await journal.runs()
         with pytest.raises(JournalError, match=message):  # every later batch too
             await journal.create_run("r9", scene="s", state=b"{}")
+        # The batched recovery calls too: a claim is a write, a read is a read.
+        with pytest.raises(JournalError, match=message):
+            await journal.claim_and_load(limit=10)
+        with pytest.raises(JournalError, match=message):
+            await journal.read_events(["r0", "r1"])
 
 
 async def test_saga_under_a_deleted_journal_does_not_succeed(
@@ -121,6 +126,69 @@ async def test_saga_under_a_deleted_journal_does_not_succeed(
         pytest.raises(JournalError, match="was deleted"),
     ):
         await run_scene(scene, {}, journal=journal, run_id="r")
+
+
+async def test_recovery_under_a_deleted_journal_stops_with_journal_error(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A recovery whose journal is deleted during an undo (after its batched
+    claim) raises JournalError, bare: it reports no run as rolled back. The
+    journal's exit then cannot give its worker row up: logged, not raised."""
+    db = tmp_path / "j.db"
+    undone: list[str] = []
+
+    async def charge(ctx: StepContext, state: dict[str, Any]) -> str:
+        return "ch-1"
+
+    async def refund(ctx: StepContext, state: dict[str, Any]) -> None:
+        undone.append(ctx.path)
+        db.unlink()  # the file goes while the recovery undoes
+
+    async def crash(ctx: StepContext, state: dict[str, Any]) -> None:
+        raise trio_sagas.JournalError("simulated: the process dies here")
+
+    def scene() -> Scene:
+        return Scene(
+            "s",
+            [Act("charge", charge, compensate=refund), Act("ship", crash)],
+            saga=True,
+        )
+
+    async with SQLiteJournal(db, lease=0.5) as dead:
+        # Leave a RUNNING run: its intent for "ship" is journaled, then the
+        # worker leaves without rolling back (as a killed process would).
+        fence = await dead.create_run("r", scene="s", state=b"{}")
+        await dead.append(
+            fence,
+            [
+                JournalEntry(
+                    run_id="r",
+                    seq=0,
+                    kind="SceneStarted",
+                    step="s",
+                    at=0.0,
+                    data={"saga": True},
+                ),
+                JournalEntry(
+                    run_id="r", seq=1, kind="ActStarted", step="s/charge", at=0.0
+                ),
+                JournalEntry(
+                    run_id="r",
+                    seq=2,
+                    kind="ActCompleted",
+                    step="s/charge",
+                    at=0.0,
+                    data={"duration": 0.0, "attempts": 1, "journal_wait": 0.0},
+                    value=b'"ch-1"',
+                ),
+            ],
+        )
+    with trio.fail_after(30):
+        async with SQLiteJournal(db) as journal:
+            with pytest.raises(JournalError, match="was deleted"):
+                await trio_sagas.recover(journal, [scene()])
+    assert undone == ["s/charge"]
+    assert any("giving up worker" in r.getMessage() for r in caplog.records)
 
 
 # -- between processes ----------------------------------------------------------

@@ -16,6 +16,8 @@ from typing import Any
 
 import trio
 
+from .._events import logger
+from .._saga._journal import JournalError
 from .._saga._lease import LeaseKeeper
 from . import _sqlite_leases as leases
 from ._store import Store
@@ -63,7 +65,8 @@ class Worker:
         self.keeper.beating = True
 
     async def stop(self) -> None:
-        """Stop the heartbeat and give the lease up (shielded: it is one write)."""
+        """Stop the heartbeat and give the lease up (shielded: it is one write;
+        if it fails, the row runs out by itself: logged, not raised)."""
         self.keeper.stop()
         if self._nursery is not None:
             await self._cm.__aexit__(None, None, None)
@@ -71,4 +74,11 @@ class Worker:
         worker_id = self.keeper.worker_id
         if worker_id is not None and not self._store.closed:
             with trio.CancelScope(shield=True):
-                await self._store.write(lambda conn: leases.unregister(conn, worker_id))
+                try:
+                    await self._store.write(
+                        lambda conn: leases.unregister(conn, worker_id)
+                    )
+                except JournalError as exc:
+                    # The row runs out by itself; the block's own outcome
+                    # (or the error every other call reports) stands.
+                    logger.warning("giving up worker %r failed: %s", worker_id, exc)
