@@ -11,10 +11,7 @@ import trio
 import trio.testing
 
 from trio_sagas import (
-    Chorus,
-    ChorusMode,
     JournalEntry,
-    OnCrash,
     Scene,
     recover,
     run_scene,
@@ -24,23 +21,9 @@ from trio_sagas._saga._replay import Replay
 from .helpers import FAILING_KINDS
 from .memory_journal import MemoryJournal
 from .test_resume import Shop
+from .test_resume import tolerant_order as scene_of
 
 FAILURES = sorted(FAILING_KINDS)
-
-
-def scene_of(shop: Shop) -> Scene:
-    """``a``, a PARTIAL_SUCCESS chorus (``b1``, ``b2``), ``d``: RESUME."""
-    act = shop.act
-    return Scene(
-        "order",
-        [
-            act("a"),
-            Chorus("pack", [act("b1"), act("b2", 2)], mode=ChorusMode.PARTIAL_SUCCESS),
-            act("d"),
-        ],
-        saga=True,
-        on_crash=OnCrash.RESUME,
-    )
 
 
 def replay(journal: MemoryJournal, scene: Scene, entries: Any) -> Replay:
