@@ -29,13 +29,15 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import trio
 
 import trio_sagas
 from trio_sagas import Act, Scene, StepContext
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.killing_journal import KillingJournal
 
 STEPS = 5
 
@@ -89,45 +91,6 @@ def build_scene(
     return Scene("order", [act(i) for i in range(1, STEPS + 1)], saga=True)
 
 
-class KillAfterWrites:
-    """A journal wrapper that SIGKILLs the process after its N-th write."""
-
-    def __init__(self, inner: trio_sagas.SQLiteJournal, kill_at: int) -> None:
-        self.inner = inner
-        self.kill_at = kill_at
-        self.writes = 0
-
-    @property
-    def codec(self) -> trio_sagas.Codec:
-        return self.inner.codec
-
-    def _wrote(self) -> None:
-        self.writes += 1
-        if self.writes == self.kill_at:
-            _die()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def create_run(
-        self, run_id: str, *, scene: str, state: bytes
-    ) -> trio_sagas.Fence:
-        fence = await self.inner.create_run(run_id, scene=scene, state=state)
-        self._wrote()
-        return fence
-
-    async def append(
-        self,
-        fence: trio_sagas.Fence,
-        entries: Sequence[trio_sagas.JournalEntry],
-        *,
-        state: bytes | None = None,
-        status: trio_sagas.RunStatus | None = None,
-    ) -> None:
-        await self.inner.append(fence, entries, state=state, status=status)
-        self._wrote()
-
-
 def main(argv: list[str]) -> None:
     db, log, mode, number = argv[1], argv[2], argv[3], int(argv[4])
     if mode in ("sigint", "recover"):
@@ -148,8 +111,8 @@ def main(argv: list[str]) -> None:
     lease = 1.0 if mode == "stop" else trio_sagas.DEFAULT_LEASE
 
     async def run() -> None:
-        with trio_sagas.SQLiteJournal(db, lease=lease) as sqlite:
-            journal = KillAfterWrites(sqlite, number if mode == "write" else 0)
+        KillingJournal.kill_at = number if mode == "write" else 0
+        with KillingJournal(db, lease=lease) as journal:
             try:
                 result = await trio_sagas.run_scene(
                     scene, {}, journal=journal, run_id="order-1"
@@ -158,7 +121,7 @@ def main(argv: list[str]) -> None:
                 print("LOST", flush=True)
                 sys.exit(3)
             assert result.failed_step == f"order/s{STEPS}", result
-            print(journal.writes)
+            print(KillingJournal.writes)
 
     trio.run(run)
 

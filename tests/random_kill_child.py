@@ -34,7 +34,6 @@ import random
 import signal
 import sys
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -42,6 +41,9 @@ import trio.lowlevel
 
 import trio_sagas
 from trio_sagas import Act, Chorus, OnCrash, Scene, StepContext, Uncertain
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.killing_journal import KillingJournal
 
 RUNS = 4
 ORDER = ("a", "b", "c", "d")
@@ -53,36 +55,6 @@ MAX_WRITES = 40
 MAX_DELAY = 0.05
 """Timer kills pick a moment in 0..MAX_DELAY s after the journal opened (an
 uncrashed trial takes ~0.03-0.06 s here; some timers fire too late: no kill)."""
-
-
-class KillingJournal(trio_sagas.SQLiteJournal):  # type: ignore[misc]
-    """A SQLite journal that SIGKILLs the process after its N-th write."""
-
-    kill_at = 0
-    writes = 0
-
-    def wrote(self) -> None:
-        type(self).writes += 1
-        if type(self).writes == self.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    async def create_run(
-        self, run_id: str, *, scene: str, state: bytes
-    ) -> trio_sagas.Fence:
-        fence = await super().create_run(run_id, scene=scene, state=state)
-        self.wrote()
-        return fence
-
-    async def append(
-        self,
-        fence: trio_sagas.Fence,
-        entries: Sequence[trio_sagas.JournalEntry],
-        *,
-        state: bytes | None = None,
-        status: trio_sagas.RunStatus | None = None,
-    ) -> None:
-        await super().append(fence, entries, state=state, status=status)
-        self.wrote()
 
 
 def effect(log: str, line: str) -> None:

@@ -15,9 +15,7 @@ Every ``run`` and undo appends ``"run KEY"``/``"undo KEY"`` to LOG first.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -26,41 +24,8 @@ import trio.lowlevel
 import trio_sagas
 from trio_sagas import Act, Chorus, OnCrash, Scene, StepContext, Uncertain
 
-
-class KillingJournal(trio_sagas.SQLiteJournal):  # type: ignore[misc]
-    """A SQLite journal that SIGKILLs the process after its N-th write.
-
-    A subclass, not a wrapper: a wrapper would not pass
-    ``isinstance(journal, Journal)`` on Python 3.12+, whose protocol check
-    ignores ``__getattr__``.
-    """
-
-    kill_at = 0
-    writes = 0
-
-    def wrote(self) -> None:
-        type(self).writes += 1
-        if type(self).writes == self.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    async def create_run(
-        self, run_id: str, *, scene: str, state: bytes
-    ) -> trio_sagas.Fence:
-        fence = await super().create_run(run_id, scene=scene, state=state)
-        self.wrote()
-        return fence
-
-    async def append(
-        self,
-        fence: trio_sagas.Fence,
-        entries: Sequence[trio_sagas.JournalEntry],
-        *,
-        state: bytes | None = None,
-        status: trio_sagas.RunStatus | None = None,
-    ) -> None:
-        await super().append(fence, entries, state=state, status=status)
-        self.wrote()
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.killing_journal import KillingJournal
 
 STEPS = ("a", "pack/b1", "pack/b2", "ship/c1", "ship/c2", "d", "e")
 """The acts, by path under the top scene ``order``."""
