@@ -3,6 +3,7 @@ leases run on the trio clock); run_worker; interruptions during a rollback."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import pathlib
 from typing import Any
@@ -512,6 +513,22 @@ async def test_recover_rolls_runs_back_concurrently(
     assert {r.status for r in journal.records.values()} == {RunStatus.COMPENSATED}
 
 
+def capture_holds(journal: MemoryJournal) -> list[trio.CancelScope]:
+    """Make *journal*'s ``hold()`` note each lease scope it yields (a test
+    cancels one to stand for the lease running out); returns the list."""
+    scopes: list[trio.CancelScope] = []
+    real_hold = journal.hold
+
+    @contextlib.asynccontextmanager
+    async def hold() -> Any:
+        async with real_hold() as scope:
+            scopes.append(scope)
+            yield scope
+
+    journal.hold = hold  # type: ignore[method-assign]
+    return scopes
+
+
 @pytest.mark.parametrize(
     ("on_crash", "after_recovery"),
     [
@@ -528,8 +545,6 @@ async def test_a_lease_stop_in_the_first_act_journals_no_failure(
     not renew, the database still taking writes): nothing more is journaled --
     no ActCancelled, SceneFailed or rollback that would make a RESUME run look
     failed -- and the worker that claims it resumes it (or rolls it back)."""
-    import contextlib
-
     ran: list[str] = []
 
     async def do(ctx: trio_sagas.StepContext, state: Any) -> None:
@@ -546,16 +561,7 @@ async def test_a_lease_stop_in_the_first_act_journals_no_failure(
         steps=[trio_sagas.Act(n, do, compensate=undo) for n in ("a", "b")],
     )
     journal = MemoryJournal()
-    scopes: list[trio.CancelScope] = []
-    real_hold = journal.hold
-
-    @contextlib.asynccontextmanager
-    async def hold() -> Any:
-        async with real_hold() as scope:
-            scopes.append(scope)
-            yield scope
-
-    journal.hold = hold  # type: ignore[method-assign]
+    scopes = capture_holds(journal)
     async with journal:
         async with trio.open_nursery() as nursery:
 
@@ -593,7 +599,6 @@ async def test_a_lease_lost_in_a_chorus_is_raised_once_and_bare(
     """Both branches of a Chorus meet the lost lease: run_scene raises the one
     LeaseLostError bare (an ``except JournalError`` around it catches it), not
     a group of two, and the run stays RUNNING for the worker that claims it."""
-    import contextlib
 
     async def do(ctx: trio_sagas.StepContext, state: Any) -> None:
         await trio.sleep(1)
@@ -611,16 +616,7 @@ async def test_a_lease_lost_in_a_chorus_is_raised_once_and_bare(
         steps=[act("a"), trio_sagas.Chorus("c", [act("x"), act("y")]), act("b")],
     )
     journal = MemoryJournal()
-    scopes: list[trio.CancelScope] = []
-    real_hold = journal.hold
-
-    @contextlib.asynccontextmanager
-    async def hold() -> Any:
-        async with real_hold() as scope:
-            scopes.append(scope)
-            yield scope
-
-    journal.hold = hold  # type: ignore[method-assign]
+    scopes = capture_holds(journal)
     async with journal, trio.open_nursery() as nursery:
 
         async def stop_the_lease() -> None:
